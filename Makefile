@@ -1,0 +1,47 @@
+# SPDX-License-Identifier: MIT
+# Top-level Makefile: dispatches to one directory per deliverable; everything lands in build/.
+SUBDIRS := common bpf router shim ctl lab tests
+
+.PHONY: all deps $(SUBDIRS) check unit integration demo bench clean
+
+all: $(SUBDIRS)
+
+deps:
+	@bash scripts/deps
+
+common:
+	$(MAKE) -C common
+bpf: common
+	$(MAKE) -C bpf
+router: common bpf
+	$(MAKE) -C router
+shim: common
+	$(MAKE) -C shim
+ctl: common
+	$(MAKE) -C ctl
+lab:
+	$(MAKE) -C lab
+tests: common shim
+	$(MAKE) -C tests
+
+# make check: install deps, build, run unit and integration tests, print "N passed, N failed".
+check: deps
+	$(MAKE) all
+	bash tests/run $(TESTS)
+
+unit: all
+	bash tests/run --unit
+
+integration: all
+	bash tests/run --integration $(TESTS)
+
+demo: deps
+	$(MAKE) all
+	bash scripts/demo
+
+bench: deps
+	$(MAKE) all
+	bash bench/run $(if $(QUICK),--quick)
+
+clean:
+	rm -rf build

@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: MIT
+/* Control-socket message I/O with descriptor passing, and the size checks for every type. */
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include "msg.h"
+#include "sockopt.h"
+
+size_t slim_connect_req_len(unsigned nopts)
+{
+	return offsetof(struct slim_connect_req, opts) + nopts * sizeof(struct slim_sockopt);
+}
+
+size_t slim_listen_req_len(unsigned nopts)
+{
+	return offsetof(struct slim_listen_req, opts) + nopts * sizeof(struct slim_sockopt);
+}
+
+static int check_opts(const struct slim_sockopt *opts, unsigned nopts)
+{
+	for (unsigned i = 0; i < nopts; i++)
+		if (!slim_sockopt_allowed(opts[i].level, opts[i].name, opts[i].len))
+			return -EBADMSG;
+	return 0;
+}
+
+static int check_header(const struct slim_msg_hdr *h, size_t n)
+{
+	if (n < sizeof(*h) || n > SLIM_MSG_MAX || h->len != n || h->reserved != 0)
+		return -EBADMSG;
+	return 0;
+}
+
+int slim_msg_check_request(const void *buf, size_t n)
+{
+	const struct slim_msg_hdr *h = buf;
+
+	if (check_header(h, n) < 0)
+		return -EBADMSG;
+	switch (h->type) {
+	case SLIM_MSG_CONNECT_REQ: {
+		const struct slim_connect_req *r = buf;
+
+		if (n < offsetof(struct slim_connect_req, opts) || r->nopts > SLIM_MAX_SOCKOPTS ||
+		    n != slim_connect_req_len(r->nopts) || r->flags & ~SLIM_CONNF_RETRY)
+			return -EBADMSG;
+		return check_opts(r->opts, r->nopts);
+	}
+	case SLIM_MSG_LISTEN_REQ: {
+		const struct slim_listen_req *r = buf;
+
+		if (n < offsetof(struct slim_listen_req, opts) || r->nopts > SLIM_MAX_SOCKOPTS ||
+		    n != slim_listen_req_len(r->nopts))
+			return -EBADMSG;
+		return check_opts(r->opts, r->nopts);
+	}
+	case SLIM_MSG_ACCEPTED:
+		return n == sizeof(struct slim_accepted) ? 0 : -EBADMSG;
+	case SLIM_MSG_CTL_REQ:
+		return n > sizeof(*h) ? 0 : -EBADMSG;
+	}
+	return -EBADMSG;
+}
+
+int slim_msg_check_reply(const void *buf, size_t n, uint16_t type, uint32_t id)
+{
+	const struct slim_msg_hdr *h = buf;
+
+	if (check_header(h, n) < 0 || h->type != type || h->id != id)
+		return -EBADMSG;
+	if (type == SLIM_MSG_CTL_REP)
+		return 0;
+	return n == slim_msg_fixed_len(type) ? 0 : -EBADMSG;
+}
+
+int slim_msg_check_fabric(const void *buf, size_t n)
+{
+	const struct slim_msg_hdr *h = buf;
+	uint16_t type;
+
+	if (n < sizeof(*h) || ntohl(h->len) != n || h->reserved != 0)
+		return -EBADMSG;
+	type = ntohs(h->type);
+	if (type != SLIM_MSG_RESOLVE_REQ && type != SLIM_MSG_RESOLVE_REP)
+		return -EBADMSG;
+	return n == slim_msg_fixed_len(type) ? 0 : -EBADMSG;
+}
+
+int slim_msg_send(int sock, const void *msg, size_t len, int pass_fd)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control;
+	struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t n;
+
+	if (pass_fd >= 0) {
+		struct cmsghdr *c;
+
+		memset(&control, 0, sizeof(control));
+		mh.msg_control = control.buf;
+		mh.msg_controllen = sizeof(control.buf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+	}
+	do
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return (size_t)n == len ? 0 : -EMSGSIZE;
+}
+
+ssize_t slim_msg_recv(int sock, void *buf, size_t cap, int *fd_out, int flags)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+	} control;
+	struct iovec iov = {.iov_base = buf, .iov_len = cap};
+	struct msghdr mh = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = control.buf,
+		.msg_controllen = sizeof(control.buf),
+	};
+	ssize_t n;
+
+	*fd_out = -1;
+	do
+		n = recvmsg(sock, &mh, flags | MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+		for (size_t i = 0; i < nfds; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (*fd_out < 0)
+				*fd_out = fd;
+			else
+				close(fd); /* one descriptor per message; never leak extras */
+		}
+	}
+	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+		if (*fd_out >= 0)
+			close(*fd_out);
+		*fd_out = -1;
+		return -EMSGSIZE;
+	}
+	return n;
+}

@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The wire protocols: shim <-> router and slimctl <-> router over the router's UNIX control
+ * socket, router <-> router over TCP on the fabric. Shared by every program so both ends of a
+ * message are compiled from one definition.
+ *
+ * Control socket: AF_UNIX SOCK_SEQPACKET. One message per sendmsg/recvmsg, so framing is the
+ * kernel's and a descriptor passed with SCM_RIGHTS belongs to exactly one message. Every message
+ * starts with struct slim_msg_hdr; hdr.len is the whole message and must equal the bytes received.
+ * A reply carries the request's id. A malformed message closes that one client.
+ *
+ * Fabric protocol: TCP, the same header framing a byte stream (hdr.len delimits messages).
+ *
+ * All integers in the header and in the binary payloads are in host byte order on the control
+ * socket (both ends share a kernel) and in network byte order on the fabric. IPv4 addresses and
+ * ports are always kept in network byte order (as in struct sockaddr_in).
+ */
+#ifndef SLIM_PROTO_H
+#define SLIM_PROTO_H
+
+#include <stdint.h>
+
+#define SLIM_PROTO_VERSION 1
+
+/* Largest message either side accepts; ctl replies larger than this are split (SLIM_MSGF_MORE). */
+#define SLIM_MSG_MAX 65536
+
+/* Default control socket; slimrouterd --socket and SLIM_ROUTER_SOCKET override it. */
+#define SLIM_DEFAULT_SOCKET "/run/slim/router.sock"
+/* Default TCP port of the router-to-router protocol on the fabric. */
+#define SLIM_DEFAULT_PEER_PORT 7471
+
+enum slim_msg_type {
+	/* shim -> router, reply SLIM_MSG_CONNECT_REP (+ host socket fd when action is FD) */
+	SLIM_MSG_CONNECT_REQ = 1,
+	SLIM_MSG_CONNECT_REP = 2,
+	/* shim -> router, reply SLIM_MSG_LISTEN_REP (+ host listener fd when action is FD) */
+	SLIM_MSG_LISTEN_REQ = 3,
+	SLIM_MSG_LISTEN_REP = 4,
+	/* shim -> router, one-way notice (no reply): a connection accepted from a host listener */
+	SLIM_MSG_ACCEPTED = 5,
+	/* slimctl -> router: JSON request; reply SLIM_MSG_CTL_REP with a JSON payload */
+	SLIM_MSG_CTL_REQ = 16,
+	SLIM_MSG_CTL_REP = 17,
+	/* router -> router on the fabric */
+	SLIM_MSG_RESOLVE_REQ = 32,
+	SLIM_MSG_RESOLVE_REP = 33,
+};
+
+/* hdr.flags */
+#define SLIM_MSGF_MORE 0x0001 /* CTL_REP: more fragments of this reply follow */
+
+struct slim_msg_hdr {
+	uint16_t type;
+	uint16_t flags;
+	uint32_t len; /* whole message, header included */
+	uint32_t id;  /* chosen by the requester, echoed in the reply */
+	uint32_t reserved; /* must be 0 */
+};
+
+/*
+ * Socket options an app set before connect/listen, replayed by the router on the host socket
+ * before it connects or listens (so SO_RCVBUF shapes window scaling, SO_REUSEPORT groups
+ * listeners). Only options in the sockopt whitelist (sockopt.h) are accepted.
+ */
+#define SLIM_MAX_SOCKOPTS 16
+#define SLIM_SOCKOPT_MAXLEN 16
+
+struct slim_sockopt {
+	int32_t level;
+	int32_t name;
+	uint32_t len;
+	uint8_t val[SLIM_SOCKOPT_MAXLEN];
+};
+
+/* CONNECT_REQ.flags */
+#define SLIM_CONNF_RETRY 0x0001 /* the previous attempt was refused: drop cached resolution */
+
+struct slim_connect_req {
+	struct slim_msg_hdr hdr;
+	uint32_t dst_ip; /* overlay destination (network order) */
+	uint16_t dst_port;
+	uint16_t flags;
+	uint32_t bound_ip; /* address the app bound the socket to, 0 if none */
+	uint16_t bound_port; /* port the app bound, 0 if none */
+	uint16_t nopts;
+	struct slim_sockopt opts[SLIM_MAX_SOCKOPTS]; /* only nopts are sent */
+};
+
+enum slim_action {
+	SLIM_ACT_FD = 1,       /* a host socket is attached: use it */
+	SLIM_ACT_FALLBACK = 2, /* not for slim (no slim listener, unknown pod, ...): plain syscall */
+	SLIM_ACT_ERROR = 3,    /* fail the call with rep.error (e.g. ECONNREFUSED by policy) */
+};
+
+/* CONNECT_REP.flags */
+#define SLIM_REPF_CACHED 0x0001 /* the listener address came from the resolution cache */
+
+struct slim_connect_rep {
+	struct slim_msg_hdr hdr;
+	uint32_t action; /* enum slim_action */
+	int32_t error;   /* errno for SLIM_ACT_ERROR */
+	uint32_t flags;
+	uint32_t local_ip; /* overlay address the app's socket now has */
+	uint16_t local_port;
+	uint16_t host_port; /* host listener the host socket connects to */
+	uint32_t host_ip;
+};
+
+struct slim_listen_req {
+	struct slim_msg_hdr hdr;
+	uint32_t bound_ip; /* 0.0.0.0 or the pod's overlay IP */
+	uint16_t port;     /* overlay port the app listens on */
+	uint16_t nopts;
+	int32_t backlog;
+	struct slim_sockopt opts[SLIM_MAX_SOCKOPTS];
+};
+
+struct slim_listen_rep {
+	struct slim_msg_hdr hdr;
+	uint32_t action; /* SLIM_ACT_FD or SLIM_ACT_FALLBACK or SLIM_ACT_ERROR */
+	int32_t error;
+	uint32_t host_ip; /* where the host listener listens (fabric address) */
+	uint16_t host_port;
+	uint16_t pad;
+};
+
+struct slim_accepted {
+	struct slim_msg_hdr hdr;
+	uint32_t overlay_src_ip, overlay_dst_ip;
+	uint16_t overlay_src_port, overlay_dst_port;
+	uint32_t host_src_ip, host_dst_ip;
+	uint16_t host_src_port, host_dst_port;
+};
+
+/* CTL_REQ / CTL_REP: hdr followed by UTF-8 JSON text (not NUL-terminated). */
+
+/* Fabric: RESOLVE_REQ asks the router owning pod_ip where (pod_ip, port) listens on its host. */
+struct slim_resolve_req {
+	struct slim_msg_hdr hdr;
+	uint32_t pod_ip;
+	uint16_t port;
+	uint16_t pad;
+};
+
+enum slim_resolve_status {
+	SLIM_RESOLVE_FOUND = 1,       /* host_ip:host_port is the host listener */
+	SLIM_RESOLVE_NO_LISTENER = 2, /* the pod exists but no slim listener on that port */
+	SLIM_RESOLVE_NO_POD = 3,      /* no registered pod with that IP on that host */
+};
+
+struct slim_resolve_rep {
+	struct slim_msg_hdr hdr;
+	uint32_t status; /* enum slim_resolve_status */
+	uint32_t host_ip;
+	uint16_t host_port;
+	uint16_t pad;
+};
+
+/*
+ * Returns the exact size of a fixed-layout message type (0 for variable-length ones: CTL_*),
+ * so both the router and the fuzzers check sizes from one table.
+ */
+static inline uint32_t slim_msg_fixed_len(uint16_t type)
+{
+	switch (type) {
+	case SLIM_MSG_CONNECT_REP:
+		return sizeof(struct slim_connect_rep);
+	case SLIM_MSG_LISTEN_REP:
+		return sizeof(struct slim_listen_rep);
+	case SLIM_MSG_ACCEPTED:
+		return sizeof(struct slim_accepted);
+	case SLIM_MSG_RESOLVE_REQ:
+		return sizeof(struct slim_resolve_req);
+	case SLIM_MSG_RESOLVE_REP:
+		return sizeof(struct slim_resolve_rep);
+	default:
+		return 0;
+	}
+}
+
+#endif /* SLIM_PROTO_H */

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: MIT
+/* The whitelist of socket options replayed from a pod socket onto its host socket. */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "proto.h"
+#include "sockopt.h"
+
+bool slim_sockopt_allowed(int level, int name, size_t len)
+{
+	if (len == 0 || len > SLIM_SOCKOPT_MAXLEN)
+		return false;
+	if (level == SOL_SOCKET) {
+		switch (name) {
+		case SO_RCVBUF:
+		case SO_SNDBUF:
+		case SO_KEEPALIVE:
+		case SO_REUSEADDR:
+		case SO_REUSEPORT:
+		case SO_OOBINLINE:
+		case SO_RCVLOWAT:
+			return len == sizeof(int);
+		case SO_LINGER:
+			return len == sizeof(struct linger);
+		}
+		return false;
+	}
+	if (level == IPPROTO_TCP) {
+		switch (name) {
+		case TCP_NODELAY:
+		case TCP_KEEPIDLE:
+		case TCP_KEEPINTVL:
+		case TCP_KEEPCNT:
+		case TCP_USER_TIMEOUT:
+		case TCP_MAXSEG:
+		case TCP_CORK:
+		case TCP_QUICKACK:
+		case TCP_NOTSENT_LOWAT:
+		case TCP_DEFER_ACCEPT:
+			return len == sizeof(int);
+		}
+		return false;
+	}
+	/* IP_TOS and SO_PRIORITY are absent on purpose: priority is the router's to give. */
+	return false;
+}
