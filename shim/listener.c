@@ -1,0 +1,286 @@
+// SPDX-License-Identifier: MIT
+/*
+ * listen() and accept(): a pod listener gets a companion host listener from the router, and
+ * accept serves both behind the app's one fd (docs/design.md, "accept multiplexing").
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include "msg.h"
+#include "preamble.h"
+#include "shim.h"
+
+/* How long accept waits for the rest of a preamble that did not arrive with the SYN. */
+#define PREAMBLE_WAIT_MS 1000
+
+int listener_after_listen(int fd, int backlog)
+{
+	struct fd_entry *e = fdtab_get(fd);
+	struct slim_listen_req req = {.hdr.type = SLIM_MSG_LISTEN_REQ};
+	struct slim_listen_rep rep;
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	struct shim_listener *l;
+	struct fd_entry *h;
+	int host_fd;
+
+	if (REAL(getsockname)(fd, (struct sockaddr *)&sin, &len) < 0 || sin.sin_family != AF_INET)
+		return 0;
+	/* A loopback-only listener is private to the pod: nothing to virtualize. */
+	if ((ntohl(sin.sin_addr.s_addr) >> 24) == 127) {
+		e->kind = FD_PLAIN;
+		return 0;
+	}
+	garbage_collect();
+	req.bound_ip = sin.sin_addr.s_addr;
+	req.port = sin.sin_port;
+	req.backlog = backlog;
+	if (e->opts) {
+		req.nopts = e->opts->n;
+		memcpy(req.opts, e->opts->opt, e->opts->n * sizeof(req.opts[0]));
+	}
+	if (router_call(&req, slim_listen_req_len(req.nopts), SLIM_MSG_LISTEN_REP, &rep,
+			sizeof(rep), &host_fd) < 0 ||
+	    rep.action != SLIM_ACT_FD || host_fd < 0) {
+		if (host_fd >= 0)
+			REAL(close)(host_fd);
+		e->kind = FD_PLAIN;
+		return 0;
+	}
+	l = garbage_alloc(sizeof(*l));
+	h = fdtab_slot(host_fd);
+	if (!l || !h) {
+		garbage_defer(l);
+		REAL(close)(host_fd);
+		e->kind = FD_PLAIN;
+		return 0;
+	}
+	atomic_init(&l->refs, 1);
+	atomic_init(&l->host_fd, host_fd);
+	l->ip = sin.sin_addr.s_addr;
+	l->port = sin.sin_port;
+	h->kind = FD_HIDDEN;
+	h->listener = l;
+	e->kind = FD_LISTENER;
+	e->listener = l;
+	fdtab_listener_added();
+	if (e->regs) {
+		/* The app put this socket in epoll sets before listen(): add the host side too. */
+		for (unsigned i = 0; i < e->regs->n; i++) {
+			struct epoll_event ev = e->regs->reg[i].ev;
+
+			REAL(epoll_ctl)(e->regs->reg[i].epfd, EPOLL_CTL_ADD, host_fd, &ev);
+		}
+		garbage_defer(e->regs);
+		e->regs = NULL;
+	}
+	shim_log("listen: fd %d port %u also on host %s:%u (fd %d)", fd, ntohs(sin.sin_port),
+		 inet_ntoa(*(struct in_addr *)&rep.host_ip), ntohs(rep.host_port), host_fd);
+	return 0;
+}
+
+void listener_mirror_sockopt(struct fd_entry *e, int level, int name, const void *val,
+			     socklen_t len)
+{
+	int host_fd = atomic_load(&e->listener->host_fd);
+
+	/* Accepted host sockets inherit these from the host listener, as pod ones do from theirs. */
+	if (host_fd >= 0)
+		REAL(setsockopt)(host_fd, level, name, val, len);
+}
+
+/* This pod's own overlay address, learnt once: where a wildcard listener's clients aim. */
+static uint32_t listener_pod_ip(void)
+{
+	static atomic_uint cached;
+	uint32_t ip = atomic_load(&cached);
+
+	if (!ip) {
+		struct sockaddr_in probe = {.sin_family = AF_INET,
+					    .sin_addr.s_addr = shim_config.overlay_net | htonl(1),
+					    .sin_port = htons(9)};
+		struct sockaddr_in me;
+		socklen_t len = sizeof(me);
+		/* A UDP connect sends nothing; it only makes the kernel pick the source address. */
+		int s = REAL(socket)(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+		if (s >= 0 && REAL(connect)(s, (struct sockaddr *)&probe, sizeof(probe)) == 0 &&
+		    REAL(getsockname)(s, (struct sockaddr *)&me, &len) == 0)
+			ip = me.sin_addr.s_addr;
+		if (s >= 0)
+			REAL(close)(s);
+		atomic_store(&cached, ip);
+	}
+	return ip;
+}
+
+/*
+ * Reads the preamble of a connection accepted from the host listener. It normally arrived with
+ * the SYN (TCP_DEFER_ACCEPT queues only connections carrying data); if it is split, wait a
+ * bounded time for the rest. Returns 0, or -1 when this is not a connection for this listener.
+ */
+static int listener_read_preamble(int fd, const struct shim_listener *l, struct slim_preamble *p)
+{
+	uint8_t buf[SLIM_PREAMBLE_LEN];
+	size_t got = 0;
+	struct timespec start;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (got < sizeof(buf)) {
+		ssize_t n = recv(fd, buf + got, sizeof(buf) - got, MSG_DONTWAIT);
+
+		if (n > 0) {
+			got += n;
+			continue;
+		}
+		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			return -1;
+		struct timespec now;
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long waited = (now.tv_sec - start.tv_sec) * 1000 +
+			      (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (waited >= PREAMBLE_WAIT_MS)
+			return -1;
+		REAL(poll)(&pfd, 1, PREAMBLE_WAIT_MS - (int)waited);
+	}
+	if (slim_preamble_decode(buf, sizeof(buf), p) < 0)
+		return -1;
+	/* A stale route must never deliver another pod's connection to this app. */
+	if (p->dst_port != l->port)
+		return -1;
+	if (l->ip ? p->dst_ip != l->ip : p->dst_ip != listener_pod_ip())
+		return -1;
+	return 0;
+}
+
+/* Accepts from the host listener: a connection, -1/EAGAIN when none is pending, or an error. */
+static int listener_accept_host(struct fd_entry *e, struct sockaddr *addr, socklen_t *len,
+				int flags)
+{
+	struct shim_listener *l = e->listener;
+	struct slim_accepted note = {.hdr.type = SLIM_MSG_ACCEPTED};
+	struct slim_preamble p;
+	struct sockaddr_in host_local, host_peer;
+	socklen_t hl = sizeof(host_local), hp = sizeof(host_peer);
+	struct fd_entry *n;
+	int host_fd, fd;
+
+	for (;;) {
+		host_fd = atomic_load(&l->host_fd);
+		if (host_fd < 0) {
+			errno = EAGAIN;
+			return -1;
+		}
+		fd = REAL(accept4)(host_fd, (struct sockaddr *)&host_peer, &hp, flags);
+		if (fd < 0)
+			return -1;
+		if (listener_read_preamble(fd, l, &p) == 0)
+			break;
+		shim_log("accept: dropped a host connection without a valid preamble");
+		REAL(close)(fd);
+		hp = sizeof(host_peer);
+	}
+	struct sockaddr_in local = {.sin_family = AF_INET,
+				    .sin_addr.s_addr = p.dst_ip,
+				    .sin_port = p.dst_port};
+	struct sockaddr_in peer = {.sin_family = AF_INET,
+				   .sin_addr.s_addr = p.src_ip,
+				   .sin_port = p.src_port};
+
+	fdtab_release(fd);
+	n = fdtab_slot(fd);
+	if (n) {
+		n->kind = FD_SLIM_ACCEPTED;
+		n->local = local;
+		n->peer = peer;
+	}
+	sockaddr_out(&peer, addr, len);
+	REAL(getsockname)(fd, (struct sockaddr *)&host_local, &hl);
+	note.overlay_src_ip = p.src_ip;
+	note.overlay_dst_ip = p.dst_ip;
+	note.overlay_src_port = p.src_port;
+	note.overlay_dst_port = p.dst_port;
+	note.host_src_ip = host_peer.sin_addr.s_addr;
+	note.host_src_port = host_peer.sin_port;
+	note.host_dst_ip = host_local.sin_addr.s_addr;
+	note.host_dst_port = host_local.sin_port;
+	router_notify(&note, sizeof(note));
+	return fd;
+}
+
+static int listener_accept_pod(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	int nfd = REAL(accept4)(fd, addr, len, flags);
+
+	if (nfd >= 0)
+		fdtab_release(nfd);
+	return nfd;
+}
+
+/* The wait a blocking accept would do: SO_RCVTIMEO of the app's listener, or forever. */
+static int listener_timeout_ms(int fd)
+{
+	struct timeval tv;
+	socklen_t len = sizeof(tv);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) < 0 || (!tv.tv_sec && !tv.tv_usec))
+		return -1;
+	return (int)(tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000);
+}
+
+int listener_accept(int fd, struct fd_entry *e, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	struct shim_listener *l = e->listener;
+	int fl, rc, timeout_ms = -2;
+
+	for (;;) {
+		/* Alternate which side goes first so neither can starve the other. */
+		bool host_first = atomic_fetch_add(&l->turn, 1) & 1;
+
+		if (host_first) {
+			rc = listener_accept_host(e, addr, len, flags);
+			if (rc >= 0 || errno != EAGAIN)
+				return rc;
+		}
+		fl = REAL(fcntl)(fd, F_GETFL);
+		if (fl < 0)
+			return -1;
+		if (fl & O_NONBLOCK) {
+			rc = listener_accept_pod(fd, addr, len, flags);
+			if (rc >= 0 || errno != EAGAIN || host_first)
+				return rc;
+			return listener_accept_host(e, addr, len, flags);
+		}
+		if (!host_first) {
+			rc = listener_accept_host(e, addr, len, flags);
+			if (rc >= 0 || errno != EAGAIN)
+				return rc;
+		}
+		/* Blocking listener and nothing on the host side: wait on both. */
+		int host_fd = atomic_load(&l->host_fd);
+		struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = host_fd, .events = POLLIN}};
+
+		if (timeout_ms == -2)
+			timeout_ms = listener_timeout_ms(fd);
+		rc = REAL(poll)(p, host_fd >= 0 ? 2 : 1, timeout_ms);
+		if (rc == 0) {
+			errno = EAGAIN; /* SO_RCVTIMEO expired, as the kernel reports it */
+			return -1;
+		}
+		if (rc < 0) {
+			if (errno == EINTR && signal_restarts())
+				continue;
+			return -1;
+		}
+		if (p[0].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL))
+			return listener_accept_pod(fd, addr, len, flags);
+		/* else the host side has one: loop */
+	}
+}

@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal header of the shim (libslim.so), one section per file. The shim is a guest in someone
+ * else's process: it never exits, never writes to stdout, takes no global lock, and falls back to
+ * the plain syscall whenever anything of its own fails.
+ */
+#ifndef SLIM_SHIM_H
+#define SLIM_SHIM_H
+
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+
+#include "proto.h"
+
+#define SHIM_EXPORT __attribute__((visibility("default")))
+
+/* ---- real.c: the libc functions the shim wraps, resolved with dlsym(RTLD_NEXT) ---- */
+struct shim_real {
+	int (*socket)(int, int, int);
+	int (*bind)(int, const struct sockaddr *, socklen_t);
+	int (*connect)(int, const struct sockaddr *, socklen_t);
+	int (*listen)(int, int);
+	int (*accept)(int, struct sockaddr *, socklen_t *);
+	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+	int (*close)(int);
+	int (*close_range)(unsigned, unsigned, int);
+	int (*dup)(int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	int (*fcntl)(int, int, ...);
+	int (*fcntl64)(int, int, ...);
+	int (*setsockopt)(int, int, int, const void *, socklen_t);
+	int (*getsockname)(int, struct sockaddr *, socklen_t *);
+	int (*getpeername)(int, struct sockaddr *, socklen_t *);
+	int (*poll)(struct pollfd *, nfds_t, int);
+	int (*ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+	int (*__poll_chk)(struct pollfd *, nfds_t, int, size_t);
+	int (*__ppoll_chk)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *,
+			   size_t);
+	int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+	int (*pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
+		       const sigset_t *);
+	int (*epoll_create)(int);
+	int (*epoll_create1)(int);
+	int (*epoll_ctl)(int, int, int, struct epoll_event *);
+	long (*syscall)(long, ...);
+};
+
+extern struct shim_real real;
+/* Resolves every entry of `real`; safe to call more than once and before the constructor. */
+void real_resolve(void);
+#define REAL(fn) (real.fn ? real.fn : (real_resolve(), real.fn))
+
+/* ---- config.c: process-wide settings read once from the environment ---- */
+struct shim_config {
+	bool enabled;       /* false with SLIM_DISABLE=1 or when the overlay CIDR is bad */
+	bool debug;         /* SLIM_DEBUG set */
+	uint32_t overlay_net, overlay_mask; /* network order */
+	char router_path[108];
+};
+extern struct shim_config shim_config;
+void config_init(void);
+/* True when ip (network order) is an overlay address the shim should virtualize. */
+static inline bool config_is_overlay(uint32_t ip)
+{
+	return (ip & shim_config.overlay_mask) == shim_config.overlay_net;
+}
+/* Logs to stderr when SLIM_DEBUG is set; never allocates, never touches stdout. */
+void shim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- garbage.c: frees deferred out of code a signal handler may reach (close, dup2) ---- */
+void *garbage_alloc(size_t size);
+void garbage_defer(void *p);
+void garbage_collect(void);
+
+/* ---- fdtab.c: what the shim knows about each fd number ---- */
+enum fd_kind {
+	FD_UNKNOWN = 0,  /* never seen, or an fd the shim does not care about */
+	FD_TCP4,         /* an app's TCP/IPv4 socket, not yet connected or listening */
+	FD_PLAIN,        /* handled by the kernel alone (fallback connect, pod-side accept) */
+	FD_SLIM_CONN,    /* a host socket the router connected for the app */
+	FD_SLIM_ACCEPTED, /* a host socket accepted from a host listener */
+	FD_LISTENER,     /* a pod listener with a companion host listener */
+	FD_HIDDEN,       /* the shim's own host listener fd */
+	FD_EPOLL,        /* an epoll instance (its generation guards stale registrations) */
+};
+
+enum conn_state { CONN_CONNECTING = 1, CONN_CONNECTED, CONN_FAILED };
+
+/* A host listener shared by every dup of the app's listening fd. */
+struct shim_listener {
+	atomic_int refs;
+	atomic_int host_fd;
+	uint32_t ip; /* overlay address the app bound (0 = any) */
+	uint16_t port;
+	atomic_uint turn; /* alternates which listener accept tries first */
+};
+
+struct shim_epoll_reg {
+	int epfd;
+	uint32_t epgen;
+	struct epoll_event ev;
+};
+
+struct shim_opts {
+	unsigned n;
+	struct slim_sockopt opt[SLIM_MAX_SOCKOPTS];
+};
+
+#define SHIM_MAX_EPOLL_REGS 8
+
+struct shim_regs {
+	unsigned n;
+	struct shim_epoll_reg reg[SHIM_MAX_EPOLL_REGS];
+};
+
+struct fd_entry {
+	uint8_t kind;       /* enum fd_kind */
+	uint8_t state;      /* enum conn_state, FD_SLIM_CONN only */
+	uint8_t cached;     /* the router's answer came from its cache: retry once if refused */
+	uint32_t epgen;     /* FD_EPOLL generation; survives resets of the entry */
+	struct sockaddr_in bound;     /* FD_TCP4: what the app bound, if anything */
+	struct sockaddr_in local;     /* overlay address of this end */
+	struct sockaddr_in peer;      /* overlay address of the other end */
+	struct sockaddr_in host_dst;  /* FD_SLIM_CONN: the host listener it connects to */
+	struct shim_listener *listener; /* FD_LISTENER, FD_HIDDEN */
+	struct shim_opts *opts;       /* FD_TCP4/FD_LISTENER: recorded socket options */
+	struct shim_regs *regs;       /* FD_TCP4: epoll sets it was added to before connect */
+};
+
+/* The entry of fd, or NULL when fd is out of range or never recorded (no allocation). */
+struct fd_entry *fdtab_get(int fd);
+/* The entry of fd, allocating its chunk if needed; NULL when fd is out of range or OOM. */
+struct fd_entry *fdtab_slot(int fd);
+/* Forgets everything about fd (its number is being closed or reused). Signal-safe. */
+void fdtab_release(int fd);
+/* Makes newfd describe what oldfd describes (after dup*): listener references are shared. */
+void fdtab_copy(int oldfd, int newfd);
+/* Releases every fd in [first, last] that has an entry. */
+void fdtab_release_range(unsigned first, unsigned last);
+/* True when some fd in the table is a listener (cheap hint for poll/select). */
+bool fdtab_has_listeners(void);
+void fdtab_listener_added(void);
+void listener_put(struct shim_listener *l);
+
+/* ---- router_link.c: this thread's connection to the router ---- */
+/*
+ * Sends req (len bytes), waits for the reply of type rep_type into rep (rep_len bytes exactly),
+ * with a passed descriptor in *fd_out (-1 if none). Returns 0, or -errno when the router is
+ * unreachable, too slow, or answers nonsense: the caller then falls back.
+ */
+int router_call(void *req, size_t len, uint16_t rep_type, void *rep, size_t rep_len, int *fd_out);
+/* Sends a one-way notice; never waits. */
+void router_notify(void *msg, size_t len);
+void router_link_init(void);
+
+/* ---- connect.c ---- */
+int connect_slim(int fd, const struct sockaddr_in *dst);
+
+/* ---- listener.c ---- */
+int listener_after_listen(int fd, int backlog);
+int listener_accept(int fd, struct fd_entry *e, struct sockaddr *addr, socklen_t *len,
+		    int flags);
+void listener_mirror_sockopt(struct fd_entry *e, int level, int name, const void *val,
+			     socklen_t len);
+
+/* ---- readiness.c ---- */
+/* Re-registers fd in the epoll sets recorded in regs, after its file changed under it. */
+void readiness_epoll_unregister(int fd, const struct shim_regs *regs);
+void readiness_epoll_reregister(int fd, const struct shim_regs *regs);
+
+/* ---- util ---- */
+/* True when the signal that interrupted a wait would have restarted the syscall (SA_RESTART on
+ * every caught signal): used to give the shim's own waits the kernel's restart semantics. */
+bool signal_restarts(void);
+/* Copies sin into (addr, *len) with the kernel's truncation semantics. */
+void sockaddr_out(const struct sockaddr_in *sin, struct sockaddr *addr, socklen_t *len);
+
+#endif /* SLIM_SHIM_H */

@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The interposed socket API entry points: each decides in a few loads whether the call concerns
+ * the shim, and otherwise goes straight to libc. Calls on established connections (read, write,
+ * send*, recv*, sendfile, splice, shutdown, getsockopt) are not interposed at all.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <sys/syscall.h>
+
+#include "shim.h"
+#include "sockopt.h"
+
+void sockaddr_out(const struct sockaddr_in *sin, struct sockaddr *addr, socklen_t *len)
+{
+	if (!addr || !len)
+		return;
+	memcpy(addr, sin, *len < sizeof(*sin) ? *len : sizeof(*sin));
+	*len = sizeof(*sin);
+}
+
+bool signal_restarts(void)
+{
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+
+		if (sigaction(sig, NULL, &sa) < 0)
+			continue;
+		if (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN &&
+		    !(sa.sa_flags & SA_RESTART))
+			return false;
+	}
+	return true;
+}
+
+SHIM_EXPORT int socket(int domain, int type, int protocol)
+{
+	int fd = REAL(socket)(domain, type, protocol);
+	struct fd_entry *e;
+
+	if (fd < 0)
+		return fd;
+	fdtab_release(fd); /* the number is new: whatever was recorded for it is stale */
+	if (domain == AF_INET && (type & 0xff) == SOCK_STREAM &&
+	    (protocol == 0 || protocol == IPPROTO_TCP) && shim_config.enabled &&
+	    (e = fdtab_slot(fd)))
+		e->kind = FD_TCP4;
+	return fd;
+}
+
+SHIM_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	int rc = REAL(bind)(fd, addr, len);
+	struct fd_entry *e;
+
+	if (rc == 0 && (e = fdtab_get(fd)) && e->kind == FD_TCP4 && len >= sizeof(e->bound)) {
+		socklen_t l = sizeof(e->bound);
+
+		/* Port 0 means the kernel chose one: record the real one. */
+		REAL(getsockname)(fd, (struct sockaddr *)&e->bound, &l);
+	}
+	return rc;
+}
+
+SHIM_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	struct fd_entry *e = fdtab_get(fd);
+	const struct sockaddr_in *dst = (const struct sockaddr_in *)addr;
+
+	if (!e || (e->kind != FD_TCP4 && e->kind != FD_SLIM_CONN))
+		return REAL(connect)(fd, addr, len);
+	if (e->kind == FD_TCP4 &&
+	    (!addr || len < sizeof(*dst) || addr->sa_family != AF_INET ||
+	     !config_is_overlay(dst->sin_addr.s_addr) || !shim_config.enabled)) {
+		e->kind = FD_PLAIN;
+		return REAL(connect)(fd, addr, len);
+	}
+	return connect_slim(fd, dst);
+}
+
+SHIM_EXPORT int listen(int fd, int backlog)
+{
+	struct fd_entry *e = fdtab_get(fd);
+	int rc = REAL(listen)(fd, backlog);
+
+	if (rc < 0 || !e)
+		return rc;
+	if (e->kind == FD_TCP4) {
+		int saved = errno;
+
+		listener_after_listen(fd, backlog);
+		errno = saved;
+	} else if (e->kind == FD_LISTENER) {
+		/* listen() again changes the backlog: keep both sides alike. */
+		int host_fd = atomic_load(&e->listener->host_fd);
+
+		if (host_fd >= 0)
+			REAL(listen)(host_fd, backlog);
+	}
+	return rc;
+}
+
+SHIM_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	struct fd_entry *e = fdtab_get(fd);
+	int nfd;
+
+	if (e && e->kind == FD_LISTENER)
+		return listener_accept(fd, e, addr, len, flags);
+	nfd = REAL(accept4)(fd, addr, len, flags);
+	if (nfd >= 0)
+		fdtab_release(nfd);
+	return nfd;
+}
+
+SHIM_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	struct fd_entry *e = fdtab_get(fd);
+	int nfd;
+
+	if (e && e->kind == FD_LISTENER)
+		return listener_accept(fd, e, addr, len, 0);
+	nfd = REAL(accept)(fd, addr, len);
+	if (nfd >= 0)
+		fdtab_release(nfd);
+	return nfd;
+}
+
+SHIM_EXPORT int close(int fd)
+{
+	/* Forget first: once the number is closed another thread may get it from the kernel. */
+	fdtab_release(fd);
+	return REAL(close)(fd);
+}
+
+SHIM_EXPORT int close_range(unsigned first, unsigned last, int flags)
+{
+	if (!(flags & CLOSE_RANGE_CLOEXEC))
+		fdtab_release_range(first, last);
+	return REAL(close_range)(first, last, flags);
+}
+
+SHIM_EXPORT int dup(int oldfd)
+{
+	int fd = REAL(dup)(oldfd);
+
+	if (fd >= 0) {
+		fdtab_release(fd);
+		fdtab_copy(oldfd, fd);
+	}
+	return fd;
+}
+
+SHIM_EXPORT int dup2(int oldfd, int newfd)
+{
+	int fd;
+
+	if (oldfd == newfd)
+		return REAL(dup2)(oldfd, newfd);
+	fd = REAL(dup2)(oldfd, newfd);
+	if (fd >= 0) {
+		fdtab_release(fd); /* dup2 closed what newfd was */
+		fdtab_copy(oldfd, fd);
+	}
+	return fd;
+}
+
+SHIM_EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+	int fd = REAL(dup3)(oldfd, newfd, flags);
+
+	if (fd >= 0) {
+		fdtab_release(fd);
+		fdtab_copy(oldfd, fd);
+	}
+	return fd;
+}
+
+static int fcntl_common(int (*fn)(int, int, ...), int fd, int cmd, void *arg)
+{
+	int rc = fn(fd, cmd, arg);
+
+	if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) {
+		fdtab_release(rc);
+		fdtab_copy(fd, rc);
+	}
+	return rc;
+}
+
+/*
+ * fcntl's third argument is an int or a pointer depending on cmd; on every ABI we build for,
+ * both travel in the same register, so it is forwarded as a pointer-sized value.
+ */
+SHIM_EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	return fcntl_common(REAL(fcntl), fd, cmd, arg);
+}
+
+SHIM_EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	return fcntl_common(REAL(fcntl64), fd, cmd, arg);
+}
+
+/* Records an option set before connect/listen, for the router to replay on the host socket. */
+static void sockopt_record(struct fd_entry *e, int level, int name, const void *val,
+			   socklen_t len)
+{
+	struct shim_opts *o = e->opts;
+	unsigned i;
+
+	if (!o) {
+		garbage_collect();
+		o = e->opts = garbage_alloc(sizeof(*o));
+		if (!o)
+			return;
+	}
+	for (i = 0; i < o->n; i++)
+		if (o->opt[i].level == level && o->opt[i].name == name)
+			break;
+	if (i == o->n) {
+		if (o->n == SLIM_MAX_SOCKOPTS)
+			return;
+		o->n++;
+	}
+	o->opt[i] = (struct slim_sockopt){.level = level, .name = name, .len = len};
+	memcpy(o->opt[i].val, val, len);
+}
+
+SHIM_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+	int rc = REAL(setsockopt)(fd, level, name, val, len);
+	struct fd_entry *e;
+
+	if (rc < 0 || !(e = fdtab_get(fd)) || !val || !slim_sockopt_allowed(level, name, len))
+		return rc;
+	if (e->kind == FD_TCP4)
+		sockopt_record(e, level, name, val, len);
+	else if (e->kind == FD_LISTENER)
+		listener_mirror_sockopt(e, level, name, val, len);
+	return rc;
+}
+
+static bool fd_is_virtualized(const struct fd_entry *e)
+{
+	return e && (e->kind == FD_SLIM_CONN || e->kind == FD_SLIM_ACCEPTED);
+}
+
+SHIM_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	struct fd_entry *e = fdtab_get(fd);
+	int rc = REAL(getsockname)(fd, addr, len);
+
+	/* The kernel's answer first, for its errors (EBADF, EFAULT); then the overlay address. */
+	if (rc == 0 && fd_is_virtualized(e))
+		sockaddr_out(&e->local, addr, len);
+	return rc;
+}
+
+SHIM_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	struct fd_entry *e = fdtab_get(fd);
+	int rc = REAL(getpeername)(fd, addr, len);
+
+	/* ENOTCONN while a connect is in progress or after it failed comes from the kernel. */
+	if (rc == 0 && fd_is_virtualized(e))
+		sockaddr_out(&e->peer, addr, len);
+	return rc;
+}
+
+/* Raw syscall(SYS_connect, ...) and friends reach the same code as the libc calls. */
+SHIM_EXPORT long syscall(long nr, ...)
+{
+	va_list ap;
+	long a[6];
+
+	va_start(ap, nr);
+	for (int i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	switch (nr) {
+	case SYS_connect:
+		return connect((int)a[0], (const struct sockaddr *)a[1], (socklen_t)a[2]);
+	case SYS_listen:
+		return listen((int)a[0], (int)a[1]);
+	case SYS_accept:
+		return accept((int)a[0], (struct sockaddr *)a[1], (socklen_t *)a[2]);
+	case SYS_accept4:
+		return accept4((int)a[0], (struct sockaddr *)a[1], (socklen_t *)a[2], (int)a[3]);
+	case SYS_close:
+		return close((int)a[0]);
+	case SYS_dup:
+		return dup((int)a[0]);
+	case SYS_dup2:
+		return dup2((int)a[0], (int)a[1]);
+	case SYS_dup3:
+		return dup3((int)a[0], (int)a[1], (int)a[2]);
+	case SYS_socket:
+		return socket((int)a[0], (int)a[1], (int)a[2]);
+	}
+	return REAL(syscall)(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
