@@ -41,8 +41,9 @@ lab_up() {
 	"$SLIMLAB" up --prefix "$PREFIX" "$@"
 }
 
-# in TARGET CMD...: run CMD in h<i> or h<i>/p<j> of this lab.
-in() { local t=$1; shift; "$SLIMLAB" exec --prefix "$PREFIX" "$t" -- "$@"; }
+# in_ns TARGET CMD...: run CMD in h<i> or h<i>/p<j> of this lab. (Not "in": that is a reserved
+# word, bash cannot define a function with that name.)
+in_ns() { local t=$1; shift; "$SLIMLAB" exec --prefix "$PREFIX" "$t" -- "$@"; }
 # in_slim TARGET CMD...: the same with the shim loaded.
 in_slim() { local t=$1; shift; "$SLIMLAB" exec --prefix "$PREFIX" --slim "$t" -- "$@"; }
 addr() { "$SLIMLAB" addr --prefix "$PREFIX" "$1"; }
@@ -77,7 +78,7 @@ wait_for() {
 }
 
 # listening TARGET PORT: true when something listens on TCP PORT in TARGET's namespace.
-listening() { in "$1" ss -Htln "sport = :$2" | grep -q .; }
+listening() { in_ns "$1" ss -Htln "sport = :$2" | grep -q .; }
 
 assert_eq() { [ "$1" = "$2" ] || fail "$3: expected '$2', got '$1'"; }
 assert_ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }' || fail "$3: expected >= $2, got $1"; }
