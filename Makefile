@@ -21,7 +21,7 @@ ctl: common
 	$(MAKE) -C ctl
 lab:
 	$(MAKE) -C lab
-tests: common shim
+tests: common shim bpf
 	$(MAKE) -C tests
 
 # make check: install deps, build, run unit and integration tests, print "N passed, N failed".
