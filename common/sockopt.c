@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include "proto.h"
 #include "sockopt.h"
@@ -23,6 +24,11 @@ bool slim_sockopt_allowed(int level, int name, size_t len)
 			return len == sizeof(int);
 		case SO_LINGER:
 			return len == sizeof(struct linger);
+		case SO_RCVTIMEO:
+		case SO_SNDTIMEO:
+			/* SO_SNDTIMEO bounds a blocking connect, which the kernel waits for on the host
+			 * socket: it must be there before the shim's connect. */
+			return len == sizeof(struct timeval);
 		}
 		return false;
 	}
@@ -39,9 +45,13 @@ bool slim_sockopt_allowed(int level, int name, size_t len)
 		case TCP_NOTSENT_LOWAT:
 		case TCP_DEFER_ACCEPT:
 			return len == sizeof(int);
+		case TCP_CONGESTION:
+			return len <= SLIM_SOCKOPT_MAXLEN; /* TCP_CA_NAME_MAX */
 		}
 		return false;
 	}
+	if (level == IPPROTO_IP && name == IP_TTL)
+		return len == sizeof(int);
 	/* IP_TOS and SO_PRIORITY are absent on purpose: priority is the router's to give. */
 	return false;
 }

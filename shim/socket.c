@@ -261,26 +261,33 @@ static bool fd_is_virtualized(const struct fd_entry *e)
 	return e && (e->kind == FD_SLIM_CONN || e->kind == FD_SLIM_ACCEPTED);
 }
 
-SHIM_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+/*
+ * The kernel answers first, for its errors (EBADF, ENOTCONN while a connect is in progress or
+ * after it failed, EFAULT); then the overlay address replaces the host one, truncated to the
+ * caller's buffer as the kernel would (the kernel already overwrote *len with the full size).
+ */
+static int sockname_overlay(int (*fn)(int, struct sockaddr *, socklen_t *), int fd,
+			    struct sockaddr *addr, socklen_t *len, bool peer)
 {
 	struct fd_entry *e = fdtab_get(fd);
-	int rc = REAL(getsockname)(fd, addr, len);
+	socklen_t cap = len ? *len : 0;
+	int rc = fn(fd, addr, len);
 
-	/* The kernel's answer first, for its errors (EBADF, EFAULT); then the overlay address. */
-	if (rc == 0 && fd_is_virtualized(e))
-		sockaddr_out(&e->local, addr, len);
+	if (rc == 0 && fd_is_virtualized(e)) {
+		*len = cap;
+		sockaddr_out(peer ? &e->peer : &e->local, addr, len);
+	}
 	return rc;
+}
+
+SHIM_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	return sockname_overlay(REAL(getsockname), fd, addr, len, false);
 }
 
 SHIM_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 {
-	struct fd_entry *e = fdtab_get(fd);
-	int rc = REAL(getpeername)(fd, addr, len);
-
-	/* ENOTCONN while a connect is in progress or after it failed comes from the kernel. */
-	if (rc == 0 && fd_is_virtualized(e))
-		sockaddr_out(&e->peer, addr, len);
-	return rc;
+	return sockname_overlay(REAL(getpeername), fd, addr, len, true);
 }
 
 /* Raw syscall(SYS_connect, ...) and friends reach the same code as the libc calls. */

@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: MIT
+/* slimctl's output: the router's JSON answers as fixed-width columns. */
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl.h"
+
+/* A string member, or "-" when absent (an older or newer router may omit fields). */
+static const char *show_str(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "-";
+}
+
+static long long show_int(json_t *o, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(o, key));
+}
+
+static void show_labels(json_t *labels, char *buf, size_t len)
+{
+	const char *key;
+	size_t off = 0;
+	json_t *v;
+
+	buf[0] = '\0';
+	json_object_foreach(labels, key, v) {
+		int n = snprintf(buf + off, len - off, "%s%s=%s", off ? "," : "", key,
+				 json_string_value(v) ? json_string_value(v) : "");
+
+		if (n < 0 || (size_t)n >= len - off)
+			break;
+		off += (size_t)n;
+	}
+	if (!off)
+		snprintf(buf, len, "-");
+}
+
+void ctl_show_pod_added(json_t *rep)
+{
+	json_t *p = json_object_get(rep, "pod");
+
+	printf("pod %s added: ip %s netns %s\n", show_str(p, "name"), show_str(p, "ip"),
+	       show_str(p, "netns"));
+}
+
+void ctl_show_pod_deleted(json_t *rep)
+{
+	json_t *p = json_object_get(rep, "pod");
+
+	printf("pod %s deleted (ip %s)\n", show_str(p, "name"), show_str(p, "ip"));
+}
+
+void ctl_show_pods(json_t *rep)
+{
+	json_t *pods = json_object_get(rep, "pods"), *p;
+	char labels[512];
+	size_t i;
+
+	printf("%-16s %-15s %-9s %-36s %s\n", "NAME", "IP", "LISTENERS", "NETNS", "LABELS");
+	json_array_foreach(pods, i, p) {
+		show_labels(json_object_get(p, "labels"), labels, sizeof(labels));
+		printf("%-16s %-15s %-9lld %-36s %s\n", show_str(p, "name"), show_str(p, "ip"),
+		       show_int(p, "listeners"), show_str(p, "netns"), labels);
+	}
+}
+
+void ctl_show_conns(json_t *rep)
+{
+	json_t *conns = json_object_get(rep, "conns"), *c;
+	size_t i;
+
+	printf("%-21s %-21s %-21s %-21s %-16s %s\n", "OVERLAY-SRC", "OVERLAY-DST", "HOST-SRC",
+	       "HOST-DST", "POD", "DIR");
+	json_array_foreach(conns, i, c)
+		printf("%-21s %-21s %-21s %-21s %-16s %s\n", show_str(c, "overlay_src"),
+		       show_str(c, "overlay_dst"), show_str(c, "host_src"), show_str(c, "host_dst"),
+		       show_str(c, "pod"), show_str(c, "dir"));
+}
+
+void ctl_show_listeners(json_t *rep)
+{
+	json_t *ls = json_object_get(rep, "listeners"), *l;
+	size_t i;
+
+	printf("%-16s %-21s %-21s %s\n", "POD", "OVERLAY", "HOST", "SOCKETS");
+	json_array_foreach(ls, i, l)
+		printf("%-16s %-21s %-21s %lld\n", show_str(l, "pod"), show_str(l, "overlay"),
+		       show_str(l, "host"), show_int(l, "sockets"));
+}
+
+void ctl_show_status(json_t *rep)
+{
+	json_t *nodes = json_object_get(rep, "nodes"), *peers = json_object_get(rep, "peers");
+	json_t *counters = json_object_get(rep, "counters"), *n;
+	size_t i;
+
+	printf("%-12s %s\n", "node:", show_str(rep, "node"));
+	printf("%-12s %s:%lld\n", "fabric:", show_str(rep, "fabric_ip"),
+	       show_int(rep, "peer_port"));
+	printf("%-12s %s\n", "cluster:", show_str(rep, "cluster"));
+	printf("%-12s %lld\n", "pods:", show_int(rep, "pods"));
+	printf("%-12s %lld\n", "listeners:", show_int(rep, "listeners"));
+	printf("%-12s %lld\n", "conns:", show_int(rep, "conns"));
+	printf("%-12s %lld\n", "clients:", show_int(rep, "clients"));
+	printf("%-12s %lld cached, %lld in flight\n", "resolution:", show_int(rep, "cache"),
+	       show_int(rep, "resolving"));
+	printf("%-12s %lld connect, %lld fallback, %lld listen\n",
+	       "handled:", show_int(counters, "connect"), show_int(counters, "fallback"),
+	       show_int(counters, "listen"));
+	printf("%-12s %lld s\n", "uptime:", show_int(rep, "uptime"));
+	printf("\n%-16s %-15s %-18s %s\n", "NODE", "FABRIC-IP", "POD-CIDR", "");
+	json_array_foreach(nodes, i, n)
+		printf("%-16s %-15s %-18s %s\n", show_str(n, "name"), show_str(n, "fabric_ip"),
+		       show_str(n, "pod_cidr"),
+		       json_is_true(json_object_get(n, "self")) ? "(self)" : "");
+	if (json_array_size(peers)) {
+		printf("\n%-16s %-21s %-4s %s\n", "PEER", "ADDRESS", "DIR", "STATE");
+		json_array_foreach(peers, i, n)
+			printf("%-16s %-21s %-4s %s\n", show_str(n, "node"), show_str(n, "addr"),
+			       show_str(n, "dir"),
+			       json_is_true(json_object_get(n, "connected")) ? "connected"
+									     : "connecting");
+	}
+}

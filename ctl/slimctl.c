@@ -1,0 +1,319 @@
+// SPDX-License-Identifier: MIT
+/*
+ * slimctl: parses a command from a static token table, sends one CTL_REQ (JSON) to the
+ * router's control socket, reads the CTL_REP fragments and prints the answer.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+
+#include <jansson.h>
+
+#include "ctl.h"
+#include "msg.h"
+
+#define CTL_TIMEOUT_S 10
+#define CTL_REPLY_MAX (64 << 20) /* refuse to buffer more than this */
+
+static const char *ctl_argv0 = "slimctl";
+
+void ctl_die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", ctl_argv0);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+/* pod add --netns PATH --ip IP [--name N] [--label k=v ...] */
+static void ctl_build_pod_add(int argc, char **argv, json_t *req)
+{
+	static const struct option opts[] = {
+		{"netns", required_argument, NULL, 'n'},
+		{"ip", required_argument, NULL, 'i'},
+		{"name", required_argument, NULL, 'N'},
+		{"label", required_argument, NULL, 'l'},
+		{NULL, 0, NULL, 0},
+	};
+	json_t *labels = json_object();
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		char *eq;
+
+		switch (opt) {
+		case 'n':
+			json_object_set_new(req, "netns", json_string(optarg));
+			break;
+		case 'i':
+			json_object_set_new(req, "ip", json_string(optarg));
+			break;
+		case 'N':
+			json_object_set_new(req, "name", json_string(optarg));
+			break;
+		case 'l':
+			eq = strchr(optarg, '=');
+			if (!eq || eq == optarg)
+				ctl_die("--label wants KEY=VALUE, got \"%s\"", optarg);
+			*eq = '\0';
+			json_object_set_new(labels, optarg, json_string(eq + 1));
+			break;
+		default:
+			ctl_die("usage: pod add --netns PATH --ip IP [--name N] [--label K=V ...]");
+		}
+	}
+	if (optind != argc)
+		ctl_die("pod add: unexpected argument \"%s\"", argv[optind]);
+	if (!json_object_get(req, "netns") || !json_object_get(req, "ip"))
+		ctl_die("pod add needs --netns PATH and --ip IP");
+	json_object_set_new(req, "labels", labels);
+}
+
+/* pod del (--name N | --ip IP) */
+static void ctl_build_pod_del(int argc, char **argv, json_t *req)
+{
+	static const struct option opts[] = {
+		{"name", required_argument, NULL, 'N'},
+		{"ip", required_argument, NULL, 'i'},
+		{NULL, 0, NULL, 0},
+	};
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'N':
+			json_object_set_new(req, "name", json_string(optarg));
+			break;
+		case 'i':
+			json_object_set_new(req, "ip", json_string(optarg));
+			break;
+		default:
+			ctl_die("usage: pod del (--name N | --ip IP)");
+		}
+	}
+	if (optind != argc)
+		ctl_die("pod del: unexpected argument \"%s\"", argv[optind]);
+	if (!json_object_get(req, "name") == !json_object_get(req, "ip"))
+		ctl_die("pod del needs exactly one of --name N or --ip IP");
+}
+
+static void ctl_build_none(int argc, char **argv, json_t *req)
+{
+	if (argc > 1)
+		ctl_die("unexpected argument \"%s\"", argv[1]);
+}
+
+struct ctl_command {
+	const char *cc_words[2];
+	const char *cc_cmd; /* the request's "cmd" */
+	void (*cc_build)(int argc, char **argv, json_t *req);
+	void (*cc_show)(json_t *rep);
+	const char *cc_usage;
+};
+
+static const struct ctl_command ctl_commands[] = {
+	{{"pod", "add"},
+	 "pod.add",
+	 ctl_build_pod_add,
+	 ctl_show_pod_added,
+	 "pod add --netns PATH --ip IP [--name N] [--label K=V ...]"},
+	{{"pod", "del"},
+	 "pod.del",
+	 ctl_build_pod_del,
+	 ctl_show_pod_deleted,
+	 "pod del (--name N | --ip IP)"},
+	{{"pod", "list"}, "pod.list", ctl_build_none, ctl_show_pods, "pod list"},
+	{{"conns", NULL}, "conns", ctl_build_none, ctl_show_conns, "conns"},
+	{{"listeners", NULL}, "listeners", ctl_build_none, ctl_show_listeners, "listeners"},
+	{{"status", NULL}, "status", ctl_build_none, ctl_show_status, "status"},
+};
+
+static void ctl_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: slimctl [-s SOCKET] [--json] COMMAND ...\n"
+		"  -s SOCKET   router control socket (default $SLIM_ROUTER_SOCKET or %s)\n"
+		"  --json      print the router's JSON answer\n"
+		"commands:\n",
+		SLIM_DEFAULT_SOCKET);
+	for (size_t i = 0; i < sizeof(ctl_commands) / sizeof(ctl_commands[0]); i++)
+		fprintf(f, "  %s\n", ctl_commands[i].cc_usage);
+}
+
+/* Finds the command named by the leading words; *nwords gets how many it used. */
+static const struct ctl_command *ctl_lookup(int argc, char **argv, int *nwords)
+{
+	for (size_t i = 0; i < sizeof(ctl_commands) / sizeof(ctl_commands[0]); i++) {
+		const struct ctl_command *c = &ctl_commands[i];
+		int n = c->cc_words[1] ? 2 : 1;
+
+		if (argc < n || strcmp(argv[0], c->cc_words[0]) ||
+		    (n == 2 && strcmp(argv[1], c->cc_words[1])))
+			continue;
+		*nwords = n;
+		return c;
+	}
+	return NULL;
+}
+
+static int ctl_connect(const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct timeval tv = {.tv_sec = CTL_TIMEOUT_S};
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		ctl_die("socket path too long: %s", path);
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		ctl_die("socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+		ctl_die("cannot reach the router at %s: %s", path, strerror(errno));
+	/* Never hang on a router that stopped answering. */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* Sends req and returns the whole answer, parsed. */
+static json_t *ctl_request(const char *path, json_t *req)
+{
+	static uint8_t buf[SLIM_MSG_MAX];
+	const uint32_t id = (uint32_t)getpid();
+	char *text = json_dumps(req, JSON_COMPACT), *all = NULL;
+	size_t len, total = 0;
+	struct slim_msg_hdr h = {.type = SLIM_MSG_CTL_REQ, .id = id};
+	json_error_t jerr;
+	json_t *rep;
+	int fd, ret;
+
+	if (!text)
+		ctl_die("out of memory");
+	len = strlen(text);
+	if (sizeof(h) + len > SLIM_MSG_MAX)
+		ctl_die("request too large");
+	h.len = (uint32_t)(sizeof(h) + len);
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), text, len);
+	free(text);
+
+	fd = ctl_connect(path);
+	ret = slim_msg_send(fd, buf, h.len, -1);
+	if (ret < 0)
+		ctl_die("send to %s: %s", path, strerror(-ret));
+	for (;;) {
+		const struct slim_msg_hdr *rh = (const void *)buf;
+		int pfd;
+		ssize_t n = slim_msg_recv(fd, buf, sizeof(buf), &pfd, 0);
+		size_t body;
+
+		if (pfd >= 0)
+			close(pfd);
+		if (n == 0)
+			ctl_die("the router closed the connection");
+		if (n < 0)
+			ctl_die("receive from %s: %s", path,
+				n == -EAGAIN ? "timed out" : strerror((int)-n));
+		if (slim_msg_check_reply(buf, (size_t)n, SLIM_MSG_CTL_REP, id) < 0)
+			ctl_die("malformed reply from the router");
+		body = (size_t)n - sizeof(*rh);
+		if (total + body > CTL_REPLY_MAX)
+			ctl_die("reply larger than %d bytes", CTL_REPLY_MAX);
+		all = realloc(all, total + body + 1);
+		if (!all)
+			ctl_die("out of memory");
+		memcpy(all + total, buf + sizeof(*rh), body);
+		total += body;
+		if (!(rh->flags & SLIM_MSGF_MORE))
+			break;
+	}
+	close(fd);
+	rep = json_loadb(all ? all : "", total, 0, &jerr);
+	free(all);
+	if (!rep || !json_is_object(rep))
+		ctl_die("the router's reply is not a JSON object: %s", rep ? "" : jerr.text);
+	return rep;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"socket", required_argument, NULL, 's'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *path = getenv("SLIM_ROUTER_SOCKET");
+	const struct ctl_command *cmd;
+	bool as_json = false;
+	json_t *req, *rep;
+	int opt, nwords;
+
+	if (!path || !*path)
+		path = SLIM_DEFAULT_SOCKET;
+	/* "+": stop at the command, whose own options are parsed by its builder. */
+	while ((opt = getopt_long(argc, argv, "+s:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			path = optarg;
+			break;
+		case 'j':
+			as_json = true;
+			break;
+		case 'h':
+			ctl_usage(stdout);
+			return 0;
+		default:
+			ctl_usage(stderr);
+			return 1;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0) {
+		ctl_usage(stderr);
+		return 1;
+	}
+	cmd = ctl_lookup(argc, argv, &nwords);
+	if (!cmd)
+		ctl_die("unknown command \"%s%s%s\" (try --help)", argv[0], argc > 1 ? " " : "",
+			argc > 1 ? argv[1] : "");
+
+	req = json_pack("{s:s}", "cmd", cmd->cc_cmd);
+	/* The builder sees its words as argv[0] and its options after. */
+	optind = 1;
+	cmd->cc_build(argc - nwords + 1, argv + nwords - 1, req);
+	rep = ctl_request(path, req);
+	json_decref(req);
+
+	if (as_json) {
+		char *text = json_dumps(rep, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+		puts(text ? text : "{}");
+		free(text);
+	}
+	if (!json_is_true(json_object_get(rep, "ok"))) {
+		const char *e = json_string_value(json_object_get(rep, "error"));
+
+		fprintf(stderr, "%s: %s\n", ctl_argv0, e ? e : "failed (no error message)");
+		json_decref(rep);
+		return 1;
+	}
+	if (!as_json)
+		cmd->cc_show(rep);
+	json_decref(rep);
+	return 0;
+}

@@ -1,0 +1,381 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Control-socket clients: the listening socket, identifying each caller by the kernel
+ * (SO_PEERCRED -> /proc/<pid>/ns/net), reading requests fairly and queueing replies.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "log.h"
+#include "msg.h"
+#include "router.h"
+
+/* A reply the client's socket had no room for. */
+struct outmsg {
+	STAILQ_ENTRY(outmsg) om_entry;
+	int om_fd; /* our duplicate of the descriptor to pass, or -1 */
+	size_t om_len;
+	uint8_t om_buf[];
+};
+
+static TAILQ_HEAD(, client) client_list = TAILQ_HEAD_INITIALIZER(client_list);
+static size_t client_n;
+static int client_listen_fd = -1;
+static int client_spare_fd = -1;   /* kept free for accept() at EMFILE */
+static struct client *client_busy; /* the client whose requests are being handled right now */
+static bool client_busy_closed;
+
+static void client_event(struct event_loop *loop, int fd, uint32_t events, void *arg);
+
+static void client_update_mask(struct client *c)
+{
+	uint32_t mask = 0;
+
+	if (c->cs_reading)
+		mask |= EVENT_READ;
+	if (!STAILQ_EMPTY(&c->cs_outq))
+		mask |= EVENT_WRITE;
+	event_set_mask(router.r_loop, c->cs_fd, mask);
+}
+
+static void client_free(struct client *c)
+{
+	free(c);
+}
+
+void client_close(struct client *c)
+{
+	struct outmsg *om;
+
+	if (c->cs_closing)
+		return;
+	c->cs_closing = true;
+	event_del(router.r_loop, c->cs_fd);
+	close(c->cs_fd);
+	c->cs_fd = -1;
+	resolve_client_gone(c);
+	while ((om = STAILQ_FIRST(&c->cs_outq))) {
+		STAILQ_REMOVE_HEAD(&c->cs_outq, om_entry);
+		if (om->om_fd >= 0)
+			close(om->om_fd);
+		free(om);
+	}
+	c->cs_noutq = 0;
+	TAILQ_REMOVE(&client_list, c, cs_entry);
+	client_n--;
+	/* The request loop still holds c: it frees it when it unwinds. */
+	if (c == client_busy)
+		client_busy_closed = true;
+	else
+		client_free(c);
+}
+
+/* Sends queued replies while the socket takes them. 0, or -errno when c was closed. */
+static int client_flush(struct client *c)
+{
+	struct outmsg *om;
+
+	while ((om = STAILQ_FIRST(&c->cs_outq))) {
+		/* The socket is non-blocking, so this never waits. */
+		int ret = slim_msg_send(c->cs_fd, om->om_buf, om->om_len, om->om_fd);
+
+		if (ret == -EAGAIN)
+			break;
+		if (ret < 0) {
+			log_debug("%s: client pid %d: %s", __func__, (int)c->cs_pid,
+				  strerror(-ret));
+			client_close(c);
+			return -EPIPE;
+		}
+		STAILQ_REMOVE_HEAD(&c->cs_outq, om_entry);
+		c->cs_noutq--;
+		if (om->om_fd >= 0)
+			close(om->om_fd);
+		free(om);
+	}
+	client_update_mask(c);
+	return 0;
+}
+
+int client_reply(struct client *c, const void *msg, size_t len, int fd, bool unlimited)
+{
+	struct outmsg *om;
+	int ret;
+
+	if (c->cs_closing)
+		return -EPIPE;
+	/* In order: never overtake replies already waiting. */
+	if (STAILQ_EMPTY(&c->cs_outq)) {
+		/* The socket is non-blocking (accept4), so this is a MSG_DONTWAIT send. */
+		ret = slim_msg_send(c->cs_fd, msg, len, fd);
+		if (ret == 0)
+			return 0;
+		if (ret != -EAGAIN) {
+			log_debug("%s: client pid %d: %s", __func__, (int)c->cs_pid,
+				  strerror(-ret));
+			client_close(c);
+			return -EPIPE;
+		}
+	}
+	if (!unlimited && c->cs_noutq >= CLIENT_MAX_QUEUED) {
+		log_warnx("%s: client pid %d does not read its replies (%u queued): closing it",
+			  __func__, (int)c->cs_pid, c->cs_noutq);
+		client_close(c);
+		return -EPIPE;
+	}
+	om = malloc(sizeof(*om) + len);
+	if (!om) {
+		client_close(c);
+		return -EPIPE;
+	}
+	om->om_len = len;
+	memcpy(om->om_buf, msg, len);
+	om->om_fd = -1;
+	if (fd >= 0 && (om->om_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		log_warn("%s: dup", __func__);
+		free(om);
+		client_close(c);
+		return -EPIPE;
+	}
+	STAILQ_INSERT_TAIL(&c->cs_outq, om, om_entry);
+	c->cs_noutq++;
+	client_update_mask(c);
+	return 0;
+}
+
+void client_pending_done(struct client *c)
+{
+	if (c->cs_npending)
+		c->cs_npending--;
+	/* Resume reading once it has room again (paused at CLIENT_MAX_PENDING). */
+	if (!c->cs_closing && !c->cs_reading && c->cs_npending < CLIENT_MAX_PENDING) {
+		c->cs_reading = true;
+		client_update_mask(c);
+	}
+}
+
+/* Handles up to CLIENT_BATCH messages, so one busy client cannot starve the others. */
+static void client_read(struct client *c)
+{
+	/* Aligned for the message structs it is read as. */
+	static union {
+		struct slim_connect_req req;
+		uint8_t bytes[SLIM_MSG_MAX];
+	} msg;
+	uint8_t *buf = msg.bytes;
+
+	client_busy = c;
+	client_busy_closed = false;
+	for (int i = 0; i < CLIENT_BATCH && !client_busy_closed; i++) {
+		ssize_t n;
+		int fd;
+
+		if (c->cs_npending >= CLIENT_MAX_PENDING) {
+			/* Stop reading until resolutions drain; level-triggered epoll would spin.
+			 */
+			c->cs_reading = false;
+			client_update_mask(c);
+			break;
+		}
+		n = slim_msg_recv(c->cs_fd, buf, sizeof(msg.bytes), &fd, MSG_DONTWAIT);
+		if (n == -EAGAIN)
+			break;
+		if (fd >= 0)
+			close(fd); /* clients never pass descriptors to the router */
+		if (n == 0) {
+			client_close(c);
+			break;
+		}
+		if (n < 0 && n != -EMSGSIZE) {
+			log_debug("%s: client pid %d: %s", __func__, (int)c->cs_pid,
+				  strerror((int)-n));
+			client_close(c);
+			break;
+		}
+		if (n < 0 || slim_msg_check_request(buf, (size_t)n) < 0) {
+			log_warnx("%s: client pid %d: malformed message (%s): closing it", __func__,
+				  (int)c->cs_pid,
+				  n < 0 ? "larger than SLIM_MSG_MAX" : "bad header or size");
+			client_close(c);
+			break;
+		}
+		router_dispatch(c, buf, (size_t)n);
+	}
+	client_busy = NULL;
+	if (client_busy_closed)
+		client_free(c);
+}
+
+static void client_event(struct event_loop *loop, int fd, uint32_t events, void *arg)
+{
+	struct client *c = arg;
+
+	if ((events & EPOLLOUT) && client_flush(c) < 0)
+		return;
+	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+		if (c->cs_reading)
+			client_read(c);
+		else if (events & (EPOLLERR | EPOLLHUP))
+			client_close(c);
+	}
+}
+
+/* The caller's network namespace, as the kernel sees it (not as the caller claims). */
+static int client_identify(struct client *c)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	char path[64];
+	struct stat st;
+
+	if (getsockopt(c->cs_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return -errno;
+	if (cred.pid <= 0)
+		return -ESRCH;
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)cred.pid);
+	if (stat(path, &st) < 0)
+		return -errno;
+	c->cs_pid = cred.pid;
+	c->cs_uid = cred.uid;
+	c->cs_ns_dev = st.st_dev;
+	c->cs_ns_ino = st.st_ino;
+	return 0;
+}
+
+static void client_accept(struct event_loop *loop, int lfd, uint32_t events, void *arg)
+{
+	for (int i = 0; i < 64; i++) {
+		struct client *c;
+		int fd, ret;
+
+		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+			/*
+			 * Out of descriptors: the pending connection would keep the listener
+			 * readable and the loop spinning. Use the spare descriptor to accept and
+			 * drop it (the caller falls back), then take the spare back.
+			 */
+			log_warn("%s: accept", __func__);
+			if (client_spare_fd >= 0) {
+				close(client_spare_fd);
+				fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+				if (fd >= 0)
+					close(fd);
+				client_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			}
+			return;
+		}
+		if (fd < 0)
+			return;
+		c = calloc(1, sizeof(*c));
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		c->cs_fd = fd;
+		TAILQ_INIT(&c->cs_pending);
+		STAILQ_INIT(&c->cs_outq);
+		ret = client_identify(c);
+		if (ret < 0) {
+			log_warnx("%s: cannot identify the caller: %s", __func__, strerror(-ret));
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->cs_reading = true;
+		if (event_add(router.r_loop, fd, EVENT_READ, client_event, c) < 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		TAILQ_INSERT_TAIL(&client_list, c, cs_entry);
+		client_n++;
+		log_debug("client pid %d uid %d connected", (int)c->cs_pid, (int)c->cs_uid);
+	}
+}
+
+/* True when a router already answers on path. */
+static bool client_socket_alive(const struct sockaddr_un *sun)
+{
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	bool alive;
+
+	if (fd < 0)
+		return false;
+	alive = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0;
+	close(fd);
+	return alive;
+}
+
+int client_listen(const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char dir[sizeof(sun.sun_path)];
+	char *slash;
+	int fd, ret;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sun.sun_path, path);
+	/* Create the parent directories (like mkdir -p). */
+	strcpy(dir, path);
+	for (slash = strchr(dir + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*slash = '/';
+	}
+	if (client_socket_alive(&sun))
+		return -EADDRINUSE;
+	/* Nobody answers: a stale file from a router that died. */
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    chmod(path, 0666) < 0 || /* pods connect; authorization is by peer identity */
+	    listen(fd, 512) < 0) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	ret = event_add(router.r_loop, fd, EVENT_READ, client_accept, NULL);
+	if (ret < 0) {
+		close(fd);
+		return ret;
+	}
+	client_listen_fd = fd;
+	client_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return 0;
+}
+
+void client_close_all(void)
+{
+	struct client *c;
+
+	while ((c = TAILQ_FIRST(&client_list)))
+		client_close(c);
+	if (client_listen_fd >= 0) {
+		event_del(router.r_loop, client_listen_fd);
+		close(client_listen_fd);
+		client_listen_fd = -1;
+	}
+	if (client_spare_fd >= 0) {
+		close(client_spare_fd);
+		client_spare_fd = -1;
+	}
+}
+
+size_t client_count(void)
+{
+	return client_n;
+}

@@ -1,0 +1,327 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Host sockets: creating the connected socket for a CONNECT_REQ (TFO-deferred connect plus the
+ * preamble) and the host listener for a LISTEN_REQ, handing them over, and watching each new
+ * connect only until it completes.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "preamble.h"
+#include "router.h"
+
+#ifndef TCP_FASTOPEN_CONNECT
+#define TCP_FASTOPEN_CONNECT 30
+#endif
+#ifndef TCP_FASTOPEN_NO_COOKIE
+#define TCP_FASTOPEN_NO_COOKIE 34
+#endif
+
+/* A connect we handed out and watch until it completes (then we drop our reference). */
+struct connect_watch {
+	TAILQ_ENTRY(connect_watch) cw_entry;
+	int cw_fd;
+	struct tuple4 cw_host;
+	struct tuple4 cw_overlay;
+	uint64_t cw_cookie;
+	uint64_t cw_started;
+	bool cw_local;
+	char cw_pod[NAME_MAX_LEN];
+};
+
+static TAILQ_HEAD(, connect_watch) watch_list = TAILQ_HEAD_INITIALIZER(watch_list);
+static size_t watch_n;
+
+static int hostsock_setopt(int fd, int level, int name, int val)
+{
+	return setsockopt(fd, level, name, &val, sizeof(val)) < 0 ? -errno : 0;
+}
+
+/* Replays the app's options (already checked against the whitelist by slim_msg_check). */
+static int hostsock_apply_opts(int fd, const struct slim_sockopt *opts, unsigned nopts)
+{
+	for (unsigned i = 0; i < nopts; i++)
+		if (setsockopt(fd, opts[i].level, opts[i].name, opts[i].val, opts[i].len) < 0)
+			return -errno;
+	return 0;
+}
+
+static void hostsock_watch_end(struct connect_watch *w)
+{
+	TAILQ_REMOVE(&watch_list, w, cw_entry);
+	watch_n--;
+	/* Unregister first: the socket lives on in the app, and so would the registration. */
+	event_del(router.r_loop, w->cw_fd);
+	close(w->cw_fd);
+	free(w);
+}
+
+static void hostsock_watch_event(struct event_loop *loop, int fd, uint32_t events, void *arg)
+{
+	struct connect_watch *w = arg;
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	char a[ADDR_STRLEN], b[ADDR_STRLEN], h[ADDR_STRLEN];
+
+	/*
+	 * TCP_INFO, not SO_ERROR: reading SO_ERROR clears it, and the app (or the kernel's own
+	 * blocking connect on the app's behalf) must still see the real error.
+	 */
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0) {
+		hostsock_watch_end(w);
+		return;
+	}
+	if (ti.tcpi_state == TCP_SYN_SENT)
+		return; /* not yet: a spurious wakeup */
+	if (ti.tcpi_state != TCP_CLOSE) {
+		if (conn_add(&w->cw_host, &w->cw_overlay, w->cw_cookie, w->cw_pod, true) < 0)
+			log_warnx("%s: out of memory", __func__);
+		if (router.r_debug)
+			log_debug("connect %s -> %s: established",
+				  addr_str(a, sizeof(a), w->cw_overlay.src_ip,
+					   w->cw_overlay.src_port),
+				  addr_str(b, sizeof(b), w->cw_overlay.dst_ip,
+					   w->cw_overlay.dst_port));
+	} else {
+		log_debug("connect %s -> %s: failed (host %s)",
+			  addr_str(a, sizeof(a), w->cw_overlay.src_ip, w->cw_overlay.src_port),
+			  addr_str(b, sizeof(b), w->cw_overlay.dst_ip, w->cw_overlay.dst_port),
+			  addr_str(h, sizeof(h), w->cw_host.dst_ip, w->cw_host.dst_port));
+		if (w->cw_local) {
+			struct listener *l =
+				listener_find(w->cw_overlay.dst_ip, w->cw_overlay.dst_port);
+
+			if (l && l->l_host_port == w->cw_host.dst_port)
+				listener_check_alive(l);
+		} else {
+			resolve_cache_drop(w->cw_overlay.dst_ip, w->cw_overlay.dst_port);
+		}
+	}
+	hostsock_watch_end(w);
+}
+
+void hostsock_connect(struct client *c, uint32_t pod_ip, const char *pod_name,
+		      const struct slim_connect_req *req, const struct connect_target *t)
+{
+	struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr.s_addr = router.r_fabric_ip};
+	struct sockaddr_in dst = {
+		.sin_family = AF_INET, .sin_addr.s_addr = t->host_ip, .sin_port = t->host_port};
+	struct slim_preamble pre;
+	uint8_t prebuf[SLIM_PREAMBLE_LEN];
+	struct slim_connect_rep rep = {0};
+	struct connect_watch *w = NULL;
+	socklen_t alen = sizeof(src);
+	uint64_t cookie = 0;
+	const char *what;
+	ssize_t n;
+	int fd, ret;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		what = "socket";
+		goto fallback_errno;
+	}
+	what = "app options";
+	if ((ret = hostsock_apply_opts(fd, req->opts, req->nopts)) < 0)
+		goto fallback;
+	/*
+	 * Deferred connect: the kernel picks the source port (sharing it across destinations)
+	 * but sends no SYN until our first send, so the preamble rides in the SYN.
+	 */
+	what = "fastopen options";
+	if ((ret = hostsock_setopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)) < 0 ||
+	    (ret = hostsock_setopt(fd, IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, 1)) < 0 ||
+	    (ret = hostsock_setopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)) < 0)
+		goto fallback;
+	what = "bind";
+	if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0)
+		goto fallback_errno;
+	what = "connect";
+	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0)
+		goto fallback_errno;
+	what = "getsockname";
+	if (getsockname(fd, (struct sockaddr *)&src, &alen) < 0)
+		goto fallback_errno;
+
+	pre.src_ip = pod_ip;
+	pre.src_port = req->bound_port ? req->bound_port : src.sin_port;
+	pre.dst_ip = req->dst_ip;
+	pre.dst_port = req->dst_port;
+	slim_preamble_encode(&pre, prebuf);
+	what = "preamble";
+	n = send(fd, prebuf, sizeof(prebuf), MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n != SLIM_PREAMBLE_LEN) {
+		ret = n < 0 ? -errno : -EIO;
+		goto fallback;
+	}
+	alen = sizeof(cookie);
+	getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &alen);
+
+	rep.hdr.type = SLIM_MSG_CONNECT_REP;
+	rep.hdr.len = sizeof(rep);
+	rep.hdr.id = req->hdr.id;
+	rep.action = SLIM_ACT_FD;
+	rep.flags = t->cached ? SLIM_REPF_CACHED : 0;
+	rep.local_ip = pod_ip;
+	rep.local_port = pre.src_port;
+	rep.host_ip = t->host_ip;
+	rep.host_port = t->host_port;
+	router.r_nconnect++;
+
+	w = malloc(sizeof(*w));
+	if (w) {
+		w->cw_fd = fd;
+		w->cw_host.src_ip = src.sin_addr.s_addr;
+		w->cw_host.src_port = src.sin_port;
+		w->cw_host.dst_ip = t->host_ip;
+		w->cw_host.dst_port = t->host_port;
+		w->cw_overlay.src_ip = pod_ip;
+		w->cw_overlay.src_port = pre.src_port;
+		w->cw_overlay.dst_ip = req->dst_ip;
+		w->cw_overlay.dst_port = req->dst_port;
+		w->cw_cookie = cookie;
+		w->cw_started = event_now_ms();
+		w->cw_local = t->local;
+		snprintf(w->cw_pod, sizeof(w->cw_pod), "%s", pod_name);
+	}
+	if (client_reply(c, &rep, sizeof(rep), fd, false) < 0 || !w ||
+	    event_add(router.r_loop, fd, EVENT_WRITE, hostsock_watch_event, w) < 0) {
+		/* The app has its socket (or never got it); we just do not watch this one. */
+		free(w);
+		close(fd);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&watch_list, w, cw_entry);
+	watch_n++;
+	return;
+
+fallback_errno:
+	ret = -errno;
+fallback : {
+	char a[ADDR_STRLEN];
+
+	log_warnx("%s: %s for %s: %s: falling back", __func__, what,
+		  addr_str(a, sizeof(a), req->dst_ip, req->dst_port), strerror(-ret));
+}
+	if (fd >= 0)
+		close(fd);
+	router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
+}
+
+static bool hostsock_wants_reuseport(const struct slim_listen_req *req)
+{
+	for (unsigned i = 0; i < req->nopts; i++) {
+		const struct slim_sockopt *o = &req->opts[i];
+		int v;
+
+		if (o->level == SOL_SOCKET && o->name == SO_REUSEPORT && o->len == sizeof(int)) {
+			memcpy(&v, o->val, sizeof(v));
+			return v != 0;
+		}
+	}
+	return false;
+}
+
+void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_req *req)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = router.r_fabric_ip};
+	struct listener *l = listener_find(p->p_ip, req->port);
+	struct slim_listen_rep rep = {0};
+	socklen_t alen = sizeof(sin);
+	uint64_t cookie = 0;
+	const char *what;
+	bool bound = false;
+	int fd, ret;
+	char a[ADDR_STRLEN];
+
+	if ((req->bound_ip && req->bound_ip != p->p_ip) || !req->port) {
+		router_reply_fallback(c, SLIM_MSG_LISTEN_REP, req->hdr.id);
+		return;
+	}
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		what = "socket";
+		goto fallback_errno;
+	}
+	what = "options";
+	if ((ret = hostsock_setopt(fd, SOL_SOCKET, SO_REUSEADDR, 1)) < 0 ||
+	    (ret = hostsock_apply_opts(fd, req->opts, req->nopts)) < 0 ||
+	    /* Accept only connections whose first bytes (the preamble) arrived. */
+	    (ret = hostsock_setopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, 5)) < 0 ||
+	    (ret = hostsock_setopt(fd, IPPROTO_TCP, TCP_FASTOPEN,
+				   req->backlog > 128 ? req->backlog : 128)) < 0 ||
+	    (ret = hostsock_setopt(fd, IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, 1)) < 0)
+		goto fallback;
+	/* Several app listeners with SO_REUSEPORT share one host port, as they share the pod's. */
+	if (l && hostsock_wants_reuseport(req)) {
+		sin.sin_port = l->l_host_port;
+		bound = bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+		sin.sin_port = 0;
+	}
+	what = "bind";
+	if (!bound && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0)
+		goto fallback_errno;
+	what = "listen";
+	if (listen(fd, req->backlog > 0 ? req->backlog : 128) < 0)
+		goto fallback_errno;
+	what = "getsockname";
+	if (getsockname(fd, (struct sockaddr *)&sin, &alen) < 0)
+		goto fallback_errno;
+	alen = sizeof(cookie);
+	getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &alen);
+	what = "listener table";
+	if ((ret = listener_add(p, req->port, sin.sin_addr.s_addr, sin.sin_port, cookie, NULL)) < 0)
+		goto fallback;
+
+	rep.hdr.type = SLIM_MSG_LISTEN_REP;
+	rep.hdr.len = sizeof(rep);
+	rep.hdr.id = req->hdr.id;
+	rep.action = SLIM_ACT_FD;
+	rep.host_ip = sin.sin_addr.s_addr;
+	rep.host_port = sin.sin_port;
+	router.r_nlisten++;
+	client_reply(c, &rep, sizeof(rep), fd, false);
+	/* Never keep it: the host listener must close with the app's last reference. */
+	close(fd);
+	return;
+
+fallback_errno:
+	ret = -errno;
+fallback:
+	log_warnx("%s: %s for %s: %s: falling back", __func__, what,
+		  addr_str(a, sizeof(a), p->p_ip, req->port), strerror(-ret));
+	if (fd >= 0)
+		close(fd);
+	router_reply_fallback(c, SLIM_MSG_LISTEN_REP, req->hdr.id);
+}
+
+void hostsock_watch_sweep(void)
+{
+	uint64_t now = event_now_ms();
+	struct connect_watch *w;
+
+	/* Oldest first: stop at the first one still young enough. */
+	while ((w = TAILQ_FIRST(&watch_list)) && now - w->cw_started >= CONNECT_WATCH_MAX_MS)
+		hostsock_watch_end(w);
+}
+
+void hostsock_close_all(void)
+{
+	struct connect_watch *w;
+
+	while ((w = TAILQ_FIRST(&watch_list)))
+		hostsock_watch_end(w);
+}
+
+size_t hostsock_watch_count(void)
+{
+	return watch_n;
+}

@@ -1,0 +1,434 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The fabric protocol between routers: one persistent TCP connection to each node we ask
+ * (opened lazily, requests pipelined and matched by id), and the connections other nodes open
+ * to ask us. Buffers are bounded both ways; a malformed message closes that connection only.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "msg.h"
+#include "router.h"
+
+#define PEER_IN_MAX  4096 /* a few whole messages; they are 24-28 bytes */
+#define PEER_OUT_MAX (256 << 10)
+#define PEER_MSG_MAX 64 /* larger than any fabric message: a longer length is malformed */
+
+struct peer {
+	int pe_fd;
+	bool pe_dialed;	   /* we connected (we send requests); else they did (we answer) */
+	bool pe_connected; /* the TCP handshake finished */
+	char pe_node[NAME_MAX_LEN];
+	uint32_t pe_ip;
+	uint16_t pe_port; /* network order */
+	uint8_t pe_in[PEER_IN_MAX];
+	size_t pe_inlen;
+	uint8_t *pe_out;
+	size_t pe_outlen, pe_outcap;
+	TAILQ_ENTRY(peer) pe_entry;
+};
+
+static TAILQ_HEAD(, peer) peer_list = TAILQ_HEAD_INITIALIZER(peer_list);
+static int peer_listen_fd = -1;
+
+static void peer_event(struct event_loop *loop, int fd, uint32_t events, void *arg);
+
+static void peer_close(struct peer *pe, const char *why)
+{
+	char a[ADDR_STRLEN];
+
+	log_msg(pe->pe_dialed ? LOG_LVL_WARN : LOG_LVL_INFO, "peer %s (%s, %s): closed: %s",
+		pe->pe_node, addr_str(a, sizeof(a), pe->pe_ip, pe->pe_port),
+		pe->pe_dialed ? "outgoing" : "incoming", why);
+	TAILQ_REMOVE(&peer_list, pe, pe_entry);
+	event_del(router.r_loop, pe->pe_fd);
+	close(pe->pe_fd);
+	if (pe->pe_dialed)
+		resolve_on_peer_down(pe->pe_node);
+	free(pe->pe_out);
+	free(pe);
+}
+
+static void peer_update_mask(struct peer *pe)
+{
+	uint32_t mask = EVENT_READ;
+
+	if (!pe->pe_connected || pe->pe_outlen)
+		mask |= EVENT_WRITE;
+	event_set_mask(router.r_loop, pe->pe_fd, mask);
+}
+
+/* Writes what the socket takes. 0, or -errno when the connection is broken. */
+static int peer_flush(struct peer *pe)
+{
+	size_t off = 0;
+
+	while (off < pe->pe_outlen) {
+		ssize_t n = send(pe->pe_fd, pe->pe_out + off, pe->pe_outlen - off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			return -errno;
+		}
+		off += (size_t)n;
+	}
+	memmove(pe->pe_out, pe->pe_out + off, pe->pe_outlen - off);
+	pe->pe_outlen -= off;
+	peer_update_mask(pe);
+	return 0;
+}
+
+/* Appends a message (already in network order) and writes when connected. */
+static int peer_queue(struct peer *pe, const void *msg, size_t len)
+{
+	if (pe->pe_outlen + len > PEER_OUT_MAX)
+		return -ENOBUFS;
+	if (pe->pe_outlen + len > pe->pe_outcap) {
+		size_t cap = pe->pe_outcap ? pe->pe_outcap * 2 : 4096;
+		uint8_t *b;
+
+		while (cap < pe->pe_outlen + len)
+			cap *= 2;
+		b = realloc(pe->pe_out, cap);
+		if (!b)
+			return -ENOMEM;
+		pe->pe_out = b;
+		pe->pe_outcap = cap;
+	}
+	memcpy(pe->pe_out + pe->pe_outlen, msg, len);
+	pe->pe_outlen += len;
+	if (!pe->pe_connected)
+		return 0;
+	return peer_flush(pe);
+}
+
+static void peer_handle_request(struct peer *pe, const struct slim_resolve_req *req)
+{
+	struct slim_resolve_rep rep = {0};
+	struct resolve_result res;
+	char a[ADDR_STRLEN];
+	int ret;
+
+	router_resolve_listener(req->pod_ip, req->port, &res);
+	if (router.r_debug)
+		log_debug("peer %s asks %s: status %u", pe->pe_node,
+			  addr_str(a, sizeof(a), req->pod_ip, req->port), res.status);
+	rep.hdr.type = htons(SLIM_MSG_RESOLVE_REP);
+	rep.hdr.len = htonl(sizeof(rep));
+	rep.hdr.id = req->hdr.id; /* echoed as it came, in network order */
+	rep.status = htonl(res.status);
+	rep.host_ip = res.host_ip;
+	rep.host_port = res.host_port;
+	ret = peer_queue(pe, &rep, sizeof(rep));
+	if (ret < 0)
+		peer_close(pe, ret == -ENOBUFS ? "peer does not read its answers" : strerror(-ret));
+}
+
+/* Returns false when pe was closed. */
+static bool peer_handle_message(struct peer *pe, const uint8_t *raw, size_t len)
+{
+	/* Messages sit at any offset of the stream buffer: work on an aligned copy. */
+	union {
+		struct slim_msg_hdr h;
+		struct slim_resolve_rep rep;
+		uint8_t bytes[PEER_MSG_MAX];
+	} m;
+	const uint8_t *buf = m.bytes;
+	uint16_t type;
+
+	memcpy(m.bytes, raw, len);
+	type = ntohs(m.h.type);
+	if (slim_msg_check_fabric(buf, len) < 0) {
+		peer_close(pe, "malformed message");
+		return false;
+	}
+	if (type == SLIM_MSG_RESOLVE_REQ && !pe->pe_dialed) {
+		struct slim_resolve_req req;
+
+		memcpy(&req, buf, sizeof(req));
+		peer_handle_request(pe, &req);
+		/* peer_handle_request may have closed pe: check it is still listed. */
+		struct peer *p;
+
+		TAILQ_FOREACH(p, &peer_list, pe_entry)
+			if (p == pe)
+				return true;
+		return false;
+	}
+	if (type == SLIM_MSG_RESOLVE_REP && pe->pe_dialed) {
+		struct slim_resolve_rep rep;
+		struct resolve_result res;
+		uint32_t status;
+
+		memcpy(&rep, buf, sizeof(rep));
+		status = ntohl(rep.status);
+		if (status < SLIM_RESOLVE_FOUND || status > SLIM_RESOLVE_NO_POD ||
+		    (status == SLIM_RESOLVE_FOUND && (!rep.host_ip || !rep.host_port))) {
+			peer_close(pe, "malformed answer");
+			return false;
+		}
+		res.status = status;
+		res.host_ip = rep.host_ip;
+		res.host_port = rep.host_port;
+		resolve_on_reply(pe->pe_node, ntohl(rep.hdr.id), &res);
+		return true;
+	}
+	peer_close(pe, "unexpected message type");
+	return false;
+}
+
+static void peer_read(struct peer *pe)
+{
+	/* A bounded number of reads per wakeup, so one busy peer cannot starve the loop. */
+	for (int round = 0; round < 16; round++) {
+		ssize_t n = recv(pe->pe_fd, pe->pe_in + pe->pe_inlen,
+				 sizeof(pe->pe_in) - pe->pe_inlen, MSG_DONTWAIT);
+		size_t off = 0;
+
+		if (n == 0) {
+			peer_close(pe, "connection closed by peer");
+			return;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				peer_close(pe, strerror(errno));
+			return;
+		}
+		pe->pe_inlen += (size_t)n;
+		while (pe->pe_inlen - off >= sizeof(struct slim_msg_hdr)) {
+			uint32_t len;
+
+			memcpy(&len, pe->pe_in + off + offsetof(struct slim_msg_hdr, len),
+			       sizeof(len));
+			len = ntohl(len);
+			if (len < sizeof(struct slim_msg_hdr) || len > PEER_MSG_MAX) {
+				peer_close(pe, "malformed message length");
+				return;
+			}
+			if (pe->pe_inlen - off < len)
+				break;
+			if (!peer_handle_message(pe, pe->pe_in + off, len))
+				return;
+			off += len;
+		}
+		memmove(pe->pe_in, pe->pe_in + off, pe->pe_inlen - off);
+		pe->pe_inlen -= off;
+	}
+}
+
+static void peer_event(struct event_loop *loop, int fd, uint32_t events, void *arg)
+{
+	struct peer *pe = arg;
+
+	if (!pe->pe_connected && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		if (err) {
+			peer_close(pe, strerror(err));
+			return;
+		}
+		if (!(events & EPOLLOUT))
+			return;
+		pe->pe_connected = true;
+		log_info("peer %s: connected", pe->pe_node);
+	}
+	if (events & EPOLLOUT) {
+		int ret = peer_flush(pe);
+
+		if (ret < 0) {
+			peer_close(pe, strerror(-ret));
+			return;
+		}
+	}
+	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+		peer_read(pe);
+}
+
+static struct peer *peer_new(int fd, bool dialed, const char *node, uint32_t ip, uint16_t port)
+{
+	struct peer *pe = calloc(1, sizeof(*pe));
+	int one = 1;
+
+	if (!pe)
+		return NULL;
+	pe->pe_fd = fd;
+	pe->pe_dialed = dialed;
+	pe->pe_connected = !dialed;
+	snprintf(pe->pe_node, sizeof(pe->pe_node), "%s", node);
+	pe->pe_ip = ip;
+	pe->pe_port = port;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (event_add(router.r_loop, fd, EVENT_READ | (dialed ? EVENT_WRITE : 0), peer_event, pe) <
+	    0) {
+		free(pe);
+		return NULL;
+	}
+	TAILQ_INSERT_TAIL(&peer_list, pe, pe_entry);
+	return pe;
+}
+
+static void peer_accept(struct event_loop *loop, int fd, uint32_t events, void *arg)
+{
+	for (int i = 0; i < 16; i++) {
+		struct sockaddr_in sin;
+		socklen_t len = sizeof(sin);
+		const struct cluster_node *n;
+		char a[ADDR_STRLEN];
+		int s;
+
+		s = accept4(fd, (struct sockaddr *)&sin, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (s < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				log_warn("%s: accept", __func__);
+			return;
+		}
+		n = cluster_node_by_ip(router.r_cluster, sin.sin_addr.s_addr);
+		if (!n || n == router.r_self) {
+			log_warnx("%s: refusing %s: not another node's fabric_ip", __func__,
+				  addr_str(a, sizeof(a), sin.sin_addr.s_addr, sin.sin_port));
+			close(s);
+			continue;
+		}
+		if (!peer_new(s, false, n->cn_name, sin.sin_addr.s_addr, sin.sin_port)) {
+			log_warnx("%s: out of memory", __func__);
+			close(s);
+		}
+	}
+}
+
+int peer_listen(uint32_t ip, uint16_t port)
+{
+	struct sockaddr_in sin = {
+		.sin_family = AF_INET, .sin_addr.s_addr = ip, .sin_port = htons(port)};
+	int fd, one = 1, ret;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(fd, 128) < 0) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	ret = event_add(router.r_loop, fd, EVENT_READ, peer_accept, NULL);
+	if (ret < 0) {
+		close(fd);
+		return ret;
+	}
+	peer_listen_fd = fd;
+	return 0;
+}
+
+static struct peer *peer_dial(const struct cluster_node *node)
+{
+	struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr.s_addr = router.r_fabric_ip};
+	struct sockaddr_in dst = {.sin_family = AF_INET,
+				  .sin_addr.s_addr = node->cn_fabric_ip,
+				  .sin_port = htons(router.r_peer_port)};
+	struct peer *pe;
+	int fd, one = 1;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return NULL;
+	/* From our fabric address: the other router accepts only cluster nodes' addresses. */
+	setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0 ||
+	    (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS)) {
+		log_warn("%s: %s", __func__, node->cn_name);
+		close(fd);
+		return NULL;
+	}
+	pe = peer_new(fd, true, node->cn_name, dst.sin_addr.s_addr, dst.sin_port);
+	if (!pe)
+		close(fd);
+	return pe;
+}
+
+int peer_send_resolve(const struct cluster_node *node, uint32_t id, uint32_t ip, uint16_t port)
+{
+	struct slim_resolve_req req = {0};
+	struct peer *pe;
+	int ret;
+
+	TAILQ_FOREACH(pe, &peer_list, pe_entry)
+		if (pe->pe_dialed && !strcmp(pe->pe_node, node->cn_name))
+			break;
+	if (!pe && !(pe = peer_dial(node)))
+		return -ECONNREFUSED;
+	req.hdr.type = htons(SLIM_MSG_RESOLVE_REQ);
+	req.hdr.len = htonl(sizeof(req));
+	req.hdr.id = htonl(id);
+	req.pod_ip = ip;
+	req.port = port;
+	ret = peer_queue(pe, &req, sizeof(req));
+	if (ret == -ENOBUFS)
+		return ret; /* this request falls back; the connection itself is fine */
+	if (ret < 0) {
+		/* Nothing of this request is waiting yet, so closing fails only the others. */
+		peer_close(pe, strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+void peer_cluster_changed(void)
+{
+	struct peer *pe, *next;
+
+	for (pe = TAILQ_FIRST(&peer_list); pe; pe = next) {
+		const struct cluster_node *n = cluster_node_by_name(router.r_cluster, pe->pe_node);
+
+		next = TAILQ_NEXT(pe, pe_entry);
+		if (!n || n == router.r_self || n->cn_fabric_ip != pe->pe_ip)
+			peer_close(pe, "node left the cluster or moved");
+	}
+}
+
+void peer_close_all(void)
+{
+	struct peer *pe;
+
+	while ((pe = TAILQ_FIRST(&peer_list)))
+		peer_close(pe, "shutting down");
+	if (peer_listen_fd >= 0) {
+		event_del(router.r_loop, peer_listen_fd);
+		close(peer_listen_fd);
+		peer_listen_fd = -1;
+	}
+}
+
+json_t *peer_list_json(void)
+{
+	json_t *a = json_array();
+	struct peer *pe;
+
+	TAILQ_FOREACH(pe, &peer_list, pe_entry) {
+		char addr[ADDR_STRLEN];
+
+		json_array_append_new(
+			a, json_pack("{s:s, s:s, s:s, s:b, s:I}", "node", pe->pe_node, "addr",
+				     addr_str(addr, sizeof(addr), pe->pe_ip, pe->pe_port), "dir",
+				     pe->pe_dialed ? "out" : "in", "connected", pe->pe_connected,
+				     "queued", (json_int_t)pe->pe_outlen));
+	}
+	return a;
+}

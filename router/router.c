@@ -1,0 +1,525 @@
+// SPDX-License-Identifier: MIT
+/*
+ * slimrouterd: start-up (arguments, cluster file, which node we are), signals, the periodic
+ * sweep, and the routing of each shim request (who is asking, which node owns the destination).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <ifaddrs.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "router.h"
+
+#define DEFAULT_CLUSTER_FILE "/etc/slim/cluster.json"
+#define TCP_FASTOPEN_SYSCTL  "/proc/sys/net/ipv4/tcp_fastopen"
+
+struct router router;
+
+void router_reply_fallback(struct client *c, uint16_t type, uint32_t id)
+{
+	router.r_nfallback++;
+	if (type == SLIM_MSG_CONNECT_REP) {
+		struct slim_connect_rep rep = {
+			.hdr = {.type = type, .len = sizeof(rep), .id = id},
+			.action = SLIM_ACT_FALLBACK,
+		};
+
+		client_reply(c, &rep, sizeof(rep), -1, false);
+	} else {
+		struct slim_listen_rep rep = {
+			.hdr = {.type = type, .len = sizeof(rep), .id = id},
+			.action = SLIM_ACT_FALLBACK,
+		};
+
+		client_reply(c, &rep, sizeof(rep), -1, false);
+	}
+}
+
+void router_connect_resolved(struct client *c, uint32_t pod_ip, const char *pod_name,
+			     const struct slim_connect_req *req, const struct resolve_result *res,
+			     bool cached)
+{
+	struct connect_target t = {.cached = cached};
+
+	if (!res || res->status != SLIM_RESOLVE_FOUND) {
+		router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
+		return;
+	}
+	t.host_ip = res->host_ip;
+	t.host_port = res->host_port;
+	hostsock_connect(c, pod_ip, pod_name, req, &t);
+}
+
+/* CONNECT_REQ from a registered pod: find the host listener, locally or from its node. */
+static void router_connect(struct client *c, struct pod *p, const struct slim_connect_req *req)
+{
+	const struct cluster_node *node = cluster_owner(router.r_cluster, req->dst_ip);
+	struct resolve_result res;
+	int ret;
+
+	if (!node) {
+		router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
+		return;
+	}
+	if (node == router.r_self) {
+		struct listener *l = listener_find(req->dst_ip, req->dst_port);
+		struct connect_target t = {.local = true};
+
+		if (!l) {
+			router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
+			return;
+		}
+		t.host_ip = l->l_host_ip;
+		t.host_port = l->l_host_port;
+		hostsock_connect(c, p->p_ip, p->p_name, req, &t);
+		return;
+	}
+	ret = resolve_lookup(c, p, req, node, &res);
+	if (ret == 1)
+		router_connect_resolved(c, p->p_ip, p->p_name, req, &res, true);
+	else if (ret < 0)
+		router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
+}
+
+static void router_accepted(struct pod *p, const struct slim_accepted *m)
+{
+	/* The server's end: its local side is the host listener's address. */
+	struct tuple4 host = {
+		.src_ip = m->host_dst_ip,
+		.src_port = m->host_dst_port,
+		.dst_ip = m->host_src_ip,
+		.dst_port = m->host_src_port,
+	};
+	struct tuple4 overlay = {
+		.src_ip = m->overlay_src_ip,
+		.src_port = m->overlay_src_port,
+		.dst_ip = m->overlay_dst_ip,
+		.dst_port = m->overlay_dst_port,
+	};
+
+	if (conn_add(&host, &overlay, 0, p->p_name, false) < 0)
+		log_warnx("%s: out of memory", __func__);
+}
+
+void router_dispatch(struct client *c, const void *msg, size_t len)
+{
+	const struct slim_msg_hdr *h = msg;
+	/* Looked up per request, so a pod registered after the shim connected is recognized. */
+	struct pod *p = pod_find_ns(c->cs_ns_dev, c->cs_ns_ino);
+
+	switch (h->type) {
+	case SLIM_MSG_CONNECT_REQ:
+		if (!p)
+			router_reply_fallback(c, SLIM_MSG_CONNECT_REP, h->id);
+		else
+			router_connect(c, p, msg);
+		break;
+	case SLIM_MSG_LISTEN_REQ:
+		if (!p)
+			router_reply_fallback(c, SLIM_MSG_LISTEN_REP, h->id);
+		else
+			hostsock_listen(c, p, msg);
+		break;
+	case SLIM_MSG_ACCEPTED:
+		if (p)
+			router_accepted(p, msg);
+		break;
+	case SLIM_MSG_CTL_REQ:
+		if (c->cs_uid != 0 || p) {
+			static const char denied[] =
+				"{\"ok\":false,\"error\":\"permission denied\"}";
+			uint8_t buf[sizeof(struct slim_msg_hdr) + sizeof(denied)];
+			struct slim_msg_hdr rh = {
+				.type = SLIM_MSG_CTL_REP,
+				.len = sizeof(rh) + sizeof(denied) - 1,
+				.id = h->id,
+			};
+
+			log_warnx("%s: control request from pid %d uid %d%s: denied", __func__,
+				  (int)c->cs_pid, (int)c->cs_uid, p ? " inside a pod" : "");
+			memcpy(buf, &rh, sizeof(rh));
+			memcpy(buf + sizeof(rh), denied, sizeof(denied) - 1);
+			client_reply(c, buf, rh.len, -1, false);
+			break;
+		}
+		control_handle(c, h->id, (const char *)msg + sizeof(*h), len - sizeof(*h));
+		break;
+	}
+}
+
+void router_resolve_listener(uint32_t ip, uint16_t port, struct resolve_result *res)
+{
+	struct pod *p = pod_find_ip(ip);
+	struct listener *l;
+
+	memset(res, 0, sizeof(*res));
+	if (!p) {
+		res->status = SLIM_RESOLVE_NO_POD;
+		return;
+	}
+	l = listener_find(ip, port);
+	/* A remote cache keeps our answer for 30 s: make sure the listener still exists. */
+	if (!l || !listener_check_alive(l)) {
+		res->status = SLIM_RESOLVE_NO_LISTENER;
+		return;
+	}
+	res->status = SLIM_RESOLVE_FOUND;
+	res->host_ip = l->l_host_ip;
+	res->host_port = l->l_host_port;
+}
+
+static long router_sweep(struct event_loop *loop, void *arg)
+{
+	conn_gc();
+	listener_gc();
+	hostsock_watch_sweep();
+	resolve_cache_expire();
+	return CONN_GC_INTERVAL_MS;
+}
+
+/*
+ * A new cluster file: the node we are must still be there with the same address and port,
+ * and every registered pod must still be inside our pod_cidr. 0 or -EINVAL with err filled.
+ */
+static int router_check_reload(const struct cluster *nc, char *err, size_t errlen)
+{
+	const struct cluster_node *self = cluster_node_by_name(nc, router.r_node_name);
+	struct pod *bad;
+
+	if (!self) {
+		snprintf(err, errlen, "%s: nodes: this node (%s) is missing", nc->cl_origin,
+			 router.r_node_name);
+		return -EINVAL;
+	}
+	if (self->cn_fabric_ip != router.r_fabric_ip) {
+		snprintf(err, errlen,
+			 "%s: nodes[%td].fabric_ip: this node's address cannot change "
+			 "while running",
+			 nc->cl_origin, self - nc->cl_nodes);
+		return -EINVAL;
+	}
+	if (nc->cl_peer_port != router.r_peer_port) {
+		snprintf(err, errlen, "%s: peer_port: cannot change while running", nc->cl_origin);
+		return -EINVAL;
+	}
+	bad = pod_find_outside(&self->cn_pod_cidr);
+	if (bad) {
+		snprintf(err, errlen, "%s: nodes[%td].pod_cidr: registered pod %s is outside it",
+			 nc->cl_origin, self - nc->cl_nodes, bad->p_name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void router_reload(void)
+{
+	struct cluster *nc = NULL;
+	char err[512];
+	int ret;
+
+	if (!router.r_cluster_path) {
+		log_info("SIGHUP: no cluster file (built-in default): nothing to reload");
+		return;
+	}
+	ret = cluster_load(router.r_cluster_path, &nc, err, sizeof(err));
+	if (ret == 0)
+		ret = router_check_reload(nc, err, sizeof(err));
+	if (ret < 0) {
+		log_error("reload failed, keeping the current cluster: %s", err);
+		cluster_free(nc);
+		return;
+	}
+	cluster_free(router.r_cluster);
+	router.r_cluster = nc;
+	router.r_self = cluster_node_by_name(nc, router.r_node_name);
+	/* Pod CIDRs may have moved between nodes: resolve everything afresh. */
+	resolve_cache_flush();
+	peer_cluster_changed();
+	log_info("reloaded %s: %zu nodes", nc->cl_origin, nc->cl_nnodes);
+}
+
+static void router_signal(struct event_loop *loop, int fd, uint32_t events, void *arg)
+{
+	struct signalfd_siginfo si;
+
+	while (read(fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			router_reload();
+		} else {
+			log_info("signal %d: shutting down", (int)si.ssi_signo);
+			event_loop_stop(loop);
+		}
+	}
+}
+
+/* Turns on TFO client (0x1) and server (0x2) in this netns, keeping other bits. */
+static void router_enable_fastopen(void)
+{
+	char buf[32];
+	long v;
+	int fd;
+	ssize_t n;
+
+	fd = open(TCP_FASTOPEN_SYSCTL, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		log_warn("%s: %s", __func__, TCP_FASTOPEN_SYSCTL);
+		return;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	if (n <= 0) {
+		log_warn("%s: read %s", __func__, TCP_FASTOPEN_SYSCTL);
+		close(fd);
+		return;
+	}
+	buf[n] = '\0';
+	v = strtol(buf, NULL, 0);
+	if ((v & 0x3) != 0x3) {
+		int len = snprintf(buf, sizeof(buf), "%ld\n", v | 0x3);
+
+		if (pwrite(fd, buf, (size_t)len, 0) != len)
+			log_warn("%s: write %s", __func__, TCP_FASTOPEN_SYSCTL);
+		else
+			log_info("net.ipv4.tcp_fastopen: %ld -> %ld", v, v | 0x3);
+	}
+	close(fd);
+}
+
+/* The node whose fabric_ip is on one of our interfaces. */
+static const struct cluster_node *router_find_self(const struct cluster *c)
+{
+	const struct cluster_node *found = NULL;
+	struct ifaddrs *ifa, *i;
+
+	if (getifaddrs(&ifa) < 0)
+		fatal("getifaddrs");
+	for (i = ifa; i; i = i->ifa_next) {
+		const struct cluster_node *n;
+
+		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET)
+			continue;
+		n = cluster_node_by_ip(c, ((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr);
+		if (n && found && n != found) {
+			errno = 0;
+			fatal("both %s and %s have a local fabric_ip: pass --node", found->cn_name,
+			      n->cn_name);
+		}
+		if (n)
+			found = n;
+	}
+	freeifaddrs(ifa);
+	return found;
+}
+
+/*
+ * Every shim thread holds a control connection and every connect in progress a socket: the
+ * default soft limit of 1024 descriptors is far too low for a node's worth of pods.
+ */
+static void router_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("%s: setrlimit", __func__);
+	}
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: slimrouterd [--socket PATH] [--cluster FILE] [--node NAME]\n"
+		"                   [--log-level error|warn|info|debug] [-n] [--help]\n"
+		"  --socket PATH    control socket (default %s)\n"
+		"  --cluster FILE   cluster description (default %s, else the built-in lab plan)\n"
+		"  --node NAME      this node's name in the cluster (default: by local address)\n"
+		"  -n               check the cluster file and exit\n",
+		SLIM_DEFAULT_SOCKET, DEFAULT_CLUSTER_FILE);
+}
+
+static int router_signalfd(void)
+{
+	sigset_t set;
+	int fd;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -errno;
+	fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"socket", required_argument, NULL, 's'},
+		{"cluster", required_argument, NULL, 'c'},
+		{"node", required_argument, NULL, 'N'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *socket_path = SLIM_DEFAULT_SOCKET, *cluster_path = NULL, *node = NULL;
+	const struct cluster_node *self;
+	int level = LOG_LVL_INFO, opt, sigfd, ret;
+	bool check_only = false;
+	char err[512];
+	struct stat st;
+
+	log_init("slimrouterd", LOG_LVL_INFO);
+	while ((opt = getopt_long(argc, argv, "s:c:nh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			socket_path = optarg;
+			break;
+		case 'c':
+			cluster_path = optarg;
+			break;
+		case 'N':
+			node = optarg;
+			break;
+		case 'l':
+			level = log_level_parse(optarg);
+			if (level < 0) {
+				fprintf(stderr, "slimrouterd: bad log level \"%s\"\n", optarg);
+				return 1;
+			}
+			break;
+		case 'n':
+			check_only = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 1;
+	}
+	log_init("slimrouterd", (enum log_level)level);
+	router.r_debug = level >= LOG_LVL_DEBUG;
+
+	if (!cluster_path && access(DEFAULT_CLUSTER_FILE, F_OK) == 0)
+		cluster_path = DEFAULT_CLUSTER_FILE;
+	ret = cluster_path ? cluster_load(cluster_path, &router.r_cluster, err, sizeof(err))
+			   : cluster_default(&router.r_cluster);
+	if (check_only) {
+		if (ret < 0) {
+			fprintf(stderr, "%s\n", err);
+			return 1;
+		}
+		printf("cluster %s: ok (%zu nodes)\n", router.r_cluster->cl_origin,
+		       router.r_cluster->cl_nnodes);
+		return 0;
+	}
+	if (ret < 0) {
+		errno = 0;
+		fatal("%s", err);
+	}
+	router.r_cluster_path = cluster_path ? realpath(cluster_path, NULL) : NULL;
+
+	if (node) {
+		self = cluster_node_by_name(router.r_cluster, node);
+		errno = 0;
+		if (!self)
+			fatal("node %s is not in %s", node, router.r_cluster->cl_origin);
+	} else {
+		self = router_find_self(router.r_cluster);
+		errno = 0;
+		if (!self)
+			fatal("no node of %s has a fabric_ip on this host: pass --node",
+			      router.r_cluster->cl_origin);
+	}
+	router.r_self = self;
+	snprintf(router.r_node_name, sizeof(router.r_node_name), "%s", self->cn_name);
+	router.r_fabric_ip = self->cn_fabric_ip;
+	router.r_peer_port = router.r_cluster->cl_peer_port;
+	router.r_socket_path = strdup(socket_path);
+	router.r_started = time(NULL);
+	if (stat("/proc/self/ns/net", &st) < 0)
+		fatal("stat /proc/self/ns/net");
+	router.r_ns_dev = st.st_dev;
+	router.r_ns_ino = st.st_ino;
+
+	signal(SIGPIPE, SIG_IGN);
+	router_raise_nofile();
+	router.r_loop = event_loop_new();
+	if (!router.r_loop)
+		fatal("event loop");
+	if (pod_table_init() || listener_table_init() || conn_table_init() || resolve_init())
+		fatal("out of memory");
+	ret = sockdiag_init();
+	if (ret < 0) {
+		errno = -ret;
+		fatal("sock_diag netlink socket");
+	}
+	router_enable_fastopen();
+
+	sigfd = router_signalfd();
+	if (sigfd < 0 || event_add(router.r_loop, sigfd, EVENT_READ, router_signal, NULL) < 0)
+		fatal("signalfd");
+	ret = client_listen(socket_path);
+	if (ret == -EADDRINUSE) {
+		errno = 0;
+		fatal("another router answers on %s", socket_path);
+	}
+	if (ret < 0) {
+		errno = -ret;
+		fatal("control socket %s", socket_path);
+	}
+	ret = peer_listen(router.r_fabric_ip, router.r_peer_port);
+	if (ret < 0) {
+		char a[ADDR_STRLEN];
+
+		unlink(socket_path);
+		errno = -ret;
+		fatal("fabric listener %s",
+		      addr_str(a, sizeof(a), router.r_fabric_ip, htons(router.r_peer_port)));
+	}
+	event_timer_add(router.r_loop, CONN_GC_INTERVAL_MS, router_sweep, NULL);
+
+	{
+		char a[ADDR_STRLEN];
+
+		log_info("started: node %s fabric %s, cluster %s (%zu nodes), socket %s",
+			 router.r_node_name,
+			 addr_str(a, sizeof(a), router.r_fabric_ip, htons(router.r_peer_port)),
+			 router.r_cluster->cl_origin, router.r_cluster->cl_nnodes, socket_path);
+	}
+	event_loop_run(router.r_loop);
+
+	client_close_all();
+	unlink(socket_path);
+	hostsock_close_all();
+	peer_close_all();
+	resolve_free();
+	pod_table_free();
+	listener_table_free();
+	conn_table_free();
+	sockdiag_close();
+	event_del(router.r_loop, sigfd);
+	close(sigfd);
+	event_loop_free(router.r_loop);
+	cluster_free(router.r_cluster);
+	free(router.r_cluster_path);
+	free(router.r_socket_path);
+	log_info("stopped");
+	return 0;
+}

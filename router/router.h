@@ -1,0 +1,360 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * slimrouterd's internal interfaces, one section per file. The router is one thread driving
+ * one epoll loop; every table below is owned by that thread, so nothing here locks.
+ */
+#ifndef SLIM_ROUTER_H
+#define SLIM_ROUTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include <sys/epoll.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "cidr.h"
+#include "htab.h"
+#include "proto.h"
+
+#define NAME_MAX_LEN 64 /* pod and node names, NUL included */
+
+/* Fairness limits per control-socket client (see client.c). */
+#define CLIENT_BATCH	   16 /* messages handled per client per loop iteration */
+#define CLIENT_MAX_PENDING 64 /* requests waiting on a remote resolution */
+#define CLIENT_MAX_QUEUED  64 /* replies queued while the client's socket is full */
+
+#define RESOLVE_TIMEOUT_MS	1000
+#define RESOLVE_TTL_FOUND_MS	30000
+#define RESOLVE_TTL_NEGATIVE_MS 1000
+#define RESOLVE_CACHE_MAX	65536
+#define CONN_GC_INTERVAL_MS	2000
+#define CONNECT_WATCH_MAX_MS	10000 /* give up watching a connect that has not completed */
+
+/* A TCP 4-tuple in network order, always from this host's point of view (src is local). */
+struct tuple4 {
+	uint32_t src_ip;
+	uint32_t dst_ip;
+	uint16_t src_port;
+	uint16_t dst_port;
+};
+
+/* addr.c: "a.b.c.d:port" of a network-order address and port (buf: ADDR_STRLEN bytes). */
+const char *addr_str(char *buf, size_t len, uint32_t ip, uint16_t port);
+#define ADDR_STRLEN 24
+
+/* ---- event.c: the epoll loop (redis ae.c style) ---- */
+
+#define EVENT_READ	 EPOLLIN
+#define EVENT_WRITE	 EPOLLOUT
+#define EVENT_TIMER_STOP (-1)
+
+struct event_loop;
+/* events is the epoll mask that fired (EPOLLERR/EPOLLHUP may come without being asked). */
+typedef void (*event_fn)(struct event_loop *loop, int fd, uint32_t events, void *arg);
+/* Returns the delay in ms until the next run, or EVENT_TIMER_STOP to delete the timer. */
+typedef long (*timer_fn)(struct event_loop *loop, void *arg);
+
+struct event_loop *event_loop_new(void);
+void event_loop_free(struct event_loop *loop);
+/* Registers fd (or changes its callback and mask). 0 or -errno. */
+int event_add(struct event_loop *loop, int fd, uint32_t mask, event_fn fn, void *arg);
+/* Changes the mask of a registered fd; a no-op when unchanged. 0 or -errno. */
+int event_set_mask(struct event_loop *loop, int fd, uint32_t mask);
+/* Unregisters fd. Always call it before close(): an epoll registration belongs to the open
+ * file, which may outlive our descriptor (a socket we handed to an app). */
+void event_del(struct event_loop *loop, int fd);
+long long event_timer_add(struct event_loop *loop, long ms, timer_fn fn, void *arg);
+void event_timer_del(struct event_loop *loop, long long id);
+/* Runs until event_loop_stop(). */
+void event_loop_run(struct event_loop *loop);
+void event_loop_stop(struct event_loop *loop);
+/* Monotonic milliseconds. */
+uint64_t event_now_ms(void);
+
+/* ---- cluster.c: the cluster file ---- */
+
+struct cluster_node {
+	struct hnode cn_by_cidr;
+	char cn_name[NAME_MAX_LEN];
+	uint32_t cn_fabric_ip;
+	struct cidr cn_pod_cidr;
+};
+
+struct cluster {
+	char *cl_origin; /* the file it came from, or "(built-in)" */
+	struct cidr cl_overlay;
+	uint16_t cl_peer_port; /* host order */
+	size_t cl_nnodes;
+	struct cluster_node *cl_nodes;
+	struct htab cl_by_cidr; /* (net, len) of each pod_cidr -> node */
+	uint8_t cl_lens[33];	/* distinct pod_cidr lengths, longest first */
+	unsigned cl_nlens;
+};
+
+/*
+ * Parses and validates a cluster description. On error fills err with
+ * "ORIGIN: JSON.PATH: problem" and returns -EINVAL (or -ENOMEM).
+ */
+int cluster_parse(const char *text, size_t len, const char *origin, struct cluster **out, char *err,
+		  size_t errlen);
+/* Reads path and parses it; errors as cluster_parse(), -errno if the file cannot be read. */
+int cluster_load(const char *path, struct cluster **out, char *err, size_t errlen);
+/* The lab's two-host plan, used when no cluster file exists. */
+int cluster_default(struct cluster **out);
+void cluster_free(struct cluster *c);
+/* The node whose pod_cidr holds ip (network order), or NULL. */
+const struct cluster_node *cluster_owner(const struct cluster *c, uint32_t ip);
+const struct cluster_node *cluster_node_by_name(const struct cluster *c, const char *name);
+const struct cluster_node *cluster_node_by_ip(const struct cluster *c, uint32_t fabric_ip);
+
+/* ---- pod.c: the pod registry ---- */
+
+struct listener;
+
+struct pod {
+	struct hnode p_by_ip, p_by_name, p_by_ns;
+	uint32_t p_ip;
+	char p_name[NAME_MAX_LEN];
+	dev_t p_ns_dev;
+	ino_t p_ns_ino;
+	char *p_netns;
+	json_t *p_labels;
+	time_t p_added;
+	TAILQ_HEAD(, listener) p_listeners;
+	unsigned p_nlisteners;
+};
+
+int pod_table_init(void);
+void pod_table_free(void);
+struct pod *pod_find_ip(uint32_t ip);
+struct pod *pod_find_name(const char *name);
+struct pod *pod_find_ns(dev_t dev, ino_t ino);
+/* Some registered pod whose IP is outside c, or NULL (used to validate a reload). */
+struct pod *pod_find_outside(const struct cidr *c);
+/* Validates and registers a pod (netns path must be a network namespace, ip inside this
+ * node's pod_cidr, nothing duplicated). labels is borrowed (a reference is taken). 0 or -errno
+ * with a message in err. */
+int pod_add(const char *netns, uint32_t ip, const char *name, json_t *labels, struct pod **out,
+	    char *err, size_t errlen);
+/* Unregisters the pod and drops its listener entries. */
+void pod_del(struct pod *p);
+size_t pod_count(void);
+json_t *pod_json(const struct pod *p);
+json_t *pod_list_json(void);
+
+/* ---- listener.c: (pod IP, port) -> host listener ---- */
+
+struct listener {
+	struct hnode l_by_key, l_by_hport;
+	TAILQ_ENTRY(listener) l_pod_entry;
+	struct pod *l_pod;
+	uint32_t l_ip; /* overlay (pod) address and port */
+	uint16_t l_port;
+	uint32_t l_host_ip; /* host listener address and port */
+	uint16_t l_host_port;
+	uint64_t l_cookie;   /* SO_COOKIE of the newest host listener behind this entry */
+	unsigned l_nsockets; /* how many app listeners share it (SO_REUSEPORT) */
+	bool l_marked;	     /* seen in the current sock_diag sweep */
+};
+
+int listener_table_init(void);
+void listener_table_free(void);
+struct listener *listener_find(uint32_t ip, uint16_t port);
+/* Records (pod ip, port) -> (host ip, host port), replacing an older entry for the key and any
+ * stale entry that still names the same host port. 0 or -ENOMEM. */
+int listener_add(struct pod *p, uint16_t port, uint32_t host_ip, uint16_t host_port,
+		 uint64_t cookie, struct listener **out);
+void listener_del(struct listener *l);
+void listener_drop_pod(struct pod *p);
+/* Asks the kernel whether the host listener still exists; drops the entry when it does not.
+ * Returns true when the entry is alive (or the kernel could not tell). */
+bool listener_check_alive(struct listener *l);
+/* Drops every entry whose host listener is gone (one sock_diag dump). */
+void listener_gc(void);
+size_t listener_count(void);
+json_t *listener_list_json(void);
+
+/* ---- resolve.c: remote resolution (cache and requests in flight) ---- */
+
+struct client;
+
+struct resolve_result {
+	uint32_t status; /* enum slim_resolve_status */
+	uint32_t host_ip;
+	uint16_t host_port;
+};
+
+int resolve_init(void);
+void resolve_free(void);
+/*
+ * Resolves (ip, port) owned by the remote node for client c's CONNECT_REQ. When the cache
+ * answers, returns 1 and fills *res; otherwise queues the request (copied) and returns 0: the
+ * answer comes later through router_connect_resolved(). -errno when it cannot even be queued.
+ */
+int resolve_lookup(struct client *c, const struct pod *p, const struct slim_connect_req *req,
+		   const struct cluster_node *node, struct resolve_result *res);
+/* Drops the cached resolution for (ip, port) (a refused connect, or SLIM_CONNF_RETRY). */
+void resolve_cache_drop(uint32_t ip, uint16_t port);
+void resolve_cache_flush(void);
+/* Drops expired entries; when that is not enough to stay bounded, drops everything. */
+void resolve_cache_expire(void);
+size_t resolve_cache_count(void);
+size_t resolve_inflight_count(void);
+/* A RESOLVE_REP arrived from node_name's router. */
+void resolve_on_reply(const char *node_name, uint32_t id, const struct resolve_result *res);
+/* The fabric connection to node_name failed: everything waiting on it falls back. */
+void resolve_on_peer_down(const char *node_name);
+/* Client c is going away: forget its waiting requests. */
+void resolve_client_gone(struct client *c);
+
+/* ---- peer.c: router <-> router on the fabric ---- */
+
+int peer_listen(uint32_t ip, uint16_t port);
+void peer_close_all(void);
+/* Sends RESOLVE_REQ{id, ip, port} to node's router, connecting lazily. 0 or -errno. */
+int peer_send_resolve(const struct cluster_node *node, uint32_t id, uint32_t ip, uint16_t port);
+/* The cluster changed: close connections to nodes that left or moved. */
+void peer_cluster_changed(void);
+json_t *peer_list_json(void);
+
+/* ---- conn.c: live slim connections ---- */
+
+struct conn {
+	struct hnode co_node;
+	struct tuple4 co_host;	  /* host 4-tuple, src = this host's end */
+	struct tuple4 co_overlay; /* overlay 4-tuple, src = the client */
+	uint64_t co_cookie;	  /* SO_COOKIE, 0 when unknown (accepted side) */
+	char co_pod[NAME_MAX_LEN];
+	bool co_out; /* this host's pod is the client */
+	uint64_t co_seen;
+	time_t co_since;
+};
+
+int conn_table_init(void);
+void conn_table_free(void);
+/* Records a connection (replacing an entry with the same host 4-tuple). 0 or -ENOMEM. */
+int conn_add(const struct tuple4 *host, const struct tuple4 *overlay, uint64_t cookie,
+	     const char *pod, bool out);
+struct conn *conn_find(const struct tuple4 *host);
+/* Drops entries whose socket no longer exists (one sock_diag dump). */
+void conn_gc(void);
+size_t conn_count(void);
+json_t *conn_list_json(void);
+
+/* ---- sockdiag.c: NETLINK_SOCK_DIAG via libmnl ---- */
+
+struct sockdiag_sock {
+	struct tuple4 sd_tuple; /* src = the socket's local end */
+	uint64_t sd_cookie;
+	uint32_t sd_inode; /* 0 for sockets no process holds (orphans, TIME_WAIT) */
+	uint8_t sd_state;  /* TCP_ESTABLISHED, ... */
+};
+
+typedef void (*sockdiag_fn)(const struct sockdiag_sock *s, void *arg);
+
+int sockdiag_init(void);
+void sockdiag_close(void);
+/* Dumps the TCP/IPv4 sockets of this netns in the given states (bit 1 << TCP_*). 0 or -errno. */
+int sockdiag_dump(uint32_t states, sockdiag_fn fn, void *arg);
+/* 1 when a TCP listener is bound to ip:port in this netns, 0 when none, -errno on failure. */
+int sockdiag_listener_exists(uint32_t ip, uint16_t port);
+/* Destroys (SOCK_DESTROY) the TCP socket with this 4-tuple: both the app and the peer see the
+ * connection reset. 0 or -errno (-ENOENT when there is no such socket). */
+int sockdiag_destroy(const struct tuple4 *t);
+
+/* ---- client.c: control-socket clients ---- */
+
+struct pending;
+struct outmsg;
+
+struct client {
+	int cs_fd;
+	pid_t cs_pid;
+	uid_t cs_uid;
+	dev_t cs_ns_dev; /* the caller's network namespace, from /proc/<pid>/ns/net */
+	ino_t cs_ns_ino;
+	unsigned cs_npending;
+	TAILQ_HEAD(, pending) cs_pending;
+	STAILQ_HEAD(, outmsg) cs_outq;
+	unsigned cs_noutq;
+	bool cs_reading; /* EPOLLIN is armed */
+	bool cs_closing;
+	TAILQ_ENTRY(client) cs_entry;
+};
+
+/* Creates the control socket at path (refusing when a router already answers there). */
+int client_listen(const char *path);
+void client_close_all(void);
+/*
+ * Sends one reply (fd attached when >= 0; the caller keeps its fd). When the socket is full the
+ * reply is queued with a duplicate of fd; when more than CLIENT_MAX_QUEUED are queued (and
+ * !unlimited) the client is closed. Returns 0, or -EPIPE when the client was closed.
+ */
+int client_reply(struct client *c, const void *msg, size_t len, int fd, bool unlimited);
+/* Closes the client now (queued replies and their fds are dropped). */
+void client_close(struct client *c);
+/* A request of c's that waited on a resolution has been answered (or dropped). */
+void client_pending_done(struct client *c);
+size_t client_count(void);
+
+/* ---- hostsock.c: creating host sockets ---- */
+
+struct connect_target {
+	uint32_t host_ip;
+	uint16_t host_port;
+	bool cached; /* the listener came from the resolution cache */
+	bool local;  /* the listener is on this host */
+};
+
+/* Creates, connects and hands over the host socket for req; replies FD or FALLBACK. */
+void hostsock_connect(struct client *c, uint32_t pod_ip, const char *pod_name,
+		      const struct slim_connect_req *req, const struct connect_target *t);
+/* Creates the host listener for req and hands it over; replies FD or FALLBACK. */
+void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_req *req);
+/* Stops watching connects that never completed. */
+void hostsock_watch_sweep(void);
+void hostsock_close_all(void);
+size_t hostsock_watch_count(void);
+
+/* ---- control.c: slimctl's JSON commands ---- */
+
+/* Handles one CTL_REQ payload and replies (fragmented when large). */
+void control_handle(struct client *c, uint32_t id, const char *json, size_t len);
+
+/* ---- router.c: the daemon ---- */
+
+struct router {
+	struct event_loop *r_loop;
+	struct cluster *r_cluster;
+	const struct cluster_node *r_self; /* points into r_cluster */
+	char r_node_name[NAME_MAX_LEN];
+	uint32_t r_fabric_ip;
+	uint16_t r_peer_port; /* host order */
+	char *r_socket_path;
+	char *r_cluster_path; /* NULL: built-in default */
+	dev_t r_ns_dev;	      /* the router's own network namespace */
+	ino_t r_ns_ino;
+	time_t r_started;
+	bool r_debug; /* --log-level debug: skip formatting per-connection lines otherwise */
+	/* counters for status */
+	uint64_t r_nconnect, r_nfallback, r_nlisten;
+};
+
+extern struct router router;
+
+/* Handles one checked request from a control-socket client. */
+void router_dispatch(struct client *c, const void *msg, size_t len);
+/* Finishes a CONNECT_REQ that waited on a resolution (res NULL: timed out or failed). */
+void router_connect_resolved(struct client *c, uint32_t pod_ip, const char *pod_name,
+			     const struct slim_connect_req *req, const struct resolve_result *res,
+			     bool cached);
+/* Answers a RESOLVE_REQ from a peer: FOUND / NO_LISTENER / NO_POD. */
+void router_resolve_listener(uint32_t ip, uint16_t port, struct resolve_result *res);
+/* Replies FALLBACK to a CONNECT_REQ / LISTEN_REQ. */
+void router_reply_fallback(struct client *c, uint16_t type, uint32_t id);
+
+#endif

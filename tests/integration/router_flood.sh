@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Fairness and malformed input: a pod that floods CONNECT_REQs without reading its replies is
+# closed by the router while another pod's setups keep being answered quickly; a pod with a
+# burst of requests waiting on an unreachable node is held at 64 pending (and all of them fall
+# back) while others are served; every kind of malformed message closes only its sender.
+# timeout: 120
+. "$(dirname "$0")/../lib.sh"
+need_root
+LOAD=$PROGS/router_load
+CTL=$BIN/slimctl
+[ -x "$LOAD" ] || skip "needs $LOAD (make -C tests)"
+[ -x "$CTL" ] && [ -x "$BIN/slimrouterd" ] || skip "needs slimctl and slimrouterd (make)"
+need_cmd jq
+
+lab_up >/dev/null
+S1=/run/slim/$PREFIX/h1/router.sock
+inside() { local t=$1; shift; "$SLIMLAB" exec --prefix "$PREFIX" "$t" -- "$@"; }
+# probe: 300 setups from h1/p2 to its own listener; prints the bench line.
+probe() { inside h1/p2 "$LOAD" "$S1" bench 10.244.1.3 "$1" 300; }
+field() { sed -n "s/.* $1 \([0-9.]*\).*/\1/p" <<<"$2"; }
+
+log "baseline: setup latency with nobody else around"
+base=$(probe 7001) || fail "baseline: $base"
+log "  $base"
+
+log "a pod floods CONNECT_REQs and never reads (in a loop, reconnecting)"
+bg serve h1/p1 "$LOAD" "$S1" serve 10.244.1.2 7000
+wait_for 5 grep -q "^serving host=198.18.0.1:" "$TMP/serve.log"
+cat >"$TMP/flood.sh" <<EOF
+while :; do "$LOAD" "$S1" flood 10.244.1.2 7000 100000; done
+EOF
+bg flood h1/p1 bash "$TMP/flood.sh"
+wait_for 10 grep -q "^flood sent" "$TMP/flood.log"
+during=$(probe 7002) || fail "probe during the flood: $during"
+log "  $during"
+kill_tree "$PID_flood"
+[ "$(field fd "$during")" = 300 ] || fail "probe did not get 300 fds: $during"
+# The flood costs CPU on a 2-core machine; what must not happen is the probe waiting behind
+# the flood's queue (that would be seconds). Allow a generous absolute bound.
+awk -v m="$(field p99_us "$during")" 'BEGIN { exit !(m < 100000) }' ||
+	fail "p99 during the flood >= 100 ms: $during"
+floods=$(grep -c "^flood sent" "$TMP/flood.log")
+assert_ge "$floods" 1 "flood rounds"
+grep "^flood sent" "$TMP/flood.log" | head -n 3 | sed 's/^/  /'
+if grep "^flood sent" "$TMP/flood.log" | grep -qv "closed 1$"; then
+	fail "a flooder was not closed by the router: $(grep -v 'closed 1$' "$TMP/flood.log" | head -n 3)"
+fi
+grep -q "does not read its replies" "/run/slim/$PREFIX/h1/router.log" ||
+	fail "no log line about the flooder"
+
+log "a burst of 300 requests to an unreachable node: at most 64 pending, all fall back"
+cluster=/run/slim/$PREFIX/cluster.json
+jq '.nodes += [{"name":"h3","fabric_ip":"198.18.0.3","pod_cidr":"10.244.3.0/24"}]' "$cluster" \
+	>"$TMP/c3.json"
+cp "$TMP/c3.json" "$cluster"
+kill -HUP "$(cat "/run/slim/$PREFIX/h1/router.pid")"
+wait_for 5 grep -q "reloaded .*: 3 nodes" "/run/slim/$PREFIX/h1/router.log"
+bg burst h1/p1 "$LOAD" "$S1" burst 10.244.3.2 1000 300
+max=0
+for _ in $(seq 40); do
+	n=$("$CTL" -s "$S1" --json status | jq .resolving)
+	[ "$n" -gt "$max" ] && max=$n
+	grep -q "^burst" "$TMP/burst.log" && break
+	sleep 0.1
+done
+mid=$(probe 7003) || fail "probe during the burst: $mid"
+log "  $mid"
+[ "$(field fd "$mid")" = 300 ] || fail "probe did not get 300 fds: $mid"
+wait_for 30 grep -q "^burst\|^error" "$TMP/burst.log"
+out=$(cat "$TMP/burst.log")
+log "  $out (max resolving seen: $max)"
+[[ $out == "burst 300 fd 0 fallback 300 "* ]] || fail "burst: $out"
+[ "$max" -le 64 ] || fail "$max requests pending at once (limit 64)"
+assert_ge "$max" 1 "pending requests seen"
+
+log "fabric: malformed peer messages and non-node sources close only that connection"
+cat >"$TMP/peer.py" <<'EOF'
+import socket, struct, sys
+# Sends one message to h1's router on the fabric and prints "closed" when it hangs up.
+kind = sys.argv[1]
+if kind == "length":
+    msg = struct.pack("!HHIII", 32, 0, 100000, 1, 0)
+elif kind == "type":  # an answer sent to the answering side
+    msg = struct.pack("!HHIIIIIHH", 33, 0, 28, 1, 0, 1, 0, 0, 0)
+else:  # a valid request: must be answered, and the connection kept
+    msg = struct.pack("!HHIIIIHH", 32, 0, 24, 5, 0, 0x0201f40a, 80, 0)
+s = socket.create_connection(("198.18.0.1", 7471), timeout=5)
+s.sendall(msg)
+try:
+    data = s.recv(100)
+except (ConnectionResetError, socket.timeout) as e:
+    data = b"" if isinstance(e, ConnectionResetError) else None
+if data == b"":
+    print("closed")
+elif data is None:
+    print("open")
+else:
+    hdr = struct.unpack("!HHIII", data[:16])
+    print("answer type %d len %d id %d status %d" % (hdr[0], hdr[1 + 1], hdr[3],
+          struct.unpack("!I", data[16:20])[0]))
+EOF
+assert_eq "$(inside h2 python3 "$TMP/peer.py" length)" closed "bad length"
+assert_eq "$(inside h2 python3 "$TMP/peer.py" type)" closed "wrong type"
+# 10.244.2.1 is no pod of h1: NO_POD (3), and the connection stays up.
+assert_eq "$(inside h2 python3 "$TMP/peer.py" request)" "answer type 33 len 28 id 5 status 3" "request"
+assert_eq "$(inside h1/p1 python3 "$TMP/peer.py" request)" closed "from a pod address"
+grep -q "refusing 10.244.1.2:[0-9]*: not another node's fabric_ip" "/run/slim/$PREFIX/h1/router.log" ||
+	fail "no log line about the refused source"
+grep -q "closed: malformed message length" "/run/slim/$PREFIX/h1/router.log" || fail "no length log"
+grep -q "closed: unexpected message type" "/run/slim/$PREFIX/h1/router.log" || fail "no type log"
+
+log "malformed messages close only their sender"
+for kind in short len type reserved nopts sockopt big; do
+	out=$(inside h1/p1 "$LOAD" "$S1" garbage "$kind")
+	assert_eq "$out" "garbage $kind closed 1" "$kind"
+done
+grep -q "malformed message" "/run/slim/$PREFIX/h1/router.log" || fail "no warning logged"
+after=$(probe 7004) || fail "probe after garbage: $after"
+[ "$(field fd "$after")" = 300 ] || fail "router stopped serving: $after"
+"$CTL" -s "$S1" status >/dev/null || fail "status after garbage"
+log "ok"
