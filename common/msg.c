@@ -85,7 +85,8 @@ int slim_msg_check_fabric(const void *buf, size_t n)
 	if (n < sizeof(*h) || ntohl(h->len) != n || h->reserved != 0)
 		return -EBADMSG;
 	type = ntohs(h->type);
-	if (type != SLIM_MSG_RESOLVE_REQ && type != SLIM_MSG_RESOLVE_REP)
+	if (type != SLIM_MSG_RESOLVE_REQ && type != SLIM_MSG_RESOLVE_REP &&
+	    type != SLIM_MSG_INVALIDATE)
 		return -EBADMSG;
 	return n == slim_msg_fixed_len(type) ? 0 : -EBADMSG;
 }

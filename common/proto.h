@@ -45,6 +45,8 @@ enum slim_msg_type {
 	/* router -> router on the fabric */
 	SLIM_MSG_RESOLVE_REQ = 32,
 	SLIM_MSG_RESOLVE_REP = 33,
+	/* router -> router, one-way: forget any cached resolution of (pod_ip, port) */
+	SLIM_MSG_INVALIDATE = 34,
 };
 
 /* hdr.flags */
@@ -158,6 +160,18 @@ struct slim_resolve_rep {
 };
 
 /*
+ * INVALIDATE: the owning router's listener for (pod_ip, port) went away or was replaced (the app
+ * listened again, on a new host port). Sent on every fabric connection other routers opened to
+ * it, so no cache keeps a dead route for its whole TTL.
+ */
+struct slim_invalidate {
+	struct slim_msg_hdr hdr;
+	uint32_t pod_ip;
+	uint16_t port;
+	uint16_t pad;
+};
+
+/*
  * Returns the exact size of a fixed-layout message type (0 for variable-length ones: CTL_*),
  * so both the router and the fuzzers check sizes from one table.
  */
@@ -174,6 +188,8 @@ static inline uint32_t slim_msg_fixed_len(uint16_t type)
 		return sizeof(struct slim_resolve_req);
 	case SLIM_MSG_RESOLVE_REP:
 		return sizeof(struct slim_resolve_rep);
+	case SLIM_MSG_INVALIDATE:
+		return sizeof(struct slim_invalidate);
 	default:
 		return 0;
 	}

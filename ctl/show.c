@@ -71,12 +71,13 @@ void ctl_show_conns(json_t *rep)
 	json_t *conns = json_object_get(rep, "conns"), *c;
 	size_t i;
 
-	printf("%-21s %-21s %-21s %-21s %-16s %s\n", "OVERLAY-SRC", "OVERLAY-DST", "HOST-SRC",
-	       "HOST-DST", "POD", "DIR");
+	printf("%-21s %-21s %-21s %-21s %-16s %-4s %s\n", "OVERLAY-SRC", "OVERLAY-DST", "HOST-SRC",
+	       "HOST-DST", "POD", "DIR", "PATH");
 	json_array_foreach(conns, i, c)
-		printf("%-21s %-21s %-21s %-21s %-16s %s\n", show_str(c, "overlay_src"),
+		printf("%-21s %-21s %-21s %-21s %-16s %-4s %s\n", show_str(c, "overlay_src"),
 		       show_str(c, "overlay_dst"), show_str(c, "host_src"), show_str(c, "host_dst"),
-		       show_str(c, "pod"), show_str(c, "dir"));
+		       show_str(c, "pod"), show_str(c, "dir"),
+		       json_is_true(json_object_get(c, "accelerated")) ? "sockmap" : "tcp");
 }
 
 void ctl_show_listeners(json_t *rep)
@@ -110,6 +111,16 @@ void ctl_show_status(json_t *rep)
 	       "handled:", show_int(counters, "connect"), show_int(counters, "fallback"),
 	       show_int(counters, "listen"));
 	printf("%-12s %lld s\n", "uptime:", show_int(rep, "uptime"));
+	{
+		json_t *fp = json_object_get(rep, "fastpath");
+
+		if (json_is_true(json_object_get(fp, "enabled")))
+			printf("%-12s on (%s): %lld sockets mapped, %lld sends redirected\n",
+			       "fastpath:", show_str(fp, "cgroup"), show_int(fp, "entries"),
+			       show_int(fp, "redirected"));
+		else
+			printf("%-12s off (%s)\n", "fastpath:", show_str(fp, "reason"));
+	}
 	printf("\n%-16s %-15s %-18s %s\n", "NODE", "FABRIC-IP", "POD-CIDR", "");
 	json_array_foreach(nodes, i, n)
 		printf("%-16s %-15s %-18s %s\n", show_str(n, "name"), show_str(n, "fabric_ip"),

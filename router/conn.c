@@ -122,6 +122,8 @@ size_t conn_count(void)
 	return conn_by_tuple.ht_count;
 }
 
+bool (*conn_accelerated_hook)(const struct tuple4 *host);
+
 json_t *conn_list_json(void)
 {
 	json_t *a = json_array();
@@ -149,6 +151,9 @@ json_t *conn_list_json(void)
 				addr_str(hd, sizeof(hd), co->co_host.dst_ip, co->co_host.dst_port),
 				"pod", co->co_pod, "dir", co->co_out ? "out" : "in", "cookie",
 				cookie, "since", (json_int_t)co->co_since));
+		json_object_set_new(json_array_get(a, json_array_size(a) - 1), "accelerated",
+				    json_boolean(conn_accelerated_hook &&
+						 conn_accelerated_hook(&co->co_host)));
 	}
 	return a;
 }

@@ -108,10 +108,106 @@ static void hostsock_watch_event(struct event_loop *loop, int fd, uint32_t event
 	hostsock_watch_end(w);
 }
 
+/* A non-blocking host socket with the app's options, bound to our fabric address (port chosen
+ * at connect). fd, or -errno with *what naming the failed step. */
+static int hostsock_new_socket(const struct slim_connect_req *req, const char **what)
+{
+	struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr.s_addr = router.r_fabric_ip};
+	int fd, ret;
+
+	*what = "socket";
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	*what = "app options";
+	if ((ret = hostsock_apply_opts(fd, req->opts, req->nopts)) < 0)
+		goto fail;
+	*what = "bind";
+	if ((ret = hostsock_setopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)) < 0)
+		goto fail;
+	if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return ret;
+}
+
+/*
+ * Same host, fast path on: a plain connect (no Fast Open: bytes that crossed before both ends are
+ * in the sockhash would be overtaken by redirected ones), a short wait for the handshake, then
+ * the preamble, redirected in order. Returns 0 when it replied, or -EINPROGRESS / -errno when the
+ * caller should use the ordinary path instead.
+ */
+static int hostsock_connect_fastpath(struct client *c, uint32_t pod_ip, const char *pod_name,
+				     const struct slim_connect_req *req,
+				     const struct connect_target *t)
+{
+	struct sockaddr_in dst = {
+		.sin_family = AF_INET, .sin_addr.s_addr = t->host_ip, .sin_port = t->host_port};
+	struct sockaddr_in src;
+	socklen_t alen = sizeof(src);
+	struct slim_preamble pre;
+	uint8_t prebuf[SLIM_PREAMBLE_LEN];
+	struct slim_connect_rep rep = {0};
+	struct tuple4 host, overlay;
+	const char *what;
+	uint64_t cookie = 0;
+	int fd, ret;
+
+	fd = hostsock_new_socket(req, &what);
+	if (fd < 0)
+		return fd;
+	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS) {
+		ret = -errno;
+		goto out;
+	}
+	ret = fastpath_connect_local(fd);
+	if (ret < 0)
+		goto out;
+	if (getsockname(fd, (struct sockaddr *)&src, &alen) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	pre.src_ip = pod_ip;
+	pre.src_port = req->bound_port ? req->bound_port : src.sin_port;
+	pre.dst_ip = req->dst_ip;
+	pre.dst_port = req->dst_port;
+	slim_preamble_encode(&pre, prebuf);
+	if (send(fd, prebuf, sizeof(prebuf), MSG_NOSIGNAL | MSG_DONTWAIT) != SLIM_PREAMBLE_LEN) {
+		/* The connection is established and may be half-written: it cannot be retried. */
+		ret = 0;
+		router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
+		goto out;
+	}
+	alen = sizeof(cookie);
+	getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &alen);
+	rep.hdr.type = SLIM_MSG_CONNECT_REP;
+	rep.hdr.len = sizeof(rep);
+	rep.hdr.id = req->hdr.id;
+	rep.action = SLIM_ACT_FD;
+	rep.local_ip = pod_ip;
+	rep.local_port = pre.src_port;
+	rep.host_ip = t->host_ip;
+	rep.host_port = t->host_port;
+	router.r_nconnect++;
+	client_reply(c, &rep, sizeof(rep), fd, false);
+	host = (struct tuple4){src.sin_addr.s_addr, t->host_ip, src.sin_port, t->host_port};
+	overlay = (struct tuple4){pod_ip, req->dst_ip, pre.src_port, req->dst_port};
+	if (conn_add(&host, &overlay, cookie, pod_name, true) < 0)
+		log_warnx("%s: out of memory", __func__);
+	ret = 0;
+out:
+	close(fd);
+	return ret;
+}
+
 void hostsock_connect(struct client *c, uint32_t pod_ip, const char *pod_name,
 		      const struct slim_connect_req *req, const struct connect_target *t)
 {
-	struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr.s_addr = router.r_fabric_ip};
+	struct sockaddr_in src;
 	struct sockaddr_in dst = {
 		.sin_family = AF_INET, .sin_addr.s_addr = t->host_ip, .sin_port = t->host_port};
 	struct slim_preamble pre;
@@ -124,26 +220,21 @@ void hostsock_connect(struct client *c, uint32_t pod_ip, const char *pod_name,
 	ssize_t n;
 	int fd, ret;
 
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (t->local && fastpath_enabled() && hostsock_connect_fastpath(c, pod_ip, pod_name, req, t) == 0)
+		return;
+	fd = hostsock_new_socket(req, &what);
 	if (fd < 0) {
-		what = "socket";
-		goto fallback_errno;
-	}
-	what = "app options";
-	if ((ret = hostsock_apply_opts(fd, req->opts, req->nopts)) < 0)
+		ret = fd;
 		goto fallback;
+	}
 	/*
 	 * Deferred connect: the kernel picks the source port (sharing it across destinations)
 	 * but sends no SYN until our first send, so the preamble rides in the SYN.
 	 */
 	what = "fastopen options";
 	if ((ret = hostsock_setopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)) < 0 ||
-	    (ret = hostsock_setopt(fd, IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, 1)) < 0 ||
-	    (ret = hostsock_setopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)) < 0)
+	    (ret = hostsock_setopt(fd, IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, 1)) < 0)
 		goto fallback;
-	what = "bind";
-	if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0)
-		goto fallback_errno;
 	what = "connect";
 	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0)
 		goto fallback_errno;
@@ -254,8 +345,11 @@ void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_r
 	what = "options";
 	if ((ret = hostsock_setopt(fd, SOL_SOCKET, SO_REUSEADDR, 1)) < 0 ||
 	    (ret = hostsock_apply_opts(fd, req->opts, req->nopts)) < 0 ||
-	    /* Accept only connections whose first bytes (the preamble) arrived. */
-	    (ret = hostsock_setopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, 5)) < 0 ||
+	    /*
+	     * No TCP_DEFER_ACCEPT: a same-host child must be established (and so in the
+	     * sockhash) before the preamble is sent. Across hosts the preamble rides in the
+	     * SYN (Fast Open), and the shim waits a bounded time for a straggler.
+	     */
 	    (ret = hostsock_setopt(fd, IPPROTO_TCP, TCP_FASTOPEN,
 				   req->backlog > 128 ? req->backlog : 128)) < 0 ||
 	    (ret = hostsock_setopt(fd, IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, 1)) < 0)

@@ -108,10 +108,14 @@ int listener_add(struct pod *p, uint16_t port, uint32_t host_ip, uint16_t host_p
 	return 0;
 }
 
+void (*listener_removed_hook)(uint32_t ip, uint16_t port);
+
 void listener_del(struct listener *l)
 {
 	char ov[ADDR_STRLEN];
 
+	if (listener_removed_hook)
+		listener_removed_hook(l->l_ip, l->l_port);
 	log_debug("listener %s (pod %s) removed", addr_str(ov, sizeof(ov), l->l_ip, l->l_port),
 		  l->l_pod->p_name);
 	htab_remove(&listener_by_key, &l->l_by_key);

@@ -186,6 +186,13 @@ static bool peer_handle_message(struct peer *pe, const uint8_t *raw, size_t len)
 		resolve_on_reply(pe->pe_node, ntohl(rep.hdr.id), &res);
 		return true;
 	}
+	if (type == SLIM_MSG_INVALIDATE && pe->pe_dialed) {
+		struct slim_invalidate inv;
+
+		memcpy(&inv, buf, sizeof(inv));
+		resolve_cache_drop(inv.pod_ip, inv.port);
+		return true;
+	}
 	peer_close(pe, "unexpected message type");
 	return false;
 }
@@ -388,6 +395,28 @@ int peer_send_resolve(const struct cluster_node *node, uint32_t id, uint32_t ip,
 		return ret;
 	}
 	return 0;
+}
+
+void peer_broadcast_invalidate(uint32_t ip, uint16_t port)
+{
+	struct slim_invalidate inv = {
+		.hdr = {.type = htons(SLIM_MSG_INVALIDATE), .len = htonl(sizeof(inv))},
+		.pod_ip = ip,
+		.port = port,
+	};
+	struct peer *pe, *next;
+
+	/* Nodes that asked us opened these connections; only they can hold our answers. */
+	for (pe = TAILQ_FIRST(&peer_list); pe; pe = next) {
+		int ret;
+
+		next = TAILQ_NEXT(pe, pe_entry);
+		if (pe->pe_dialed || !pe->pe_connected)
+			continue;
+		ret = peer_queue(pe, &inv, sizeof(inv));
+		if (ret < 0)
+			peer_close(pe, ret == -ENOBUFS ? "peer does not read" : strerror(-ret));
+	}
 }
 
 void peer_cluster_changed(void)

@@ -75,6 +75,10 @@ static void router_connect(struct client *c, struct pod *p, const struct slim_co
 		struct listener *l = listener_find(req->dst_ip, req->dst_port);
 		struct connect_target t = {.local = true};
 
+		/* A retry follows a refused connect: the entry may name a listener that is gone
+		 * (handed to another process over exec or SCM_RIGHTS and closed here). */
+		if (l && (req->flags & SLIM_CONNF_RETRY) && !listener_check_alive(l))
+			l = NULL;
 		if (!l) {
 			router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
 			return;
@@ -339,10 +343,14 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: slimrouterd [--socket PATH] [--cluster FILE] [--node NAME]\n"
-		"                   [--log-level error|warn|info|debug] [-n] [--help]\n"
+		"                   [--log-level error|warn|info|debug] [--cgroup NAME] [--no-sockmap]\n"
+		"                   [-n] [--help]\n"
 		"  --socket PATH    control socket (default %s)\n"
 		"  --cluster FILE   cluster description (default %s, else the built-in lab plan)\n"
 		"  --node NAME      this node's name in the cluster (default: by local address)\n"
+		"  --cgroup NAME    cgroup v2 directory (under the v2 root) for the router and its\n"
+		"                   sockets: the same-host fast path (default slim/NODE-PID)\n"
+		"  --no-sockmap     no same-host fast path (sockmap redirect)\n"
 		"  -n               check the cluster file and exit\n",
 		SLIM_DEFAULT_SOCKET, DEFAULT_CLUSTER_FILE);
 }
@@ -369,14 +377,17 @@ int main(int argc, char **argv)
 		{"cluster", required_argument, NULL, 'c'},
 		{"node", required_argument, NULL, 'N'},
 		{"log-level", required_argument, NULL, 'l'},
+		{"cgroup", required_argument, NULL, 'g'},
+		{"no-sockmap", no_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *socket_path = SLIM_DEFAULT_SOCKET, *cluster_path = NULL, *node = NULL;
 	const struct cluster_node *self;
 	int level = LOG_LVL_INFO, opt, sigfd, ret;
-	bool check_only = false;
-	char err[512];
+	bool check_only = false, sockmap = true;
+	const char *cgroup_name = NULL;
+	char err[512], cgroup_default[NAME_MAX_LEN + 32];
 	struct stat st;
 
 	log_init("slimrouterd", LOG_LVL_INFO);
@@ -400,6 +411,12 @@ int main(int argc, char **argv)
 			break;
 		case 'n':
 			check_only = true;
+			break;
+		case 'g':
+			cgroup_name = optarg;
+			break;
+		case 'S':
+			sockmap = false;
 			break;
 		case 'h':
 			usage(stdout);
@@ -463,6 +480,7 @@ int main(int argc, char **argv)
 	router.r_loop = event_loop_new();
 	if (!router.r_loop)
 		fatal("event loop");
+	listener_removed_hook = peer_broadcast_invalidate;
 	if (pod_table_init() || listener_table_init() || conn_table_init() || resolve_init())
 		fatal("out of memory");
 	ret = sockdiag_init();
@@ -471,6 +489,18 @@ int main(int argc, char **argv)
 		fatal("sock_diag netlink socket");
 	}
 	router_enable_fastopen();
+	conn_accelerated_hook = fastpath_contains;
+	if (!sockmap) {
+		fastpath_disable("--no-sockmap");
+		log_info("same-host fast path off (--no-sockmap)");
+	} else {
+		if (!cgroup_name) {
+			snprintf(cgroup_default, sizeof(cgroup_default), "slim/%s-%d",
+				 router.r_node_name, (int)getpid());
+			cgroup_name = cgroup_default;
+		}
+		fastpath_start(cgroup_name);
+	}
 
 	sigfd = router_signalfd();
 	if (sigfd < 0 || event_add(router.r_loop, sigfd, EVENT_READ, router_signal, NULL) < 0)
@@ -508,6 +538,7 @@ int main(int argc, char **argv)
 	client_close_all();
 	unlink(socket_path);
 	hostsock_close_all();
+	fastpath_stop();
 	peer_close_all();
 	resolve_free();
 	pod_table_free();

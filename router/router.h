@@ -163,6 +163,9 @@ struct listener {
 
 int listener_table_init(void);
 void listener_table_free(void);
+/* Called with (pod ip, port) whenever an entry goes away or is replaced (router.c sets it to
+ * tell other nodes; a hook, so the table stays testable on its own). */
+extern void (*listener_removed_hook)(uint32_t ip, uint16_t port);
 struct listener *listener_find(uint32_t ip, uint16_t port);
 /* Records (pod ip, port) -> (host ip, host port), replacing an older entry for the key and any
  * stale entry that still names the same host port. 0 or -ENOMEM. */
@@ -217,6 +220,8 @@ int peer_listen(uint32_t ip, uint16_t port);
 void peer_close_all(void);
 /* Sends RESOLVE_REQ{id, ip, port} to node's router, connecting lazily. 0 or -errno. */
 int peer_send_resolve(const struct cluster_node *node, uint32_t id, uint32_t ip, uint16_t port);
+/* Tells every node that asked us to forget its cached resolution of (ip, port). */
+void peer_broadcast_invalidate(uint32_t ip, uint16_t port);
 /* The cluster changed: close connections to nodes that left or moved. */
 void peer_cluster_changed(void);
 json_t *peer_list_json(void);
@@ -244,6 +249,8 @@ struct conn *conn_find(const struct tuple4 *host);
 void conn_gc(void);
 size_t conn_count(void);
 json_t *conn_list_json(void);
+/* Whether a connection is on the same-host fast path (set by router.c; NULL: never). */
+extern bool (*conn_accelerated_hook)(const struct tuple4 *host);
 
 /* ---- sockdiag.c: NETLINK_SOCK_DIAG via libmnl ---- */
 
@@ -319,6 +326,22 @@ void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_r
 void hostsock_watch_sweep(void);
 void hostsock_close_all(void);
 size_t hostsock_watch_count(void);
+
+/* ---- fastpath.c: same-host sockmap acceleration ---- */
+
+/* Moves the router into cgroup v2 directory cgroup_name (relative to the v2 root) and attaches
+ * the sockmap programs there. 0, or -errno (the router then runs without acceleration). */
+int fastpath_start(const char *cgroup_name);
+/* Records why the fast path is off (e.g. --no-sockmap), for status. */
+void fastpath_disable(const char *why);
+void fastpath_stop(void);
+bool fastpath_enabled(void);
+/* The same-host connect sequence on a non-blocking host socket (see fastpath.c): 1 accelerated,
+ * 0 plain TCP, -EINPROGRESS not established yet, other -errno. */
+int fastpath_connect_local(int fd);
+/* Whether the connection with this host 4-tuple (src = this end) is accelerated. */
+bool fastpath_contains(const struct tuple4 *host);
+json_t *fastpath_status_json(void);
 
 /* ---- control.c: slimctl's JSON commands ---- */
 
