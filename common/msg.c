@@ -59,7 +59,8 @@ int slim_msg_check_request(const void *buf, size_t n)
 		return check_opts(r->opts, r->nopts);
 	}
 	case SLIM_MSG_ACCEPTED:
-		return n == sizeof(struct slim_accepted) ? 0 : -EBADMSG;
+	case SLIM_MSG_LOOKUP_REQ:
+		return n == slim_msg_fixed_len(h->type) ? 0 : -EBADMSG;
 	case SLIM_MSG_CTL_REQ:
 		return n > sizeof(*h) ? 0 : -EBADMSG;
 	}
@@ -86,7 +87,7 @@ int slim_msg_check_fabric(const void *buf, size_t n)
 		return -EBADMSG;
 	type = ntohs(h->type);
 	if (type != SLIM_MSG_RESOLVE_REQ && type != SLIM_MSG_RESOLVE_REP &&
-	    type != SLIM_MSG_INVALIDATE)
+	    type != SLIM_MSG_INVALIDATE && type != SLIM_MSG_POD_SYNC)
 		return -EBADMSG;
 	return n == slim_msg_fixed_len(type) ? 0 : -EBADMSG;
 }

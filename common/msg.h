@@ -15,7 +15,7 @@
  * Checks a received control-socket message of n bytes: header sane, hdr.len == n, size exact
  * for its type, option counts and options within the whitelist. Returns 0 or -EBADMSG.
  * Only types a router accepts from a client are valid here (CONNECT_REQ, LISTEN_REQ, ACCEPTED,
- * CTL_REQ); replies are checked by slim_msg_check_reply().
+ * LOOKUP_REQ, CTL_REQ); replies are checked by slim_msg_check_reply().
  */
 int slim_msg_check_request(const void *buf, size_t n);
 

@@ -39,6 +39,10 @@ enum slim_msg_type {
 	SLIM_MSG_LISTEN_REP = 4,
 	/* shim -> router, one-way notice (no reply): a connection accepted from a host listener */
 	SLIM_MSG_ACCEPTED = 5,
+	/* shim -> router, reply SLIM_MSG_LOOKUP_REP: the overlay addresses of a host socket the
+	 * shim did not set up itself (inherited across exec, received with SCM_RIGHTS) */
+	SLIM_MSG_LOOKUP_REQ = 6,
+	SLIM_MSG_LOOKUP_REP = 7,
 	/* slimctl -> router: JSON request; reply SLIM_MSG_CTL_REP with a JSON payload */
 	SLIM_MSG_CTL_REQ = 16,
 	SLIM_MSG_CTL_REP = 17,
@@ -47,6 +51,8 @@ enum slim_msg_type {
 	SLIM_MSG_RESOLVE_REP = 33,
 	/* router -> router, one-way: forget any cached resolution of (pod_ip, port) */
 	SLIM_MSG_INVALIDATE = 34,
+	/* router -> router, one-way, on connections it opened: its pods, for policy selectors */
+	SLIM_MSG_POD_SYNC = 35,
 };
 
 /* hdr.flags */
@@ -135,6 +141,20 @@ struct slim_accepted {
 	uint16_t host_src_port, host_dst_port;
 };
 
+/* A host socket's 4-tuple from its own point of view (local = this end). */
+struct slim_lookup_req {
+	struct slim_msg_hdr hdr;
+	uint32_t local_ip, remote_ip;
+	uint16_t local_port, remote_port;
+};
+
+struct slim_lookup_rep {
+	struct slim_msg_hdr hdr;
+	uint32_t found; /* 1: the overlay addresses follow; 0: not a slim connection of this pod */
+	uint32_t local_ip, remote_ip;
+	uint16_t local_port, remote_port;
+};
+
 /* CTL_REQ / CTL_REP: hdr followed by UTF-8 JSON text (not NUL-terminated). */
 
 /* Fabric: RESOLVE_REQ asks the router owning pod_ip where (pod_ip, port) listens on its host. */
@@ -143,12 +163,14 @@ struct slim_resolve_req {
 	uint32_t pod_ip;
 	uint16_t port;
 	uint16_t pad;
+	uint32_t src_ip; /* the client pod, so the owner can check its ingress policy */
 };
 
 enum slim_resolve_status {
 	SLIM_RESOLVE_FOUND = 1,       /* host_ip:host_port is the host listener */
 	SLIM_RESOLVE_NO_LISTENER = 2, /* the pod exists but no slim listener on that port */
 	SLIM_RESOLVE_NO_POD = 3,      /* no registered pod with that IP on that host */
+	SLIM_RESOLVE_DENIED = 4,      /* the owner's ingress policy refuses src_ip on that port */
 };
 
 struct slim_resolve_rep {
@@ -172,6 +194,29 @@ struct slim_invalidate {
 };
 
 /*
+ * POD_SYNC: a router announces its own pods to every other router (RESET first when the
+ * connection is new, then ADD per pod, ADD/DEL on each change), so each router can match policy
+ * pod selectors against remote pods. labels is the pod's labels as compact JSON, NUL-terminated;
+ * a pod whose labels do not fit is announced with "{}" (selectors then never match it).
+ */
+#define SLIM_POD_NAME_MAX   64
+#define SLIM_POD_LABELS_MAX 448
+
+enum slim_pod_sync_op {
+	SLIM_POD_SYNC_RESET = 1, /* forget every pod this router announced before */
+	SLIM_POD_SYNC_ADD = 2,	 /* add or replace the pod at pod_ip */
+	SLIM_POD_SYNC_DEL = 3,	 /* the pod at pod_ip is gone */
+};
+
+struct slim_pod_sync {
+	struct slim_msg_hdr hdr;
+	uint32_t op; /* enum slim_pod_sync_op */
+	uint32_t pod_ip;
+	char name[SLIM_POD_NAME_MAX];
+	char labels[SLIM_POD_LABELS_MAX];
+};
+
+/*
  * Returns the exact size of a fixed-layout message type (0 for variable-length ones: CTL_*),
  * so both the router and the fuzzers check sizes from one table.
  */
@@ -184,12 +229,18 @@ static inline uint32_t slim_msg_fixed_len(uint16_t type)
 		return sizeof(struct slim_listen_rep);
 	case SLIM_MSG_ACCEPTED:
 		return sizeof(struct slim_accepted);
+	case SLIM_MSG_LOOKUP_REQ:
+		return sizeof(struct slim_lookup_req);
+	case SLIM_MSG_LOOKUP_REP:
+		return sizeof(struct slim_lookup_rep);
 	case SLIM_MSG_RESOLVE_REQ:
 		return sizeof(struct slim_resolve_req);
 	case SLIM_MSG_RESOLVE_REP:
 		return sizeof(struct slim_resolve_rep);
 	case SLIM_MSG_INVALIDATE:
 		return sizeof(struct slim_invalidate);
+	case SLIM_MSG_POD_SYNC:
+		return sizeof(struct slim_pod_sync);
 	default:
 		return 0;
 	}

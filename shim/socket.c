@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <sys/syscall.h>
 
+#include "msg.h"
 #include "shim.h"
 #include "sockopt.h"
 
@@ -262,6 +263,49 @@ static bool fd_is_virtualized(const struct fd_entry *e)
 }
 
 /*
+ * A connected fd the shim has no record of (inherited across exec, received over SCM_RIGHTS,
+ * accepted from a pod listener): if it is a host socket, its overlay addresses are the router's
+ * to tell. The verdict is recorded, so each fd costs this at most once.
+ */
+static struct fd_entry *sockname_adopt(int fd)
+{
+	struct slim_lookup_req req = {.hdr.type = SLIM_MSG_LOOKUP_REQ};
+	struct slim_lookup_rep rep;
+	struct sockaddr_in local, remote;
+	socklen_t ll = sizeof(local), rl = sizeof(remote);
+	struct fd_entry *e;
+	int unused_fd;
+
+	if (!shim_config.enabled || REAL(getsockname)(fd, (struct sockaddr *)&local, &ll) < 0 ||
+	    local.sin_family != AF_INET ||
+	    REAL(getpeername)(fd, (struct sockaddr *)&remote, &rl) < 0 || !(e = fdtab_slot(fd)))
+		return NULL;
+	e->kind = FD_PLAIN;
+	/* A pod socket has the pod's overlay address or a loopback one; a host socket neither. */
+	if (config_is_overlay(local.sin_addr.s_addr) || (ntohl(local.sin_addr.s_addr) >> 24) == 127)
+		return NULL;
+	req.local_ip = local.sin_addr.s_addr;
+	req.local_port = local.sin_port;
+	req.remote_ip = remote.sin_addr.s_addr;
+	req.remote_port = remote.sin_port;
+	if (router_call(&req, sizeof(req), SLIM_MSG_LOOKUP_REP, &rep, sizeof(rep), &unused_fd) < 0 ||
+	    !rep.found)
+		return NULL;
+	if (unused_fd >= 0)
+		REAL(close)(unused_fd);
+	e->kind = FD_SLIM_CONN;
+	e->state = CONN_CONNECTED;
+	e->local = (struct sockaddr_in){.sin_family = AF_INET,
+					.sin_addr.s_addr = rep.local_ip,
+					.sin_port = rep.local_port};
+	e->peer = (struct sockaddr_in){.sin_family = AF_INET,
+				       .sin_addr.s_addr = rep.remote_ip,
+				       .sin_port = rep.remote_port};
+	e->host_dst = remote;
+	return e;
+}
+
+/*
  * The kernel answers first, for its errors (EBADF, ENOTCONN while a connect is in progress or
  * after it failed, EFAULT); then the overlay address replaces the host one, truncated to the
  * caller's buffer as the kernel would (the kernel already overwrote *len with the full size).
@@ -273,6 +317,8 @@ static int sockname_overlay(int (*fn)(int, struct sockaddr *, socklen_t *), int 
 	socklen_t cap = len ? *len : 0;
 	int rc = fn(fd, addr, len);
 
+	if (rc == 0 && (!e || e->kind == FD_UNKNOWN))
+		e = sockname_adopt(fd);
 	if (rc == 0 && fd_is_virtualized(e)) {
 		*len = cap;
 		sockaddr_out(peer ? &e->peer : &e->local, addr, len);
