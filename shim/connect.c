@@ -175,6 +175,14 @@ int connect_slim(int fd, const struct sockaddr_in *dst)
 		return -1;
 	}
 	rc = connect_kernel(fd, e);
+	/*
+	 * The router started the connect, so the kernel sees this as a second call and says
+	 * EALREADY when SO_SNDTIMEO runs out; for the app it is the first, which says EINPROGRESS.
+	 */
+	if (rc < 0 && errno == EALREADY) {
+		errno = EINPROGRESS;
+		return rc;
+	}
 	if (rc < 0 && errno == ECONNREFUSED && e->cached) {
 		/* The router's cached route may be stale (the server moved): ask once more. */
 		shim_log("connect: fd %d refused on a cached route, retrying", fd);
