@@ -91,7 +91,17 @@ SEC("sk_msg")
 int slim_msg_redirect(struct sk_msg_md *msg)
 {
 	struct slim_sock_key peer = {};
+	struct bpf_sock *sk = msg->sk;
 
+	/*
+	 * The kernel's sockmap send path checks sk_err but not SEND_SHUTDOWN: a send after
+	 * shutdown(SHUT_WR) would be redirected behind the FIN the peer already read, and lost.
+	 * Only a socket that may still send redirects; the TCP path then fails it with EPIPE.
+	 */
+	if (!sk || (sk->state != BPF_TCP_ESTABLISHED && sk->state != BPF_TCP_CLOSE_WAIT)) {
+		__sync_fetch_and_add(&stat_passed, 1);
+		return SK_PASS;
+	}
 	peer.sk_local_ip = msg->remote_ip4;
 	peer.sk_remote_ip = msg->local_ip4;
 	peer.sk_local_port = ctx_remote_port(msg->remote_port);

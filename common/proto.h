@@ -71,7 +71,7 @@ struct slim_msg_hdr {
  * before it connects or listens (so SO_RCVBUF shapes window scaling, SO_REUSEPORT groups
  * listeners). Only options in the sockopt whitelist (sockopt.h) are accepted.
  */
-#define SLIM_MAX_SOCKOPTS 16
+#define SLIM_MAX_SOCKOPTS 32
 #define SLIM_SOCKOPT_MAXLEN 16
 
 struct slim_sockopt {

@@ -50,8 +50,11 @@ bool slim_sockopt_allowed(int level, int name, size_t len)
 		}
 		return false;
 	}
-	if (level == IPPROTO_IP && name == IP_TTL)
+	/*
+	 * IP_TOS: the app's DSCP/ECN, as it would mark its own packets on the overlay. Priority on
+	 * the fabric (SO_PRIORITY, SO_MARK) stays the router's to give.
+	 */
+	if (level == IPPROTO_IP && (name == IP_TTL || name == IP_TOS))
 		return len == sizeof(int);
-	/* IP_TOS and SO_PRIORITY are absent on purpose: priority is the router's to give. */
 	return false;
 }

@@ -277,8 +277,11 @@ static void readiness_record(struct fd_entry *e, int epfd, int op, const struct 
 		return;
 	}
 	if (i == regs->n) {
-		if (regs->n == SHIM_MAX_EPOLL_REGS)
+		if (regs->n == SHIM_MAX_EPOLL_REGS) {
+			/* A membership the swap could not restore: keep this socket in the pod. */
+			e->kind = FD_PLAIN;
 			return;
+		}
 		regs->n++;
 	}
 	regs->reg[i] = (struct shim_epoll_reg){.epfd = epfd, .epgen = ep->epgen, .ev = *ev};

@@ -235,8 +235,11 @@ static void sockopt_record(struct fd_entry *e, int level, int name, const void *
 		if (o->opt[i].level == level && o->opt[i].name == name)
 			break;
 	if (i == o->n) {
-		if (o->n == SLIM_MAX_SOCKOPTS)
+		if (o->n == SLIM_MAX_SOCKOPTS) {
+			/* An option the host socket would not get: keep this socket in the pod. */
+			e->kind = FD_PLAIN;
 			return;
+		}
 		o->n++;
 	}
 	o->opt[i] = (struct slim_sockopt){.level = level, .name = name, .len = len};
