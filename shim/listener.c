@@ -29,13 +29,12 @@ int listener_after_listen(int fd, int backlog)
 	struct fd_entry *h;
 	int host_fd;
 
+	/*
+	 * Loopback listeners too: a sidecar's peer in the same pod reaches it over host sockets on
+	 * the same-host fast path; the router never offers them to other pods.
+	 */
 	if (REAL(getsockname)(fd, (struct sockaddr *)&sin, &len) < 0 || sin.sin_family != AF_INET)
 		return 0;
-	/* A loopback-only listener is private to the pod: nothing to virtualize. */
-	if ((ntohl(sin.sin_addr.s_addr) >> 24) == 127) {
-		e->kind = FD_PLAIN;
-		return 0;
-	}
 	garbage_collect();
 	req.bound_ip = sin.sin_addr.s_addr;
 	req.port = sin.sin_port;
@@ -155,7 +154,8 @@ static int listener_read_preamble(int fd, const struct shim_listener *l, struct 
 	/* A stale route must never deliver another pod's connection to this app. */
 	if (p->dst_port != l->port)
 		return -1;
-	if (l->ip ? p->dst_ip != l->ip : p->dst_ip != listener_pod_ip())
+	if (l->ip ? p->dst_ip != l->ip
+		  : p->dst_ip != listener_pod_ip() && !config_is_loopback(p->dst_ip))
 		return -1;
 	return 0;
 }

@@ -72,6 +72,11 @@ static inline bool config_is_overlay(uint32_t ip)
 {
 	return (ip & shim_config.overlay_mask) == shim_config.overlay_net;
 }
+/* True for 127.0.0.0/8 (network order): in-pod connections, virtualized too (sidecars). */
+static inline bool config_is_loopback(uint32_t ip)
+{
+	return (ip & htonl(0xff000000)) == htonl(0x7f000000);
+}
 /* Logs to stderr when SLIM_DEBUG is set; never allocates, never touches stdout. */
 void shim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -76,7 +76,8 @@ SHIM_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 		return REAL(connect)(fd, addr, len);
 	if (e->kind == FD_TCP4 &&
 	    (!addr || len < sizeof(*dst) || addr->sa_family != AF_INET ||
-	     !config_is_overlay(dst->sin_addr.s_addr) || !shim_config.enabled)) {
+	     !(config_is_overlay(dst->sin_addr.s_addr) || config_is_loopback(dst->sin_addr.s_addr)) ||
+	     !shim_config.enabled)) {
 		e->kind = FD_PLAIN;
 		return REAL(connect)(fd, addr, len);
 	}
@@ -285,7 +286,7 @@ static struct fd_entry *sockname_adopt(int fd)
 		return NULL;
 	e->kind = FD_PLAIN;
 	/* A pod socket has the pod's overlay address or a loopback one; a host socket neither. */
-	if (config_is_overlay(local.sin_addr.s_addr) || (ntohl(local.sin_addr.s_addr) >> 24) == 127)
+	if (config_is_overlay(local.sin_addr.s_addr) || config_is_loopback(local.sin_addr.s_addr))
 		return NULL;
 	req.local_ip = local.sin_addr.s_addr;
 	req.local_port = local.sin_port;
