@@ -15,5 +15,9 @@ void ctl_show_pods(json_t *rep);
 void ctl_show_conns(json_t *rep);
 void ctl_show_listeners(json_t *rep);
 void ctl_show_status(json_t *rep);
+void ctl_show_policy_applied(json_t *rep);
+void ctl_show_policy(json_t *rep);
+void ctl_show_pod_set(json_t *rep);
+void ctl_show_directory(json_t *rep);
 
 #endif

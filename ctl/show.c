@@ -135,3 +135,67 @@ void ctl_show_status(json_t *rep)
 									     : "connecting");
 	}
 }
+
+void ctl_show_policy_applied(json_t *rep)
+{
+	printf("applied %s: %lld policies, %lld rules; revoked %lld of %lld connections; "
+	       "overlay filter %s; %lld us\n",
+	       show_str(rep, "origin"), show_int(rep, "policies"), show_int(rep, "rules"),
+	       show_int(rep, "revoked"), show_int(rep, "checked"),
+	       json_is_true(json_object_get(rep, "overlay_filter")) ? "ok" : "FAILED",
+	       show_int(rep, "usec"));
+}
+
+void ctl_show_policy(json_t *rep)
+{
+	json_t *p = json_object_get(rep, "policy");
+	json_t *items = json_object_get(json_object_get(p, "document"), "policies");
+	json_t *it;
+	size_t i;
+
+	printf("policy %s: %lld policies, %lld rules, %lld selected pods, %lld compiled entries; "
+	       "%lld checks, %lld denied\n",
+	       json_is_string(json_object_get(p, "origin")) ? show_str(p, "origin") : "(none)",
+	       show_int(p, "policies"), show_int(p, "rules"), show_int(p, "selected_pods"),
+	       show_int(p, "entries"), show_int(p, "checks"), show_int(p, "denied"));
+	json_array_foreach(items, i, it) {
+		char sel[256];
+
+		show_labels(json_object_get(json_object_get(it, "podSelector"), "matchLabels"), sel,
+			    sizeof(sel));
+		printf("  %-24s pods %-28s ingress %zu rules, egress %zu rules\n",
+		       show_str(it, "name"), strcmp(sel, "-") ? sel : "(all)",
+		       json_array_size(json_object_get(it, "ingress")),
+		       json_array_size(json_object_get(it, "egress")));
+	}
+}
+
+void ctl_show_directory(json_t *rep)
+{
+	json_t *pods = json_object_get(rep, "pods"), *p;
+	size_t i;
+
+	printf("%-16s %-16s %-10s %-6s %s\n", "IP", "NAME", "NODE", "LOCAL", "LABELS");
+	json_array_foreach(pods, i, p) {
+		char labels[512];
+
+		show_labels(json_object_get(p, "labels"), labels, sizeof(labels));
+		printf("%-16s %-16s %-10s %-6s %s\n", show_str(p, "ip"), show_str(p, "name"),
+		       show_str(p, "node"),
+		       json_is_true(json_object_get(p, "local")) ? "yes" : "no", labels);
+	}
+}
+
+void ctl_show_pod_set(json_t *rep)
+{
+	json_t *q = json_object_get(rep, "qos");
+	json_t *prio = json_object_get(q, "priority");
+	char p[24] = "none";
+
+	if (json_is_integer(prio))
+		snprintf(p, sizeof(p), "%lld", (long long)json_integer_value(prio));
+	printf("pod %s: egress rate %s, priority %s\n", show_str(rep, "name"),
+	       json_is_string(json_object_get(q, "egress_rate")) ? show_str(q, "egress_rate")
+								 : "unlimited",
+	       p);
+}

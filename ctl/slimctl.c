@@ -109,6 +109,64 @@ static void ctl_build_pod_del(int argc, char **argv, json_t *req)
 		ctl_die("pod del needs exactly one of --name N or --ip IP");
 }
 
+/* pod set NAME [--egress-rate RATE|none] [--priority N|none] */
+static void ctl_build_pod_set(int argc, char **argv, json_t *req)
+{
+	static const struct option opts[] = {
+		{"egress-rate", required_argument, NULL, 'r'},
+		{"priority", required_argument, NULL, 'p'},
+		{NULL, 0, NULL, 0},
+	};
+	int opt;
+
+	/* NAME comes first; the options follow it. */
+	if (argc < 2 || argv[1][0] == '-')
+		ctl_die("usage: pod set NAME [--egress-rate RATE|none] [--priority N|none]");
+	json_object_set_new(req, "name", json_string(argv[1]));
+	argc--;
+	argv++;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		char *end;
+		long v;
+
+		switch (opt) {
+		case 'r':
+			json_object_set_new(req, "egress_rate", json_string(optarg));
+			break;
+		case 'p':
+			if (!strcmp(optarg, "none")) {
+				json_object_set_new(req, "priority", json_null());
+				break;
+			}
+			v = strtol(optarg, &end, 10);
+			if (*end || end == optarg || v < 0 || v > 6)
+				ctl_die("--priority wants 0-6 or none, got \"%s\"", optarg);
+			json_object_set_new(req, "priority", json_integer(v));
+			break;
+		default:
+			ctl_die("usage: pod set NAME [--egress-rate RATE|none] [--priority "
+				"N|none]");
+		}
+	}
+	if (optind != argc)
+		ctl_die("pod set: unexpected argument \"%s\"", argv[optind]);
+}
+
+/* policy apply FILE: the router reads the file itself (it may be far larger than a message),
+ * so it gets the absolute path. */
+static void ctl_build_policy_apply(int argc, char **argv, json_t *req)
+{
+	char *path;
+
+	if (argc != 2 || argv[1][0] == '-')
+		ctl_die("usage: policy apply FILE");
+	path = realpath(argv[1], NULL);
+	if (!path)
+		ctl_die("%s: %s", argv[1], strerror(errno));
+	json_object_set_new(req, "path", json_string(path));
+	free(path);
+}
+
 static void ctl_build_none(int argc, char **argv, json_t *req)
 {
 	if (argc > 1)
@@ -134,10 +192,22 @@ static const struct ctl_command ctl_commands[] = {
 	 ctl_build_pod_del,
 	 ctl_show_pod_deleted,
 	 "pod del (--name N | --ip IP)"},
+	{{"pod", "set"},
+	 "pod.set",
+	 ctl_build_pod_set,
+	 ctl_show_pod_set,
+	 "pod set NAME [--egress-rate RATE|none] [--priority N|none]"},
 	{{"pod", "list"}, "pod.list", ctl_build_none, ctl_show_pods, "pod list"},
 	{{"conns", NULL}, "conns", ctl_build_none, ctl_show_conns, "conns"},
 	{{"listeners", NULL}, "listeners", ctl_build_none, ctl_show_listeners, "listeners"},
 	{{"status", NULL}, "status", ctl_build_none, ctl_show_status, "status"},
+	{{"policy", "apply"},
+	 "policy.apply",
+	 ctl_build_policy_apply,
+	 ctl_show_policy_applied,
+	 "policy apply FILE"},
+	{{"policy", "show"}, "policy.show", ctl_build_none, ctl_show_policy, "policy show"},
+	{{"directory", NULL}, "directory", ctl_build_none, ctl_show_directory, "directory"},
 };
 
 static void ctl_usage(FILE *f)

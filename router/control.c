@@ -137,6 +137,7 @@ static json_t *control_pod_add(json_t *req)
 	if (pod_add(netns, a.s_addr, name, labels, &p, err, sizeof(err)) < 0)
 		return control_error("%s", err);
 	log_info("pod %s added: ip %s netns %s", p->p_name, ip, netns);
+	podsync_pod_changed(p, true);
 	return control_ok(json_pack("{s:o}", "pod", pod_json(p)));
 }
 
@@ -168,8 +169,82 @@ static json_t *control_pod_del(json_t *req)
 	}
 	doc = control_ok(json_pack("{s:o}", "pod", pod_json(p)));
 	log_info("pod %s deleted (%u listener entries dropped)", p->p_name, p->p_nlisteners);
+	podsync_pod_changed(p, false);
+	qos_pod_gone(p->p_ip);
 	pod_del(p);
 	return doc;
+}
+
+/* pod.set {"name": N, "egress_rate": "100mbit"|"none", "priority": 0-6|null}: shaping applies
+ * to the pod's existing slim connections too (their sockets carry its mark already). */
+static json_t *control_pod_set(json_t *req)
+{
+	static const char *const keys[] = {"name", "egress_rate", "priority", NULL};
+	char err[CONTROL_ERR_MAX];
+	const char *name, *rate;
+	int prio = QOS_PRIO_KEEP;
+	bool bad = false;
+	json_t *doc, *pv;
+	struct pod *p;
+
+	if ((doc = control_check_keys(req, keys)))
+		return doc;
+	name = control_str(req, "name", &bad);
+	rate = control_str(req, "egress_rate", &bad);
+	if (bad || !name)
+		return control_error("pod.set needs \"name\" (and egress_rate as a string)");
+	pv = json_object_get(req, "priority");
+	if (pv && json_is_null(pv))
+		prio = -1;
+	else if (pv && json_is_integer(pv) && json_integer_value(pv) >= 0 &&
+		 json_integer_value(pv) <= 6)
+		prio = (int)json_integer_value(pv);
+	else if (pv)
+		return control_error("priority must be 0-6 or null");
+	if (!rate && prio == QOS_PRIO_KEEP)
+		return control_error("pod.set: nothing to set (egress_rate, priority)");
+	p = pod_find_name(name);
+	if (!p)
+		return control_error("no pod named %s", name);
+	if (qos_pod_set(p, rate, prio, err, sizeof(err)) < 0)
+		return control_error("pod %s: %s", name, err);
+	log_info("pod %s: egress rate %s, priority %d", name, rate ? rate : "(unchanged)", prio);
+	return control_ok(json_pack("{s:s, s:o}", "name", name, "qos", qos_pod_json(p->p_ip)));
+}
+
+/* policy.apply {"path": FILE}: parse and validate FILE whole, then swap it in and enforce it
+ * (revocations and the overlay filter) before answering, so the caller knows it is in force. */
+static json_t *control_policy_apply(json_t *req)
+{
+	static const char *const keys[] = {"path", NULL};
+	char err[CONTROL_ERR_MAX * 2];
+	struct enforce_report r;
+	struct policy_doc *d;
+	const char *path;
+	bool bad = false;
+	json_t *doc;
+
+	if ((doc = control_check_keys(req, keys)))
+		return doc;
+	path = control_str(req, "path", &bad);
+	if (bad || !path || path[0] != '/')
+		return control_error("policy.apply needs \"path\": an absolute file name");
+	if (policy_load(path, &d, err, sizeof(err)) < 0) {
+		log_warnx("policy apply refused, keeping the current policy: %s", err);
+		return control_error("%s", err);
+	}
+	policy_install(d);
+	enforce_policy(&r);
+	log_info("policy %s applied: %zu policies, %zu rules; %u of %u connections revoked "
+		 "in %llu us",
+		 path, policy_doc_count(d), policy_doc_rules(d), r.er_revoked, r.er_checked,
+		 (unsigned long long)r.er_usec);
+	return control_ok(json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I}", "origin", path,
+				    "policies", (json_int_t)policy_doc_count(d), "rules",
+				    (json_int_t)policy_doc_rules(d), "checked",
+				    (json_int_t)r.er_checked, "revoked", (json_int_t)r.er_revoked,
+				    "failed", (json_int_t)r.er_failed, "overlay_filter",
+				    r.er_nft == 0, "usec", (json_int_t)r.er_usec));
 }
 
 static json_t *control_status(void)
@@ -221,6 +296,10 @@ void control_handle(struct client *c, uint32_t id, const char *text, size_t len)
 		doc = control_pod_add(req);
 	else if (!strcmp(cmd, "pod.del"))
 		doc = control_pod_del(req);
+	else if (!strcmp(cmd, "pod.set"))
+		doc = control_pod_set(req);
+	else if (!strcmp(cmd, "policy.apply"))
+		doc = control_policy_apply(req);
 	else if ((doc = control_check_keys(req, none)))
 		; /* the remaining commands take no arguments */
 	else if (!strcmp(cmd, "pod.list"))
@@ -231,7 +310,11 @@ void control_handle(struct client *c, uint32_t id, const char *text, size_t len)
 	} else if (!strcmp(cmd, "listeners")) {
 		listener_gc();
 		doc = control_ok(json_pack("{s:o}", "listeners", listener_list_json()));
-	} else if (!strcmp(cmd, "status"))
+	} else if (!strcmp(cmd, "policy.show"))
+		doc = control_ok(json_pack("{s:o}", "policy", policy_json()));
+	else if (!strcmp(cmd, "directory"))
+		doc = control_ok(json_pack("{s:o}", "pods", directory_json()));
+	else if (!strcmp(cmd, "status"))
 		doc = control_status();
 	else
 		doc = control_error("unknown command \"%s\"", cmd);

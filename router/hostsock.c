@@ -160,6 +160,7 @@ static int hostsock_connect_fastpath(struct client *c, uint32_t pod_ip, const ch
 	fd = hostsock_new_socket(req, &what);
 	if (fd < 0)
 		return fd;
+	qos_mark_socket(fd, pod_ip);
 	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS) {
 		ret = -errno;
 		goto out;
@@ -220,13 +221,30 @@ void hostsock_connect(struct client *c, uint32_t pod_ip, const char *pod_name,
 	ssize_t n;
 	int fd, ret;
 
-	if (t->local && fastpath_enabled() && hostsock_connect_fastpath(c, pod_ip, pod_name, req, t) == 0)
-		return;
+	if (t->local && fastpath_enabled()) {
+		ret = hostsock_connect_fastpath(c, pod_ip, pod_name, req, t);
+		if (ret == 0)
+			return;
+		/*
+		 * Refused on this host: the listener entry may outlive the app's listener (handed to
+		 * another process over exec or SCM_RIGHTS, then closed here). If the kernel has no
+		 * such listener any more, the pod listener may still serve: fall back.
+		 */
+		if (ret == -ECONNREFUSED) {
+			struct listener *l = listener_find(req->dst_ip, req->dst_port);
+
+			if (!l || (l->l_host_port == t->host_port && !listener_check_alive(l))) {
+				router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
+				return;
+			}
+		}
+	}
 	fd = hostsock_new_socket(req, &what);
 	if (fd < 0) {
 		ret = fd;
 		goto fallback;
 	}
+	qos_mark_socket(fd, pod_ip);
 	/*
 	 * Deferred connect: the kernel picks the source port (sharing it across destinations)
 	 * but sends no SYN until our first send, so the preamble rides in the SYN.
@@ -333,7 +351,10 @@ void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_r
 	int fd, ret;
 	char a[ADDR_STRLEN];
 
-	if ((req->bound_ip && req->bound_ip != p->p_ip) || !req->port) {
+	/* Bound to any address, the pod's, or a loopback one (reachable from its own pod only). */
+	if ((req->bound_ip && req->bound_ip != p->p_ip &&
+	     (req->bound_ip & htonl(0xff000000)) != htonl(0x7f000000)) ||
+	    !req->port) {
 		router_reply_fallback(c, SLIM_MSG_LISTEN_REP, req->hdr.id);
 		return;
 	}
@@ -342,6 +363,8 @@ void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_r
 		what = "socket";
 		goto fallback_errno;
 	}
+	/* Accepted connections inherit the mark: the pod's replies are its egress too. */
+	qos_mark_socket(fd, p->p_ip);
 	what = "options";
 	if ((ret = hostsock_setopt(fd, SOL_SOCKET, SO_REUSEADDR, 1)) < 0 ||
 	    (ret = hostsock_apply_opts(fd, req->opts, req->nopts)) < 0 ||
@@ -372,8 +395,9 @@ void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_r
 	alen = sizeof(cookie);
 	getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &alen);
 	what = "listener table";
-	if ((ret = listener_add(p, req->port, sin.sin_addr.s_addr, sin.sin_port, cookie, NULL)) < 0)
+	if ((ret = listener_add(p, req->port, sin.sin_addr.s_addr, sin.sin_port, cookie, &l)) < 0)
 		goto fallback;
+	l->l_bound_ip = req->bound_ip;
 
 	rep.hdr.type = SLIM_MSG_LISTEN_REP;
 	rep.hdr.len = sizeof(rep);

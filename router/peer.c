@@ -19,9 +19,9 @@
 #include "msg.h"
 #include "router.h"
 
-#define PEER_IN_MAX  4096 /* a few whole messages; they are 24-28 bytes */
+#define PEER_IN_MAX  4096 /* a few whole messages; they are 24-28 bytes, POD_SYNC 536 */
 #define PEER_OUT_MAX (256 << 10)
-#define PEER_MSG_MAX 64 /* larger than any fabric message: a longer length is malformed */
+#define PEER_MSG_MAX 1024 /* larger than any fabric message: a longer length is malformed */
 
 struct peer {
 	int pe_fd;
@@ -123,6 +123,12 @@ static void peer_handle_request(struct peer *pe, const struct slim_resolve_req *
 	int ret;
 
 	router_resolve_listener(req->pod_ip, req->port, &res);
+	/* The owner's word on ingress: the client's router checked too, but its view may lag. */
+	if (res.status != SLIM_RESOLVE_NO_POD &&
+	    !policy_allows_conn(req->src_ip, req->pod_ip, req->port)) {
+		memset(&res, 0, sizeof(res));
+		res.status = SLIM_RESOLVE_DENIED;
+	}
 	if (router.r_debug)
 		log_debug("peer %s asks %s: status %u", pe->pe_node,
 			  addr_str(a, sizeof(a), req->pod_ip, req->port), res.status);
@@ -144,6 +150,7 @@ static bool peer_handle_message(struct peer *pe, const uint8_t *raw, size_t len)
 	union {
 		struct slim_msg_hdr h;
 		struct slim_resolve_rep rep;
+		struct slim_pod_sync ps;
 		uint8_t bytes[PEER_MSG_MAX];
 	} m;
 	const uint8_t *buf = m.bytes;
@@ -175,7 +182,7 @@ static bool peer_handle_message(struct peer *pe, const uint8_t *raw, size_t len)
 
 		memcpy(&rep, buf, sizeof(rep));
 		status = ntohl(rep.status);
-		if (status < SLIM_RESOLVE_FOUND || status > SLIM_RESOLVE_NO_POD ||
+		if (status < SLIM_RESOLVE_FOUND || status > SLIM_RESOLVE_DENIED ||
 		    (status == SLIM_RESOLVE_FOUND && (!rep.host_ip || !rep.host_port))) {
 			peer_close(pe, "malformed answer");
 			return false;
@@ -184,6 +191,16 @@ static bool peer_handle_message(struct peer *pe, const uint8_t *raw, size_t len)
 		res.host_ip = rep.host_ip;
 		res.host_port = rep.host_port;
 		resolve_on_reply(pe->pe_node, ntohl(rep.hdr.id), &res);
+		return true;
+	}
+	if (type == SLIM_MSG_POD_SYNC && !pe->pe_dialed) {
+		struct slim_pod_sync ps;
+
+		memcpy(&ps, buf, sizeof(ps));
+		if (podsync_receive(pe->pe_node, &ps) == -EBADMSG) {
+			peer_close(pe, "malformed pod announcement");
+			return false;
+		}
 		return true;
 	}
 	if (type == SLIM_MSG_INVALIDATE && pe->pe_dialed) {
@@ -344,6 +361,27 @@ int peer_listen(uint32_t ip, uint16_t port)
 	return 0;
 }
 
+/* A new connection we opened: the other router learns our pods from scratch (queued until the
+ * handshake completes). */
+static void peer_sync_pods(struct peer *pe)
+{
+	const struct dir_pod *d = NULL;
+	struct slim_pod_sync m;
+	size_t b = 0;
+	int ret;
+
+	podsync_build(&m, SLIM_POD_SYNC_RESET, NULL);
+	ret = peer_queue(pe, &m, sizeof(m));
+	while (!ret && (d = directory_iter(&b, d))) {
+		if (!d->dp_local)
+			continue;
+		podsync_build(&m, SLIM_POD_SYNC_ADD, d);
+		ret = peer_queue(pe, &m, sizeof(m));
+	}
+	if (ret < 0)
+		log_warnx("%s: %s: %s", __func__, pe->pe_node, strerror(-ret));
+}
+
 static struct peer *peer_dial(const struct cluster_node *node)
 {
 	struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr.s_addr = router.r_fabric_ip};
@@ -367,10 +405,13 @@ static struct peer *peer_dial(const struct cluster_node *node)
 	pe = peer_new(fd, true, node->cn_name, dst.sin_addr.s_addr, dst.sin_port);
 	if (!pe)
 		close(fd);
+	else
+		peer_sync_pods(pe);
 	return pe;
 }
 
-int peer_send_resolve(const struct cluster_node *node, uint32_t id, uint32_t ip, uint16_t port)
+int peer_send_resolve(const struct cluster_node *node, uint32_t id, uint32_t src_ip, uint32_t ip,
+		      uint16_t port)
 {
 	struct slim_resolve_req req = {0};
 	struct peer *pe;
@@ -386,6 +427,7 @@ int peer_send_resolve(const struct cluster_node *node, uint32_t id, uint32_t ip,
 	req.hdr.id = htonl(id);
 	req.pod_ip = ip;
 	req.port = port;
+	req.src_ip = src_ip;
 	ret = peer_queue(pe, &req, sizeof(req));
 	if (ret == -ENOBUFS)
 		return ret; /* this request falls back; the connection itself is fine */
@@ -460,4 +502,31 @@ json_t *peer_list_json(void)
 				     "queued", (json_int_t)pe->pe_outlen));
 	}
 	return a;
+}
+
+void peer_ensure(const struct cluster_node *node)
+{
+	struct peer *pe;
+
+	TAILQ_FOREACH(pe, &peer_list, pe_entry)
+		if (pe->pe_dialed && !strcmp(pe->pe_node, node->cn_name))
+			return;
+	peer_dial(node);
+}
+
+void peer_broadcast(const void *msg, size_t len)
+{
+	struct peer *pe, *next;
+
+	for (pe = TAILQ_FIRST(&peer_list); pe; pe = next) {
+		int ret;
+
+		next = TAILQ_NEXT(pe, pe_entry);
+		if (!pe->pe_dialed)
+			continue;
+		ret = peer_queue(pe, msg, len);
+		/* A peer that cannot take it must re-learn everything: reconnect from scratch. */
+		if (ret < 0)
+			peer_close(pe, strerror(-ret));
+	}
 }

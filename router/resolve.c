@@ -35,6 +35,7 @@ struct inflight {
 	struct hnode if_by_key, if_by_id;
 	TAILQ_ENTRY(inflight) if_entry; /* oldest first, so the oldest expires first */
 	uint32_t if_id;
+	uint32_t if_src; /* the client pod: the owner's ingress answer is for it alone */
 	uint32_t if_ip;
 	uint16_t if_port;
 	char if_node[NAME_MAX_LEN];
@@ -143,13 +144,13 @@ size_t resolve_inflight_count(void)
 	return inflight_by_id.ht_count;
 }
 
-static struct inflight *resolve_inflight_find_key(uint32_t ip, uint16_t port)
+static struct inflight *resolve_inflight_find_key(uint32_t src, uint32_t ip, uint16_t port)
 {
 	for (struct hnode *h = htab_first(&inflight_by_key, resolve_key_hash(ip, port)); h;
 	     h = htab_next(h)) {
 		struct inflight *f = container_of(h, struct inflight, if_by_key);
 
-		if (f->if_ip == ip && f->if_port == port)
+		if (f->if_ip == ip && f->if_port == port && f->if_src == src)
 			return f;
 	}
 	return NULL;
@@ -241,7 +242,7 @@ int resolve_lookup(struct client *c, const struct pod *p, const struct slim_conn
 	snprintf(pd->pd_pod_name, sizeof(pd->pd_pod_name), "%s", p->p_name);
 	memcpy(&pd->pd_req, req, slim_connect_req_len(req->nopts));
 
-	f = resolve_inflight_find_key(ip, port);
+	f = resolve_inflight_find_key(p->p_ip, ip, port);
 	if (!f) {
 		f = calloc(1, sizeof(*f));
 		if (!f) {
@@ -254,7 +255,8 @@ int resolve_lookup(struct client *c, const struct pod *p, const struct slim_conn
 		snprintf(f->if_node, sizeof(f->if_node), "%s", node->cn_name);
 		f->if_deadline = event_now_ms() + RESOLVE_TIMEOUT_MS;
 		TAILQ_INIT(&f->if_waiters);
-		ret = peer_send_resolve(node, f->if_id, ip, port);
+		f->if_src = p->p_ip;
+		ret = peer_send_resolve(node, f->if_id, p->p_ip, ip, port);
 		if (ret < 0) {
 			free(f);
 			free(pd);
@@ -282,7 +284,9 @@ void resolve_on_reply(const char *node_name, uint32_t id, const struct resolve_r
 		log_debug("%s: answer from %s to unknown request %u", __func__, node_name, id);
 		return;
 	}
-	resolve_cache_put(f->if_ip, f->if_port, res);
+	/* A refusal by policy is for that client pod only: never cache it for the others. */
+	if (res->status != SLIM_RESOLVE_DENIED)
+		resolve_cache_put(f->if_ip, f->if_port, res);
 	resolve_inflight_finish(f, res);
 }
 

@@ -45,12 +45,27 @@ void router_reply_fallback(struct client *c, uint16_t type, uint32_t id)
 	}
 }
 
+void router_reply_denied(struct client *c, uint32_t id)
+{
+	struct slim_connect_rep rep = {
+		.hdr = {.type = SLIM_MSG_CONNECT_REP, .len = sizeof(rep), .id = id},
+		.action = SLIM_ACT_ERROR,
+		.error = ECONNREFUSED,
+	};
+
+	client_reply(c, &rep, sizeof(rep), -1, false);
+}
+
 void router_connect_resolved(struct client *c, uint32_t pod_ip, const char *pod_name,
 			     const struct slim_connect_req *req, const struct resolve_result *res,
 			     bool cached)
 {
 	struct connect_target t = {.cached = cached};
 
+	if (res && res->status == SLIM_RESOLVE_DENIED) {
+		router_reply_denied(c, req->hdr.id);
+		return;
+	}
 	if (!res || res->status != SLIM_RESOLVE_FOUND) {
 		router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
 		return;
@@ -61,25 +76,64 @@ void router_connect_resolved(struct client *c, uint32_t pod_ip, const char *pod_
 }
 
 /* CONNECT_REQ from a registered pod: find the host listener, locally or from its node. */
+static bool router_is_loopback(uint32_t ip)
+{
+	return (ip & htonl(0xff000000)) == htonl(0x7f000000);
+}
+
+/*
+ * A connect to 127.0.0.x inside the pod (a sidecar): served by the same pod's listener, if the
+ * kernel would let it (bound to any address, or to that loopback address), on the same-host
+ * path, with loopback addresses on both ends. Policy is between pods: it does not apply here.
+ */
+static void router_connect_loopback(struct client *c, struct pod *p,
+				    const struct slim_connect_req *req)
+{
+	struct listener *l = listener_find(p->p_ip, req->dst_port);
+	struct connect_target t = {.local = true, .cached = true};
+
+	if (l && (req->flags & SLIM_CONNF_RETRY) && !listener_check_alive(l))
+		l = NULL;
+	if (!l || (l->l_bound_ip && l->l_bound_ip != req->dst_ip)) {
+		router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
+		return;
+	}
+	t.host_ip = l->l_host_ip;
+	t.host_port = l->l_host_port;
+	hostsock_connect(c, htonl(INADDR_LOOPBACK), p->p_name, req, &t);
+}
+
 static void router_connect(struct client *c, struct pod *p, const struct slim_connect_req *req)
 {
 	const struct cluster_node *node = cluster_owner(router.r_cluster, req->dst_ip);
 	struct resolve_result res;
 	int ret;
 
+	if (router_is_loopback(req->dst_ip)) {
+		router_connect_loopback(c, p, req);
+		return;
+	}
+
+	/* Policy first: a denied connect is refused whether or not anything listens. */
+	if (!policy_allows_conn(p->p_ip, req->dst_ip, req->dst_port)) {
+		router_reply_denied(c, req->hdr.id);
+		return;
+	}
 	if (!node) {
 		router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
 		return;
 	}
 	if (node == router.r_self) {
 		struct listener *l = listener_find(req->dst_ip, req->dst_port);
-		struct connect_target t = {.local = true};
+		/* cached: the table can be stale too, so a refused blocking connect retries once. */
+		struct connect_target t = {.local = true, .cached = true};
 
 		/* A retry follows a refused connect: the entry may name a listener that is gone
 		 * (handed to another process over exec or SCM_RIGHTS and closed here). */
 		if (l && (req->flags & SLIM_CONNF_RETRY) && !listener_check_alive(l))
 			l = NULL;
-		if (!l) {
+		/* A loopback-only listener is private to its pod. */
+		if (!l || router_is_loopback(l->l_bound_ip)) {
 			router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
 			return;
 		}
@@ -113,6 +167,28 @@ static void router_accepted(struct pod *p, const struct slim_accepted *m)
 
 	if (conn_add(&host, &overlay, 0, p->p_name, false) < 0)
 		log_warnx("%s: out of memory", __func__);
+	enforce_accepted(&overlay);
+}
+
+/* LOOKUP_REQ: the overlay addresses of one of this pod's slim connections, by host 4-tuple. */
+static void router_lookup(struct client *c, struct pod *p, const struct slim_lookup_req *req)
+{
+	struct slim_lookup_rep rep = {.hdr = {.type = SLIM_MSG_LOOKUP_REP, .len = sizeof(rep),
+					      .id = req->hdr.id}};
+	struct tuple4 host = {req->local_ip, req->remote_ip, req->local_port, req->remote_port};
+	struct conn *co = p ? conn_find(&host) : NULL;
+
+	/* Only the pod the connection belongs to may learn its addresses. */
+	if (co && !strcmp(co->co_pod, p->p_name)) {
+		const struct tuple4 *o = &co->co_overlay; /* src = the client */
+
+		rep.found = 1;
+		rep.local_ip = co->co_out ? o->src_ip : o->dst_ip;
+		rep.local_port = co->co_out ? o->src_port : o->dst_port;
+		rep.remote_ip = co->co_out ? o->dst_ip : o->src_ip;
+		rep.remote_port = co->co_out ? o->dst_port : o->src_port;
+	}
+	client_reply(c, &rep, sizeof(rep), -1, false);
 }
 
 void router_dispatch(struct client *c, const void *msg, size_t len)
@@ -137,6 +213,9 @@ void router_dispatch(struct client *c, const void *msg, size_t len)
 	case SLIM_MSG_ACCEPTED:
 		if (p)
 			router_accepted(p, msg);
+		break;
+	case SLIM_MSG_LOOKUP_REQ:
+		router_lookup(c, p, msg);
 		break;
 	case SLIM_MSG_CTL_REQ:
 		if (c->cs_uid != 0 || p) {
@@ -172,8 +251,9 @@ void router_resolve_listener(uint32_t ip, uint16_t port, struct resolve_result *
 		return;
 	}
 	l = listener_find(ip, port);
-	/* A remote cache keeps our answer for 30 s: make sure the listener still exists. */
-	if (!l || !listener_check_alive(l)) {
+	/* A remote cache keeps our answer for 30 s: make sure the listener still exists. A
+	 * loopback-only listener is private to its pod. */
+	if (!l || router_is_loopback(l->l_bound_ip) || !listener_check_alive(l)) {
 		res->status = SLIM_RESOLVE_NO_LISTENER;
 		return;
 	}
@@ -344,14 +424,15 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: slimrouterd [--socket PATH] [--cluster FILE] [--node NAME]\n"
 		"                   [--log-level error|warn|info|debug] [--cgroup NAME] [--no-sockmap]\n"
-		"                   [-n] [--help]\n"
+		"                   [--policy FILE] [-n] [--help]\n"
 		"  --socket PATH    control socket (default %s)\n"
 		"  --cluster FILE   cluster description (default %s, else the built-in lab plan)\n"
 		"  --node NAME      this node's name in the cluster (default: by local address)\n"
 		"  --cgroup NAME    cgroup v2 directory (under the v2 root) for the router and its\n"
 		"                   sockets: the same-host fast path (default slim/NODE-PID)\n"
 		"  --no-sockmap     no same-host fast path (sockmap redirect)\n"
-		"  -n               check the cluster file and exit\n",
+		"  --policy FILE    network policy to enforce from the start (docs/policy.md)\n"
+		"  -n               check the cluster file (and the policy file) and exit\n",
 		SLIM_DEFAULT_SOCKET, DEFAULT_CLUSTER_FILE);
 }
 
@@ -379,6 +460,7 @@ int main(int argc, char **argv)
 		{"log-level", required_argument, NULL, 'l'},
 		{"cgroup", required_argument, NULL, 'g'},
 		{"no-sockmap", no_argument, NULL, 'S'},
+		{"policy", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -386,7 +468,7 @@ int main(int argc, char **argv)
 	const struct cluster_node *self;
 	int level = LOG_LVL_INFO, opt, sigfd, ret;
 	bool check_only = false, sockmap = true;
-	const char *cgroup_name = NULL;
+	const char *cgroup_name = NULL, *policy_path = NULL;
 	char err[512], cgroup_default[NAME_MAX_LEN + 32];
 	struct stat st;
 
@@ -418,6 +500,9 @@ int main(int argc, char **argv)
 		case 'S':
 			sockmap = false;
 			break;
+		case 'P':
+			policy_path = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -444,6 +529,17 @@ int main(int argc, char **argv)
 		}
 		printf("cluster %s: ok (%zu nodes)\n", router.r_cluster->cl_origin,
 		       router.r_cluster->cl_nnodes);
+		if (policy_path) {
+			struct policy_doc *pd;
+
+			if (policy_load(policy_path, &pd, err, sizeof(err)) < 0) {
+				fprintf(stderr, "%s\n", err);
+				return 1;
+			}
+			printf("policy %s: ok (%zu policies, %zu rules)\n", policy_path,
+			       policy_doc_count(pd), policy_doc_rules(pd));
+			policy_doc_free(pd);
+		}
 		return 0;
 	}
 	if (ret < 0) {
@@ -481,7 +577,8 @@ int main(int argc, char **argv)
 	if (!router.r_loop)
 		fatal("event loop");
 	listener_removed_hook = peer_broadcast_invalidate;
-	if (pod_table_init() || listener_table_init() || conn_table_init() || resolve_init())
+	if (pod_table_init() || listener_table_init() || conn_table_init() || resolve_init() ||
+	    directory_init())
 		fatal("out of memory");
 	ret = sockdiag_init();
 	if (ret < 0) {
@@ -489,6 +586,17 @@ int main(int argc, char **argv)
 		fatal("sock_diag netlink socket");
 	}
 	router_enable_fastopen();
+	if (policy_path) {
+		struct policy_doc *pd;
+
+		if (policy_load(policy_path, &pd, err, sizeof(err)) < 0) {
+			errno = 0;
+			fatal("%s", err);
+		}
+		policy_install(pd);
+		log_info("policy %s: %zu policies, %zu rules", policy_path, policy_doc_count(pd),
+			 policy_doc_rules(pd));
+	}
 	conn_accelerated_hook = fastpath_contains;
 	if (!sockmap) {
 		fastpath_disable("--no-sockmap");
@@ -544,6 +652,10 @@ int main(int argc, char **argv)
 	pod_table_free();
 	listener_table_free();
 	conn_table_free();
+	nft_remove();
+	qos_free();
+	policy_free();
+	directory_free();
 	sockdiag_close();
 	event_del(router.r_loop, sigfd);
 	close(sigfd);

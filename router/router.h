@@ -158,6 +158,7 @@ struct listener {
 	uint16_t l_host_port;
 	uint64_t l_cookie;   /* SO_COOKIE of the newest host listener behind this entry */
 	unsigned l_nsockets; /* how many app listeners share it (SO_REUSEPORT) */
+	uint32_t l_bound_ip; /* what the app bound: 0 (any), the pod IP, or a loopback address */
 	bool l_marked;	     /* seen in the current sock_diag sweep */
 };
 
@@ -219,7 +220,8 @@ void resolve_client_gone(struct client *c);
 int peer_listen(uint32_t ip, uint16_t port);
 void peer_close_all(void);
 /* Sends RESOLVE_REQ{id, ip, port} to node's router, connecting lazily. 0 or -errno. */
-int peer_send_resolve(const struct cluster_node *node, uint32_t id, uint32_t ip, uint16_t port);
+int peer_send_resolve(const struct cluster_node *node, uint32_t id, uint32_t src_ip, uint32_t ip,
+		      uint16_t port);
 /* Tells every node that asked us to forget its cached resolution of (ip, port). */
 void peer_broadcast_invalidate(uint32_t ip, uint16_t port);
 /* The cluster changed: close connections to nodes that left or moved. */
@@ -379,5 +381,140 @@ void router_connect_resolved(struct client *c, uint32_t pod_ip, const char *pod_
 void router_resolve_listener(uint32_t ip, uint16_t port, struct resolve_result *res);
 /* Replies FALLBACK to a CONNECT_REQ / LISTEN_REQ. */
 void router_reply_fallback(struct client *c, uint16_t type, uint32_t id);
+
+/* ---- directory.c: every pod of the cluster we know of (ours and announced), by IP ---- */
+
+struct dir_pod {
+	struct hnode dp_node;
+	uint32_t dp_ip;
+	char dp_nodename[NAME_MAX_LEN];
+	char dp_name[NAME_MAX_LEN];
+	json_t *dp_labels;
+	bool dp_local; /* registered on this router */
+};
+
+int directory_init(void);
+void directory_free(void);
+const struct dir_pod *directory_find(uint32_t ip);
+/* Adds or replaces the pod at ip (labels: a reference is taken). A remote announcement never
+ * replaces a local pod (-EEXIST). 0 or -errno. */
+int directory_put(const char *node, bool local, uint32_t ip, const char *name, json_t *labels);
+void directory_del(uint32_t ip);
+/* Forgets every remote pod node announced (it re-announced from scratch). */
+void directory_drop_node(const char *node);
+/* Iteration: start with *bucket = 0 and prev = NULL; NULL at the end. */
+const struct dir_pod *directory_iter(size_t *bucket, const struct dir_pod *prev);
+/* Changes on every put/del, so compiled policy knows when it is stale. */
+uint64_t directory_generation(void);
+size_t directory_count(void);
+json_t *directory_json(void);
+
+/* ---- policy.c: network policy, parsed, validated and compiled for per-connect lookups ---- */
+
+enum policy_dir { POLICY_INGRESS = 0, POLICY_EGRESS = 1, POLICY_NDIRS = 2 };
+
+struct policy_doc;
+
+/* Parses and validates a whole policy document. On error fills err with
+ * "ORIGIN: JSON.PATH: problem" and returns -EINVAL (or -ENOMEM). */
+int policy_parse(const char *text, size_t len, const char *origin, struct policy_doc **out,
+		 char *err, size_t errlen);
+/* Reads path and parses it; -errno (with err filled) when it cannot be read. */
+int policy_load(const char *path, struct policy_doc **out, char *err, size_t errlen);
+void policy_doc_free(struct policy_doc *d);
+size_t policy_doc_rules(const struct policy_doc *d);
+size_t policy_doc_count(const struct policy_doc *d);
+/* Makes d (owned from now on) the policy in force and compiles it. */
+void policy_install(struct policy_doc *d);
+const struct policy_doc *policy_current(void);
+/* Whether local pod local_ip may talk to peer_ip:port (network order) in direction dir. */
+bool policy_allows(uint32_t local_ip, enum policy_dir dir, uint32_t peer_ip, uint16_t port,
+		   uint8_t proto);
+/* A TCP connection src -> dst:port: egress of src and ingress of dst, for every pod the
+ * directory knows (local or remote). */
+bool policy_allows_conn(uint32_t src_ip, uint32_t dst_ip, uint16_t dst_port);
+
+/* One compiled allowance: local pod pa_local may talk (pa_dir) to pa_net/pa_len on ports
+ * pa_lo..pa_hi of pa_proto (0: any), or on every port. Ports in host order. */
+struct policy_allowance {
+	uint32_t pa_local;
+	enum policy_dir pa_dir;
+	uint32_t pa_net;
+	uint8_t pa_len;
+	bool pa_all_ports;
+	uint8_t pa_proto;
+	uint16_t pa_lo, pa_hi;
+};
+typedef void (*policy_allow_fn)(const struct policy_allowance *a, void *arg);
+void policy_foreach_allowance(policy_allow_fn fn, void *arg);
+void policy_foreach_isolated(void (*fn)(uint32_t ip, enum policy_dir dir, void *arg), void *arg);
+json_t *policy_json(void);
+void policy_free(void);
+/* ---- podsync.c: announcing our pods to other routers, learning theirs ---- */
+
+void podsync_build(struct slim_pod_sync *m, enum slim_pod_sync_op op, const struct dir_pod *d);
+/* A POD_SYNC from node's router (fabric byte order). 0, or -EBADMSG when malformed. */
+int podsync_receive(const char *node, const struct slim_pod_sync *m);
+/* A local pod was registered (added) or removed: directory and every other router. */
+void podsync_pod_changed(const struct pod *p, bool added);
+/* peer.c hooks: dial node unless a connection we opened exists; queue msg on every connection
+ * we opened (closing those that cannot take it, so they re-sync on reconnect). */
+void peer_ensure(const struct cluster_node *node);
+void peer_broadcast(const void *msg, size_t len);
+
+/* sockdiag.c hook: destroys exactly the socket s (4-tuple and cookie, as a dump reported it):
+ * -ESTALE or -ENOENT when it is gone, never another socket on the same port. */
+int sockdiag_destroy_sock(const struct sockdiag_sock *s);
+
+/* ---- enforce.c: making live state obey a newly installed policy ---- */
+
+struct enforce_report {
+	unsigned er_checked; /* live connections judged */
+	unsigned er_revoked; /* destroyed because the policy now forbids them */
+	unsigned er_failed;  /* could not be destroyed (already gone, ...) */
+	int er_nft;	     /* nftables result: 0 or -errno */
+	uint64_t er_usec;
+};
+
+/* Flushes cached resolutions, destroys live connections the policy forbids (SOCK_DESTROY: both
+ * ends see a reset) and reprograms the overlay filter. Runs to completion before returning. */
+void enforce_policy(struct enforce_report *r);
+/* router.c hook: the server app accepted the connection overlay (src = the client): revokes it
+ * when the policy in force forbids it (it raced with a policy change). */
+void enforce_accepted(const struct tuple4 *overlay);
+
+/* ---- spawn.c: running nft and tc ---- */
+
+/* Runs argv (argv[0] a full path) with text on its stdin and waits. 0, -EIO when it exited
+ * non-zero, -errno when it could not run. */
+int spawn_feed(const char *const argv[], const char *text, size_t len);
+/* The full path of a system tool (static buffer), or NULL. */
+const char *spawn_find(const char *name);
+
+/* ---- nft.c: the overlay path's filter, compiled from the same policy ---- */
+
+/* Replaces table inet slim with the compiled policy of this host's pods (removes it when no
+ * local pod is isolated). 0 or -errno. */
+int nft_apply(void);
+/* Pods changed: nft_apply() shortly (coalescing bursts). */
+void nft_schedule(void);
+/* Removes our table (shutdown). */
+void nft_remove(void);
+
+/* ---- qos.c: per-pod rate limits and priorities (marks, HTB) ---- */
+
+#define QOS_PRIO_KEEP (-2) /* qos_pod_set: leave the priority as it is (-1 clears it) */
+
+/* Tags a host socket created for pod_ip with the pod's class (SO_PRIORITY 1:class, SO_MARK). */
+void qos_mark_socket(int fd, uint32_t pod_ip);
+/* rate: "100mbit"-style, "none", or NULL (unchanged); prio 0-6, -1 (none) or QOS_PRIO_KEEP.
+ * Reprograms tc before returning. 0 or -errno with err filled. */
+int qos_pod_set(const struct pod *p, const char *rate, int prio, char *err, size_t errlen);
+json_t *qos_pod_json(uint32_t ip);
+void qos_pod_gone(uint32_t ip);
+void qos_free(void);
+
+/* router.c: replies ERROR/ECONNREFUSED to a CONNECT_REQ the policy denies. */
+void router_reply_denied(struct client *c, uint32_t id);
 
 #endif

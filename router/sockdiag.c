@@ -164,3 +164,26 @@ int sockdiag_destroy(const struct tuple4 *t)
 	/* With NLM_F_ACK the kernel answers NLMSG_ERROR: 0 on success, -errno otherwise. */
 	return sockdiag_request(SOCK_DESTROY, NLM_F_ACK, &req, &w);
 }
+
+/* The kernel looks a bare 4-tuple up like a packet: with the connection gone it finds the
+ * listener on that port. With the cookie it refuses instead (ESTALE). */
+int sockdiag_destroy_sock(const struct sockdiag_sock *s)
+{
+	struct inet_diag_req_v2 req = {
+		.sdiag_family = AF_INET,
+		.sdiag_protocol = IPPROTO_TCP,
+		.idiag_states = ~0u,
+		.id =
+			{
+				.idiag_sport = s->sd_tuple.src_port,
+				.idiag_dport = s->sd_tuple.dst_port,
+				.idiag_src = {s->sd_tuple.src_ip},
+				.idiag_dst = {s->sd_tuple.dst_ip},
+				.idiag_cookie = {(uint32_t)s->sd_cookie,
+						 (uint32_t)(s->sd_cookie >> 32)},
+			},
+	};
+	struct sockdiag_walk w = {0};
+
+	return sockdiag_request(SOCK_DESTROY, NLM_F_ACK, &req, &w);
+}

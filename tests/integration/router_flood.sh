@@ -84,7 +84,7 @@ if kind == "length":
 elif kind == "type":  # an answer sent to the answering side
     msg = struct.pack("!HHIIIIIHH", 33, 0, 28, 1, 0, 1, 0, 0, 0)
 else:  # a valid request: must be answered, and the connection kept
-    msg = struct.pack("!HHIIIIHH", 32, 0, 24, 5, 0, 0x0201f40a, 80, 0)
+    msg = struct.pack("!HHIIIIHHI", 32, 0, 28, 5, 0, 0x0201f40a, 80, 0, 0x0202f40a)
 s = socket.create_connection(("198.18.0.1", 7471), timeout=5)
 s.sendall(msg)
 try:
