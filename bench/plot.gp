@@ -24,11 +24,11 @@ set bmargin 6
 
 bw = 0.8 / n
 off(j) = (j - (n - 1) / 2.0) * bw
-colors = "#4c72b0 #dd8452 #55a868 #c44e52 #8172b3 #937860"
+colors = "#4c72b0 #dd8452 #55a868 #c44e52 #8172b3 #937860 #da8bc3 #8c8c8c"
 nv(j) = valid(j + 4) ? column(j + 4) : 0
 
 plot for [j = 0:n-1] datafile using ($0 + off(j)):(nv(j)):(bw) with boxes \
-		lc rgb word(colors, j % 6 + 1) title columnheader(j + 4), \
+		lc rgb word(colors, j % 8 + 1) title columnheader(j + 4), \
 	for [j = 0:n-1] '' using ($0 + off(j)):(nv(j)):(stringcolumn(j + 4 + n)) with labels \
 		rotate by 90 left offset 0,0.4 font "sans,9" notitle, \
 	'' using 0:(0):xtic(stringcolumn(1) . "\n" . stringcolumn(2) . "\n" . stringcolumn(3) . " is better") with points ps 0 notitle, \

@@ -7,7 +7,9 @@ def median: sort | if length == 0 then null
 	else (.[length / 2 - 1] + .[length / 2]) / 2 end;
 def r4: if . == null then null else (. * 10000 | round) / 10000 end;
 # A sample counts when it measured something over the path its mode stands for.
-def valid: .value != null and (.path == "direct" or .path == "overlay" or .path == "unchecked");
+def valid: .value != null
+	and (.path == "direct" or .path == "overlay" or .path == "redirect" or .path == "tcp"
+	     or .path == "unchecked");
 . as $all
 | ($meta.modes) as $modes
 | {meta: ($meta + {figures: $figs}),
@@ -20,9 +22,16 @@ def valid: .value != null and (.path == "direct" or .path == "overlay" or .path 
 			  excluded: ([$s[] | select(valid | not)] | length),
 			  paths: ([$s[] | .path] | unique),
 			  runs: ($s | map(del(.figure, .mode)))}}] | add // {})}] | add // {})}
+# The pairs "b/a" named in meta.ratio_pairs whose modes both ran; every pair when none is named.
+| (if $meta.ratio_pairs == null
+   then [range(0; $modes | length) as $i | range($i + 1; $modes | length) as $j
+	 | [$modes[$i], $modes[$j]]]
+   else [$meta.ratio_pairs[] | split("/") | [.[1], .[0]]
+	 | select(.[0] as $a | .[1] as $b | ($modes | index($a)) != null and ($modes | index($b)) != null)]
+   end) as $pairs
+| .meta.ratio_pairs = [$pairs[] | "\(.[1])/\(.[0])"]
 | .ratios = ([.results | to_entries[] | .key as $f | .value as $r
-	| {($f): ([range(0; $modes | length) as $i | range($i + 1; $modes | length) as $j
-		| $modes[$i] as $a | $modes[$j] as $b
+	| {($f): ([$pairs[] | .[0] as $a | .[1] as $b
 		| select($r[$a].median != null and $r[$b].median != null and $r[$a].median != 0)
 		| {("\($b)/\($a)"): ($r[$b].median / $r[$a].median | (. * 1000 | round) / 1000)}]
 		| add // {})}] | add // {})

@@ -8,30 +8,32 @@ def num: if . == null then "—"
 # Every run of every cell, flattened, with its workload and mode.
 def allruns: [.results | to_entries[] | .key as $f | .value | to_entries[] | .key as $m
 	| .value.runs[] | . + {figure: $f, mode: $m}];
-def fallbacks: [allruns[] | select(.path == "overlay-fallback")];
+def fallbacks: [allruns[] | select(.path == "overlay-fallback" or .path == "tcp-fallback")];
 # One table cell: the median, or why there is none, and what was dropped.
 def cell: if . == null then "—"
 	elif .median == null then
 		(if (.paths | index("overlay-fallback"))
 		 then "**FALLBACK** (\(.excluded)/\(.runs | length) over the overlay)"
+		 elif (.paths | index("tcp-fallback"))
+		 then "**FALLBACK** (\(.excluded)/\(.runs | length) not redirected)"
 		 elif .paths == ["none"] then "**failed**"
 		 else "**no valid sample** (\(.paths | join(", ")))" end)
 	else (.median | num)
 		+ (if .excluded == 0 then ""
-		   elif (.paths | index("overlay-fallback"))
+		   elif (.paths | index("overlay-fallback")) or (.paths | index("tcp-fallback"))
 		   then " **(\(.excluded) FALLBACK dropped)**"
 		   else " (\(.excluded) bad dropped)" end)
 		+ (if any(.runs[]; .errors != null and .requests > 0 and .errors > 0.01 * .requests)
 		   then " ⚠ errors" else "" end)
 	end;
 .meta as $meta | $meta.modes as $modes | .results as $res | .ratios as $rat
-| [range(0; $modes | length) as $i | range($i + 1; $modes | length) as $j
-   | "\($modes[$j])/\($modes[$i])"] as $pairs
+| ($meta.ratio_pairs // [range(0; $modes | length) as $i | range($i + 1; $modes | length) as $j
+   | "\($modes[$j])/\($modes[$i])"]) as $pairs
 | (fallbacks | length) as $nfb
 | "## slim bench — \($meta.date), commit \($meta.commit)",
   "",
   "Kernel \($meta.kernel), \($meta.host.cpus) CPUs (\($meta.host.cpu_model)), \($meta.rounds) round(s)\(if $meta.quick then " (quick)" else "" end), took \($meta.duration_s) s, load average \($meta.host.loadavg_start) → \($meta.host.loadavg_end). Each cell is the median of its samples; the ratios are ratios of medians.",
-  (if $nfb > 0 then "", "**WARNING: \($nfb) slim sample(s) went over the overlay (overlay-fallback). They are not slim numbers and are left out of every median.**" else empty end),
+  (if $nfb > 0 then "", "**WARNING: \($nfb) slim sample(s) went over the overlay (overlay-fallback) or were not redirected (tcp-fallback). They are not numbers of their mode and are left out of every median.**" else empty end),
   "",
   "| workload | unit | better | \($modes | join(" | ")) |\($pairs | map(" " + . + " |") | join(""))",
   "|---|---|---|\($modes | map("---:") | join("|"))|\($pairs | map("---:|") | join(""))",
@@ -45,7 +47,7 @@ def cell: if . == null then "—"
   ([$modes[] as $m | [allruns[] | select(.mode == $m and .value != null)] as $r
     | select($r | length > 0)
     | "\($m) " + ([$r[] | .path] | group_by(.) | map("\(.[0]) \(length)/\($r | length)") | join(", "))]
-   | if length > 0 then "Path check per sample (overlay share of the bytes the app moved, from the flannel.1 / pod eth0 counters): " + join("; ") + "." else "No sample measured anything." end),
+   | if length > 0 then "Path check per sample (overlay share of the bytes the app moved, from the flannel.1 / pod eth0 counters; for redirect and tcp also the router's count of redirected sends): " + join("; ") + "." else "No sample measured anything." end),
   (if ($meta.skipped_modes | length) > 0
    then "", "Skipped: " + ([$meta.skipped_modes[] | "\(.mode) (\(.reason))"] | join("; ")) + "."
    else empty end),
