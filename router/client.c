@@ -61,6 +61,7 @@ void client_close(struct client *c)
 	close(c->cs_fd);
 	c->cs_fd = -1;
 	resolve_client_gone(c);
+	router_client_gone(c);
 	while ((om = STAILQ_FIRST(&c->cs_outq))) {
 		STAILQ_REMOVE_HEAD(&c->cs_outq, om_entry);
 		if (om->om_fd >= 0)

@@ -155,6 +155,7 @@ static int hostsock_connect_fastpath(struct client *c, uint32_t pod_ip, const ch
 	struct tuple4 host, overlay;
 	const char *what;
 	uint64_t cookie = 0;
+	ssize_t n;
 	int fd, ret;
 
 	fd = hostsock_new_socket(req, &what);
@@ -177,8 +178,19 @@ static int hostsock_connect_fastpath(struct client *c, uint32_t pod_ip, const ch
 	pre.dst_ip = req->dst_ip;
 	pre.dst_port = req->dst_port;
 	slim_preamble_encode(&pre, prebuf);
-	if (send(fd, prebuf, sizeof(prebuf), MSG_NOSIGNAL | MSG_DONTWAIT) != SLIM_PREAMBLE_LEN) {
+	n = send(fd, prebuf, sizeof(prebuf), MSG_NOSIGNAL | MSG_DONTWAIT);
+	/*
+	 * EPIPE/ECONNRESET: the server side already closed this very connection (an acceptor that
+	 * closes without reading). That is the app's connection and its fate: hand it over, the
+	 * app reads EOF or gets EPIPE exactly as it would have with a plain socket.
+	 */
+	if (n != SLIM_PREAMBLE_LEN && !(n < 0 && (errno == EPIPE || errno == ECONNRESET))) {
+		char a[ADDR_STRLEN];
+
 		/* The connection is established and may be half-written: it cannot be retried. */
+		log_warnx("%s: preamble for %s: %s: falling back", __func__,
+			  addr_str(a, sizeof(a), req->dst_ip, req->dst_port),
+			  n < 0 ? strerror(errno) : "short write");
 		ret = 0;
 		router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
 		goto out;
@@ -267,7 +279,12 @@ void hostsock_connect(struct client *c, uint32_t pod_ip, const char *pod_name,
 	slim_preamble_encode(&pre, prebuf);
 	what = "preamble";
 	n = send(fd, prebuf, sizeof(prebuf), MSG_NOSIGNAL | MSG_DONTWAIT);
-	if (n != SLIM_PREAMBLE_LEN) {
+	/*
+	 * EPIPE/ECONNRESET: the server side already closed this very connection (an acceptor that
+	 * closes without reading). That is the app's connection and its fate: hand it over, the
+	 * app reads EOF or gets EPIPE exactly as it would have with a plain socket.
+	 */
+	if (n != SLIM_PREAMBLE_LEN && !(n < 0 && (errno == EPIPE || errno == ECONNRESET))) {
 		ret = n < 0 ? -errno : -EIO;
 		goto fallback;
 	}

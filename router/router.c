@@ -262,6 +262,36 @@ void router_resolve_listener(uint32_t ip, uint16_t port, struct resolve_result *
 	res->host_port = l->l_host_port;
 }
 
+static long router_recheck_listeners(struct event_loop *loop, void *arg)
+{
+	struct pod *p = pod_find_ip((uint32_t)(uintptr_t)arg);
+	struct listener *l, *next;
+
+	if (!p)
+		return EVENT_TIMER_STOP;
+	p->p_recheck = false;
+	for (l = TAILQ_FIRST(&p->p_listeners); l; l = next) {
+		next = TAILQ_NEXT(l, l_pod_entry);
+		listener_check_alive(l); /* a dead one is dropped, and other nodes told */
+	}
+	return EVENT_TIMER_STOP;
+}
+
+/*
+ * A shim's connection closed: often its process exited, taking its listeners with it. Rather than
+ * leave other routers a dead route until the next sweep (2 s), recheck that pod's listeners soon.
+ * Not at once: the kernel closes an exiting process's descriptors in no set order.
+ */
+void router_client_gone(struct client *c)
+{
+	struct pod *p = pod_find_ns(c->cs_ns_dev, c->cs_ns_ino);
+
+	if (!p || !p->p_nlisteners || p->p_recheck)
+		return;
+	p->p_recheck = true;
+	event_timer_add(router.r_loop, 10, router_recheck_listeners, (void *)(uintptr_t)p->p_ip);
+}
+
 static long router_sweep(struct event_loop *loop, void *arg)
 {
 	conn_gc();

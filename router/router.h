@@ -126,6 +126,7 @@ struct pod {
 	time_t p_added;
 	TAILQ_HEAD(, listener) p_listeners;
 	unsigned p_nlisteners;
+	bool p_recheck; /* a listener recheck is scheduled (router_client_gone) */
 };
 
 int pod_table_init(void);
@@ -379,6 +380,8 @@ void router_connect_resolved(struct client *c, uint32_t pod_ip, const char *pod_
 			     bool cached);
 /* Answers a RESOLVE_REQ from a peer: FOUND / NO_LISTENER / NO_POD. */
 void router_resolve_listener(uint32_t ip, uint16_t port, struct resolve_result *res);
+/* A control-socket client went away: recheck its pod's listeners shortly (see router.c). */
+void router_client_gone(struct client *c);
 /* Replies FALLBACK to a CONNECT_REQ / LISTEN_REQ. */
 void router_reply_fallback(struct client *c, uint16_t type, uint32_t id);
 
