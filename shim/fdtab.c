@@ -98,6 +98,7 @@ void fdtab_copy(int oldfd, int newfd)
 	*n = (struct fd_entry){
 		.kind = o->kind,
 		.state = o->state,
+		.v6 = o->v6,
 		.epgen = n->epgen,
 		.bound = o->bound,
 		.local = o->local,
@@ -108,7 +109,7 @@ void fdtab_copy(int oldfd, int newfd)
 		atomic_fetch_add(&o->listener->refs, 1);
 		n->listener = o->listener;
 	}
-	if (o->kind == FD_TCP4) {
+	if (o->kind == FD_TCP) {
 		/*
 		 * Two numbers now share one pod socket. Swapping a host socket under one of them
 		 * would leave the other behind, so both are connected plainly (over the overlay).

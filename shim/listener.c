@@ -18,13 +18,46 @@
 /* How long accept waits for the rest of a preamble that did not arrive with the SYN. */
 #define PREAMBLE_WAIT_MS 1000
 
+/*
+ * The IPv4 address a listener takes clients on: its own for AF_INET; for AF_INET6, the mapped
+ * address of a ::ffff:a.b.c.d socket, or 0.0.0.0 for a dual-stack :: socket (IPV6_V6ONLY off).
+ * -1 for a listener no IPv4 client can reach: not virtualized.
+ */
+static int listener_ipv4_address(int fd, const struct fd_entry *e, struct sockaddr_in *out)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	struct sockaddr_in6 sin6;
+	socklen_t len = sizeof(sin6);
+	int v6only = 1;
+	socklen_t olen = sizeof(v6only);
+
+	if (REAL(getsockname)(fd, (struct sockaddr *)&sin6, &len) < 0)
+		return -1;
+	if (!e->v6) {
+		if (sin6.sin6_family != AF_INET)
+			return -1;
+		memcpy(out, &sin6, sizeof(*out));
+		return 0;
+	}
+	if (sin6.sin6_family != AF_INET6)
+		return -1;
+	*out = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = sin6.sin6_port};
+	if (!memcmp(sin6.sin6_addr.s6_addr, mapped, sizeof(mapped))) {
+		memcpy(&out->sin_addr, &sin6.sin6_addr.s6_addr[12], 4);
+		return 0;
+	}
+	if (!IN6_IS_ADDR_UNSPECIFIED(&sin6.sin6_addr) ||
+	    getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &olen) < 0 || v6only)
+		return -1;
+	return 0;
+}
+
 int listener_after_listen(int fd, int backlog)
 {
 	struct fd_entry *e = fdtab_get(fd);
 	struct slim_listen_req req = {.hdr.type = SLIM_MSG_LISTEN_REQ};
 	struct slim_listen_rep rep;
 	struct sockaddr_in sin;
-	socklen_t len = sizeof(sin);
 	struct shim_listener *l;
 	struct fd_entry *h;
 	int host_fd;
@@ -33,8 +66,10 @@ int listener_after_listen(int fd, int backlog)
 	 * Loopback listeners too: a sidecar's peer in the same pod reaches it over host sockets on
 	 * the same-host fast path; the router never offers them to other pods.
 	 */
-	if (REAL(getsockname)(fd, (struct sockaddr *)&sin, &len) < 0 || sin.sin_family != AF_INET)
+	if (listener_ipv4_address(fd, e, &sin) < 0) {
+		e->kind = FD_PLAIN;
 		return 0;
+	}
 	garbage_collect();
 	req.bound_ip = sin.sin_addr.s_addr;
 	req.port = sin.sin_port;
@@ -63,6 +98,7 @@ int listener_after_listen(int fd, int backlog)
 	atomic_init(&l->host_fd, host_fd);
 	l->ip = sin.sin_addr.s_addr;
 	l->port = sin.sin_port;
+	l->v6 = e->v6;
 	h->kind = FD_HIDDEN;
 	h->listener = l;
 	e->kind = FD_LISTENER;
@@ -200,8 +236,9 @@ static int listener_accept_host(struct fd_entry *e, struct sockaddr *addr, sockl
 		n->kind = FD_SLIM_ACCEPTED;
 		n->local = local;
 		n->peer = peer;
+		n->v6 = l->v6;
 	}
-	sockaddr_out(&peer, addr, len);
+	sockaddr_out(&peer, addr, len, l->v6);
 	REAL(getsockname)(fd, (struct sockaddr *)&host_local, &hl);
 	note.overlay_src_ip = p.src_ip;
 	note.overlay_dst_ip = p.dst_ip;

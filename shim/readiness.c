@@ -302,7 +302,7 @@ SHIM_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		if (host_fd >= 0)
 			REAL(epoll_ctl)(epfd, op, host_fd, ev);
 		errno = saved;
-	} else if (e->kind == FD_TCP4) {
+	} else if (e->kind == FD_TCP) {
 		readiness_record(e, epfd, op, ev);
 	}
 	return rc;

@@ -88,7 +88,8 @@ void garbage_collect(void);
 /* ---- fdtab.c: what the shim knows about each fd number ---- */
 enum fd_kind {
 	FD_UNKNOWN = 0,  /* never seen, or an fd the shim does not care about */
-	FD_TCP4,         /* an app's TCP/IPv4 socket, not yet connected or listening */
+	FD_TCP,         /* an app's TCP socket (IPv4, or IPv6 for a dual-stack listener), not yet
+			 * connected or listening */
 	FD_PLAIN,        /* handled by the kernel alone (fallback connect, pod-side accept) */
 	FD_SLIM_CONN,    /* a host socket the router connected for the app */
 	FD_SLIM_ACCEPTED, /* a host socket accepted from a host listener */
@@ -105,6 +106,7 @@ struct shim_listener {
 	atomic_int host_fd;
 	uint32_t ip; /* overlay address the app bound (0 = any) */
 	uint16_t port;
+	bool v6; /* a dual-stack AF_INET6 listener: addresses go out as ::ffff:a.b.c.d */
 	atomic_uint turn; /* alternates which listener accept tries first */
 };
 
@@ -130,14 +132,15 @@ struct fd_entry {
 	uint8_t kind;       /* enum fd_kind */
 	uint8_t state;      /* enum conn_state, FD_SLIM_CONN only */
 	uint8_t cached;     /* the router's answer came from its cache: retry once if refused */
+	uint8_t v6;         /* an AF_INET6 socket: addresses are reported v4-mapped */
 	uint32_t epgen;     /* FD_EPOLL generation; survives resets of the entry */
-	struct sockaddr_in bound;     /* FD_TCP4: what the app bound, if anything */
+	struct sockaddr_in bound;     /* FD_TCP: what the app bound, if anything */
 	struct sockaddr_in local;     /* overlay address of this end */
 	struct sockaddr_in peer;      /* overlay address of the other end */
 	struct sockaddr_in host_dst;  /* FD_SLIM_CONN: the host listener it connects to */
 	struct shim_listener *listener; /* FD_LISTENER, FD_HIDDEN */
-	struct shim_opts *opts;       /* FD_TCP4/FD_LISTENER: recorded socket options */
-	struct shim_regs *regs;       /* FD_TCP4: epoll sets it was added to before connect */
+	struct shim_opts *opts;       /* FD_TCP/FD_LISTENER: recorded socket options */
+	struct shim_regs *regs;       /* FD_TCP: epoll sets it was added to before connect */
 };
 
 /* The entry of fd, or NULL when fd is out of range or never recorded (no allocation). */
@@ -185,7 +188,8 @@ void readiness_epoll_reregister(int fd, const struct shim_regs *regs);
 /* True when the signal that interrupted a wait would have restarted the syscall (SA_RESTART on
  * every caught signal): used to give the shim's own waits the kernel's restart semantics. */
 bool signal_restarts(void);
-/* Copies sin into (addr, *len) with the kernel's truncation semantics. */
-void sockaddr_out(const struct sockaddr_in *sin, struct sockaddr *addr, socklen_t *len);
+/* Copies sin into (addr, *len) with the kernel's truncation semantics; as a v4-mapped
+ * sockaddr_in6 when v6 (what a dual-stack socket reports for an IPv4 peer). */
+void sockaddr_out(const struct sockaddr_in *sin, struct sockaddr *addr, socklen_t *len, bool v6);
 
 #endif /* SLIM_SHIM_H */

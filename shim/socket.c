@@ -16,12 +16,23 @@
 #include "shim.h"
 #include "sockopt.h"
 
-void sockaddr_out(const struct sockaddr_in *sin, struct sockaddr *addr, socklen_t *len)
+void sockaddr_out(const struct sockaddr_in *sin, struct sockaddr *addr, socklen_t *len, bool v6)
 {
+	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = sin->sin_port};
+	const void *src = sin;
+	socklen_t n = sizeof(*sin);
+
 	if (!addr || !len)
 		return;
-	memcpy(addr, sin, *len < sizeof(*sin) ? *len : sizeof(*sin));
-	*len = sizeof(*sin);
+	if (v6) {
+		sin6.sin6_addr.s6_addr[10] = 0xff;
+		sin6.sin6_addr.s6_addr[11] = 0xff;
+		memcpy(&sin6.sin6_addr.s6_addr[12], &sin->sin_addr, 4);
+		src = &sin6;
+		n = sizeof(sin6);
+	}
+	memcpy(addr, src, *len < n ? *len : n);
+	*len = n;
 }
 
 bool signal_restarts(void)
@@ -46,10 +57,13 @@ SHIM_EXPORT int socket(int domain, int type, int protocol)
 	if (fd < 0)
 		return fd;
 	fdtab_release(fd); /* the number is new: whatever was recorded for it is stale */
-	if (domain == AF_INET && (type & 0xff) == SOCK_STREAM &&
+	if ((domain == AF_INET || domain == AF_INET6) && (type & 0xff) == SOCK_STREAM &&
 	    (protocol == 0 || protocol == IPPROTO_TCP) && shim_config.enabled &&
-	    (e = fdtab_slot(fd)))
-		e->kind = FD_TCP4;
+	    (e = fdtab_slot(fd))) {
+		/* IPv6 sockets only for their listen(): a dual-stack listener takes IPv4 clients. */
+		e->kind = FD_TCP;
+		e->v6 = domain == AF_INET6;
+	}
 	return fd;
 }
 
@@ -58,7 +72,8 @@ SHIM_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
 	int rc = REAL(bind)(fd, addr, len);
 	struct fd_entry *e;
 
-	if (rc == 0 && (e = fdtab_get(fd)) && e->kind == FD_TCP4 && len >= sizeof(e->bound)) {
+	if (rc == 0 && (e = fdtab_get(fd)) && e->kind == FD_TCP && !e->v6 &&
+	    len >= sizeof(e->bound)) {
 		socklen_t l = sizeof(e->bound);
 
 		/* Port 0 means the kernel chose one: record the real one. */
@@ -72,10 +87,10 @@ SHIM_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	struct fd_entry *e = fdtab_get(fd);
 	const struct sockaddr_in *dst = (const struct sockaddr_in *)addr;
 
-	if (!e || (e->kind != FD_TCP4 && e->kind != FD_SLIM_CONN))
+	if (!e || (e->kind != FD_TCP && e->kind != FD_SLIM_CONN))
 		return REAL(connect)(fd, addr, len);
-	if (e->kind == FD_TCP4 &&
-	    (!addr || len < sizeof(*dst) || addr->sa_family != AF_INET ||
+	if (e->kind == FD_TCP &&
+	    (e->v6 || !addr || len < sizeof(*dst) || addr->sa_family != AF_INET ||
 	     !(config_is_overlay(dst->sin_addr.s_addr) || config_is_loopback(dst->sin_addr.s_addr)) ||
 	     !shim_config.enabled)) {
 		e->kind = FD_PLAIN;
@@ -91,7 +106,7 @@ SHIM_EXPORT int listen(int fd, int backlog)
 
 	if (rc < 0 || !e)
 		return rc;
-	if (e->kind == FD_TCP4) {
+	if (e->kind == FD_TCP) {
 		int saved = errno;
 
 		listener_after_listen(fd, backlog);
@@ -254,7 +269,7 @@ SHIM_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen
 
 	if (rc < 0 || !(e = fdtab_get(fd)) || !val || !slim_sockopt_allowed(level, name, len))
 		return rc;
-	if (e->kind == FD_TCP4)
+	if (e->kind == FD_TCP)
 		sockopt_record(e, level, name, val, len);
 	else if (e->kind == FD_LISTENER)
 		listener_mirror_sockopt(e, level, name, val, len);
@@ -325,7 +340,7 @@ static int sockname_overlay(int (*fn)(int, struct sockaddr *, socklen_t *), int 
 		e = sockname_adopt(fd);
 	if (rc == 0 && fd_is_virtualized(e)) {
 		*len = cap;
-		sockaddr_out(peer ? &e->peer : &e->local, addr, len);
+		sockaddr_out(peer ? &e->peer : &e->local, addr, len, e->v6);
 	}
 	return rc;
 }
