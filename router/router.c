@@ -627,18 +627,6 @@ int main(int argc, char **argv)
 		log_info("policy %s: %zu policies, %zu rules", policy_path, policy_doc_count(pd),
 			 policy_doc_rules(pd));
 	}
-	conn_accelerated_hook = fastpath_contains;
-	if (!sockmap) {
-		fastpath_disable("--no-sockmap");
-		log_info("same-host fast path off (--no-sockmap)");
-	} else {
-		if (!cgroup_name) {
-			snprintf(cgroup_default, sizeof(cgroup_default), "slim/%s-%d",
-				 router.r_node_name, (int)getpid());
-			cgroup_name = cgroup_default;
-		}
-		fastpath_start(cgroup_name);
-	}
 
 	sigfd = router_signalfd();
 	if (sigfd < 0 || event_add(router.r_loop, sigfd, EVENT_READ, router_signal, NULL) < 0)
@@ -662,6 +650,22 @@ int main(int argc, char **argv)
 		      addr_str(a, sizeof(a), router.r_fabric_ip, htons(router.r_peer_port)));
 	}
 	event_timer_add(router.r_loop, CONN_GC_INTERVAL_MS, router_sweep, NULL);
+	/*
+	 * Last of the start-up steps, after everything that can fail fatally: the fast path moves
+	 * us into a cgroup of our own, which only a clean exit leaves and removes.
+	 */
+	conn_accelerated_hook = fastpath_contains;
+	if (!sockmap) {
+		fastpath_disable("--no-sockmap");
+		log_info("same-host fast path off (--no-sockmap)");
+	} else {
+		if (!cgroup_name) {
+			snprintf(cgroup_default, sizeof(cgroup_default), "slim/%s-%d",
+				 router.r_node_name, (int)getpid());
+			cgroup_name = cgroup_default;
+		}
+		fastpath_start(cgroup_name);
+	}
 
 	{
 		char a[ADDR_STRLEN];
