@@ -26,6 +26,8 @@
 
 static struct sockmap *fastpath_map;
 static char fastpath_cgroup[PATH_MAX];
+static char fastpath_parent[PATH_MAX]; /* "slim/": removed with the last router using it */
+static char fastpath_root[PATH_MAX];
 static char fastpath_why_off[160] = "not started";
 
 /*
@@ -70,9 +72,13 @@ int fastpath_start(const char *cgroup_name)
 	/* The name may have one level of parent ("slim/NAME"): create it, shared by routers. */
 	snprintf(parent, sizeof(parent), "%s", fastpath_cgroup);
 	*strrchr(parent, '/') = '\0';
-	if (strcmp(parent, root) && mkdir(parent, 0755) < 0 && errno != EEXIST) {
-		ret = -errno;
-		goto off;
+	if (strcmp(parent, root)) {
+		if (mkdir(parent, 0755) < 0 && errno != EEXIST) {
+			ret = -errno;
+			goto off;
+		}
+		snprintf(fastpath_parent, sizeof(fastpath_parent), "%s", parent);
+		snprintf(fastpath_root, sizeof(fastpath_root), "%s", root);
 	}
 	ret = cgroup_enter(fastpath_cgroup);
 	if (ret < 0)
@@ -105,6 +111,9 @@ void fastpath_stop(void)
 	sockmap_close(fastpath_map);
 	fastpath_map = NULL;
 	cgroup_leave(fastpath_cgroup);
+	/* Fails (EBUSY) while another router still has its directory there, as it should. */
+	if (fastpath_parent[0] && cgroup_enter(fastpath_root) == 0)
+		rmdir(fastpath_parent);
 }
 
 bool fastpath_enabled(void)
