@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * Host sockets: creating the connected socket for a CONNECT_REQ (TFO-deferred connect plus the
- * preamble) and the host listener for a LISTEN_REQ, handing them over, and watching each new
- * connect only until it completes.
+ * preamble, or the same-host fast path) and the host listener for a LISTEN_REQ, and handing them
+ * over. The router keeps no descriptor: its reference to a connection is the conn entry.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -25,21 +25,6 @@
 #define TCP_FASTOPEN_NO_COOKIE 34
 #endif
 
-/* A connect we handed out and watch until it completes (then we drop our reference). */
-struct connect_watch {
-	TAILQ_ENTRY(connect_watch) cw_entry;
-	int cw_fd;
-	struct tuple4 cw_host;
-	struct tuple4 cw_overlay;
-	uint64_t cw_cookie;
-	uint64_t cw_started;
-	bool cw_local;
-	char cw_pod[NAME_MAX_LEN];
-};
-
-static TAILQ_HEAD(, connect_watch) watch_list = TAILQ_HEAD_INITIALIZER(watch_list);
-static size_t watch_n;
-
 static int hostsock_setopt(int fd, int level, int name, int val)
 {
 	return setsockopt(fd, level, name, &val, sizeof(val)) < 0 ? -errno : 0;
@@ -52,60 +37,6 @@ static int hostsock_apply_opts(int fd, const struct slim_sockopt *opts, unsigned
 		if (setsockopt(fd, opts[i].level, opts[i].name, opts[i].val, opts[i].len) < 0)
 			return -errno;
 	return 0;
-}
-
-static void hostsock_watch_end(struct connect_watch *w)
-{
-	TAILQ_REMOVE(&watch_list, w, cw_entry);
-	watch_n--;
-	/* Unregister first: the socket lives on in the app, and so would the registration. */
-	event_del(router.r_loop, w->cw_fd);
-	close(w->cw_fd);
-	free(w);
-}
-
-static void hostsock_watch_event(struct event_loop *loop, int fd, uint32_t events, void *arg)
-{
-	struct connect_watch *w = arg;
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-	char a[ADDR_STRLEN], b[ADDR_STRLEN], h[ADDR_STRLEN];
-
-	/*
-	 * TCP_INFO, not SO_ERROR: reading SO_ERROR clears it, and the app (or the kernel's own
-	 * blocking connect on the app's behalf) must still see the real error.
-	 */
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0) {
-		hostsock_watch_end(w);
-		return;
-	}
-	if (ti.tcpi_state == TCP_SYN_SENT)
-		return; /* not yet: a spurious wakeup */
-	if (ti.tcpi_state != TCP_CLOSE) {
-		if (conn_add(&w->cw_host, &w->cw_overlay, w->cw_cookie, w->cw_pod, true) < 0)
-			log_warnx("%s: out of memory", __func__);
-		if (router.r_debug)
-			log_debug("connect %s -> %s: established",
-				  addr_str(a, sizeof(a), w->cw_overlay.src_ip,
-					   w->cw_overlay.src_port),
-				  addr_str(b, sizeof(b), w->cw_overlay.dst_ip,
-					   w->cw_overlay.dst_port));
-	} else {
-		log_debug("connect %s -> %s: failed (host %s)",
-			  addr_str(a, sizeof(a), w->cw_overlay.src_ip, w->cw_overlay.src_port),
-			  addr_str(b, sizeof(b), w->cw_overlay.dst_ip, w->cw_overlay.dst_port),
-			  addr_str(h, sizeof(h), w->cw_host.dst_ip, w->cw_host.dst_port));
-		if (w->cw_local) {
-			struct listener *l =
-				listener_find(w->cw_overlay.dst_ip, w->cw_overlay.dst_port);
-
-			if (l && l->l_host_port == w->cw_host.dst_port)
-				listener_check_alive(l);
-		} else {
-			resolve_cache_drop(w->cw_overlay.dst_ip, w->cw_overlay.dst_port);
-		}
-	}
-	hostsock_watch_end(w);
 }
 
 /* A non-blocking host socket with the app's options, bound to our fabric address (port chosen
@@ -226,7 +157,7 @@ void hostsock_connect(struct client *c, uint32_t pod_ip, const char *pod_name,
 	struct slim_preamble pre;
 	uint8_t prebuf[SLIM_PREAMBLE_LEN];
 	struct slim_connect_rep rep = {0};
-	struct connect_watch *w = NULL;
+	struct tuple4 host, overlay;
 	socklen_t alen = sizeof(src);
 	uint64_t cookie = 0;
 	const char *what;
@@ -302,31 +233,17 @@ void hostsock_connect(struct client *c, uint32_t pod_ip, const char *pod_name,
 	rep.host_port = t->host_port;
 	router.r_nconnect++;
 
-	w = malloc(sizeof(*w));
-	if (w) {
-		w->cw_fd = fd;
-		w->cw_host.src_ip = src.sin_addr.s_addr;
-		w->cw_host.src_port = src.sin_port;
-		w->cw_host.dst_ip = t->host_ip;
-		w->cw_host.dst_port = t->host_port;
-		w->cw_overlay.src_ip = pod_ip;
-		w->cw_overlay.src_port = pre.src_port;
-		w->cw_overlay.dst_ip = req->dst_ip;
-		w->cw_overlay.dst_port = req->dst_port;
-		w->cw_cookie = cookie;
-		w->cw_started = event_now_ms();
-		w->cw_local = t->local;
-		snprintf(w->cw_pod, sizeof(w->cw_pod), "%s", pod_name);
-	}
-	if (client_reply(c, &rep, sizeof(rep), fd, false) < 0 || !w ||
-	    event_add(router.r_loop, fd, EVENT_WRITE, hostsock_watch_event, w) < 0) {
-		/* The app has its socket (or never got it); we just do not watch this one. */
-		free(w);
-		close(fd);
-		return;
-	}
-	TAILQ_INSERT_TAIL(&watch_list, w, cw_entry);
-	watch_n++;
+	/*
+	 * No watch on the connect: a refused route is corrected by its owner (INVALIDATE when the
+	 * listener goes) and, for a blocking connect, by the shim's retry; the conn entry goes with
+	 * the next sweep once the app closes a socket that never connected.
+	 */
+	client_reply(c, &rep, sizeof(rep), fd, false);
+	host = (struct tuple4){src.sin_addr.s_addr, t->host_ip, src.sin_port, t->host_port};
+	overlay = (struct tuple4){pod_ip, req->dst_ip, pre.src_port, req->dst_port};
+	if (conn_add(&host, &overlay, cookie, pod_name, true) < 0)
+		log_warnx("%s: out of memory", __func__);
+	close(fd);
 	return;
 
 fallback_errno:
@@ -436,27 +353,4 @@ fallback:
 	if (fd >= 0)
 		close(fd);
 	router_reply_fallback(c, SLIM_MSG_LISTEN_REP, req->hdr.id);
-}
-
-void hostsock_watch_sweep(void)
-{
-	uint64_t now = event_now_ms();
-	struct connect_watch *w;
-
-	/* Oldest first: stop at the first one still young enough. */
-	while ((w = TAILQ_FIRST(&watch_list)) && now - w->cw_started >= CONNECT_WATCH_MAX_MS)
-		hostsock_watch_end(w);
-}
-
-void hostsock_close_all(void)
-{
-	struct connect_watch *w;
-
-	while ((w = TAILQ_FIRST(&watch_list)))
-		hostsock_watch_end(w);
-}
-
-size_t hostsock_watch_count(void)
-{
-	return watch_n;
 }

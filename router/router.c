@@ -296,7 +296,6 @@ static long router_sweep(struct event_loop *loop, void *arg)
 {
 	conn_gc();
 	listener_gc();
-	hostsock_watch_sweep();
 	resolve_cache_expire();
 	return CONN_GC_INTERVAL_MS;
 }
@@ -679,7 +678,6 @@ int main(int argc, char **argv)
 
 	client_close_all();
 	unlink(socket_path);
-	hostsock_close_all();
 	fastpath_stop();
 	peer_close_all();
 	resolve_free();

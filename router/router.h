@@ -32,7 +32,6 @@
 #define RESOLVE_TTL_NEGATIVE_MS 1000
 #define RESOLVE_CACHE_MAX	65536
 #define CONN_GC_INTERVAL_MS	2000
-#define CONNECT_WATCH_MAX_MS	10000 /* give up watching a connect that has not completed */
 
 /* A TCP 4-tuple in network order, always from this host's point of view (src is local). */
 struct tuple4 {
@@ -325,10 +324,6 @@ void hostsock_connect(struct client *c, uint32_t pod_ip, const char *pod_name,
 		      const struct slim_connect_req *req, const struct connect_target *t);
 /* Creates the host listener for req and hands it over; replies FD or FALLBACK. */
 void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_req *req);
-/* Stops watching connects that never completed. */
-void hostsock_watch_sweep(void);
-void hostsock_close_all(void);
-size_t hostsock_watch_count(void);
 
 /* ---- fastpath.c: same-host sockmap acceleration ---- */
 

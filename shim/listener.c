@@ -99,6 +99,8 @@ int listener_after_listen(int fd, int backlog)
 	l->ip = sin.sin_addr.s_addr;
 	l->port = sin.sin_port;
 	l->v6 = e->v6;
+	l->host_ip = rep.host_ip;
+	l->host_port = rep.host_port;
 	h->kind = FD_HIDDEN;
 	h->listener = l;
 	e->kind = FD_LISTENER;
@@ -203,8 +205,8 @@ static int listener_accept_host(struct fd_entry *e, struct sockaddr *addr, sockl
 	struct shim_listener *l = e->listener;
 	struct slim_accepted note = {.hdr.type = SLIM_MSG_ACCEPTED};
 	struct slim_preamble p;
-	struct sockaddr_in host_local, host_peer;
-	socklen_t hl = sizeof(host_local), hp = sizeof(host_peer);
+	struct sockaddr_in host_peer;
+	socklen_t hp = sizeof(host_peer);
 	struct fd_entry *n;
 	int host_fd, fd;
 
@@ -239,15 +241,14 @@ static int listener_accept_host(struct fd_entry *e, struct sockaddr *addr, sockl
 		n->v6 = l->v6;
 	}
 	sockaddr_out(&peer, addr, len, l->v6);
-	REAL(getsockname)(fd, (struct sockaddr *)&host_local, &hl);
 	note.overlay_src_ip = p.src_ip;
 	note.overlay_dst_ip = p.dst_ip;
 	note.overlay_src_port = p.src_port;
 	note.overlay_dst_port = p.dst_port;
 	note.host_src_ip = host_peer.sin_addr.s_addr;
 	note.host_src_port = host_peer.sin_port;
-	note.host_dst_ip = host_local.sin_addr.s_addr;
-	note.host_dst_port = host_local.sin_port;
+	note.host_dst_ip = l->host_ip;
+	note.host_dst_port = l->host_port;
 	router_notify(&note, sizeof(note));
 	return fd;
 }
@@ -278,8 +279,11 @@ int listener_accept(int fd, struct fd_entry *e, struct sockaddr *addr, socklen_t
 	int fl, rc, timeout_ms = -2;
 
 	for (;;) {
-		/* Alternate which side goes first so neither can starve the other. */
-		bool host_first = atomic_fetch_add(&l->turn, 1) & 1;
+		/*
+		 * The host side first, as it carries the slim clients; every 8th call the pod side
+		 * goes first, so a stream of host connections cannot starve it.
+		 */
+		bool host_first = (atomic_fetch_add(&l->turn, 1) & 7) != 0;
 
 		if (host_first) {
 			rc = listener_accept_host(e, addr, len, flags);

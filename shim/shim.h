@@ -107,7 +107,9 @@ struct shim_listener {
 	uint32_t ip; /* overlay address the app bound (0 = any) */
 	uint16_t port;
 	bool v6; /* a dual-stack AF_INET6 listener: addresses go out as ::ffff:a.b.c.d */
-	atomic_uint turn; /* alternates which listener accept tries first */
+	uint32_t host_ip; /* the host listener's address (for the ACCEPTED notice) */
+	uint16_t host_port;
+	atomic_uint turn; /* decides which listener accept tries first */
 };
 
 struct shim_epoll_reg {
