@@ -67,111 +67,146 @@ fail:
 }
 
 /*
- * Same host, fast path on: a plain connect (no Fast Open: bytes that crossed before both ends are
- * in the sockhash would be overtaken by redirected ones), a short wait for the handshake, then
- * the preamble, redirected in order. Returns 0 when it replied, or -EINPROGRESS / -errno when the
- * caller should use the ordinary path instead.
+ * The common end of every connect: the overlay source port (the app's bound one, else the host
+ * socket's), the preamble, the reply with the socket attached, and the conn entry. The router
+ * keeps no descriptor: its reference to a connection is the conn entry (host 4-tuple + cookie).
+ * Returns 0 when it replied, or -errno with *what naming the step (the caller falls back).
  */
-static int hostsock_connect_fastpath(struct client *c, uint32_t pod_ip, const char *pod_name,
-				     const struct slim_connect_req *req,
-				     const struct connect_target *t)
+static int hostsock_hand_over(struct client *c, int fd, uint32_t pod_ip, const char *pod_name,
+			      const struct slim_connect_req *req, const struct connect_target *t,
+			      const char **what)
 {
-	struct sockaddr_in dst = {
-		.sin_family = AF_INET, .sin_addr.s_addr = t->host_ip, .sin_port = t->host_port};
+	struct slim_connect_rep rep = {
+		.hdr = {.type = SLIM_MSG_CONNECT_REP, .len = sizeof(rep), .id = req->hdr.id},
+		.action = SLIM_ACT_FD,
+		.flags = t->cached ? SLIM_REPF_CACHED : 0,
+		.local_ip = pod_ip,
+		.host_ip = t->host_ip,
+		.host_port = t->host_port,
+	};
+	uint8_t prebuf[SLIM_PREAMBLE_LEN];
+	struct slim_preamble pre;
+	struct tuple4 host, overlay;
 	struct sockaddr_in src;
 	socklen_t alen = sizeof(src);
-	struct slim_preamble pre;
-	uint8_t prebuf[SLIM_PREAMBLE_LEN];
-	struct slim_connect_rep rep = {0};
-	struct tuple4 host, overlay;
-	const char *what;
 	uint64_t cookie = 0;
 	ssize_t n;
-	int fd, ret;
 
-	fd = hostsock_new_socket(req, &what);
-	if (fd < 0)
-		return fd;
-	qos_mark_socket(fd, pod_ip);
-	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS) {
-		ret = -errno;
-		goto out;
-	}
-	ret = fastpath_connect_local(fd);
-	if (ret < 0)
-		goto out;
-	if (getsockname(fd, (struct sockaddr *)&src, &alen) < 0) {
-		ret = -errno;
-		goto out;
-	}
+	*what = "getsockname";
+	if (getsockname(fd, (struct sockaddr *)&src, &alen) < 0)
+		return -errno;
 	pre.src_ip = pod_ip;
 	pre.src_port = req->bound_port ? req->bound_port : src.sin_port;
 	pre.dst_ip = req->dst_ip;
 	pre.dst_port = req->dst_port;
 	slim_preamble_encode(&pre, prebuf);
+	*what = "preamble";
 	n = send(fd, prebuf, sizeof(prebuf), MSG_NOSIGNAL | MSG_DONTWAIT);
 	/*
 	 * EPIPE/ECONNRESET: the server side already closed this very connection (an acceptor that
 	 * closes without reading). That is the app's connection and its fate: hand it over, the
 	 * app reads EOF or gets EPIPE exactly as it would have with a plain socket.
 	 */
-	if (n != SLIM_PREAMBLE_LEN && !(n < 0 && (errno == EPIPE || errno == ECONNRESET))) {
-		char a[ADDR_STRLEN];
-
-		/* The connection is established and may be half-written: it cannot be retried. */
-		log_warnx("%s: preamble for %s: %s: falling back", __func__,
-			  addr_str(a, sizeof(a), req->dst_ip, req->dst_port),
-			  n < 0 ? strerror(errno) : "short write");
-		ret = 0;
-		router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
-		goto out;
-	}
+	if (n != SLIM_PREAMBLE_LEN && !(n < 0 && (errno == EPIPE || errno == ECONNRESET)))
+		return n < 0 ? -errno : -EIO;
 	alen = sizeof(cookie);
 	getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &alen);
-	rep.hdr.type = SLIM_MSG_CONNECT_REP;
-	rep.hdr.len = sizeof(rep);
-	rep.hdr.id = req->hdr.id;
-	rep.action = SLIM_ACT_FD;
-	rep.local_ip = pod_ip;
 	rep.local_port = pre.src_port;
-	rep.host_ip = t->host_ip;
-	rep.host_port = t->host_port;
 	router.r_nconnect++;
 	client_reply(c, &rep, sizeof(rep), fd, false);
+	/*
+	 * No watch on the connect: a refused route is corrected by its owner (INVALIDATE when the
+	 * listener goes) and, for a blocking connect, by the shim's retry; the conn entry goes with
+	 * the next sweep once the app closes a socket that never connected.
+	 */
 	host = (struct tuple4){src.sin_addr.s_addr, t->host_ip, src.sin_port, t->host_port};
 	overlay = (struct tuple4){pod_ip, req->dst_ip, pre.src_port, req->dst_port};
 	if (conn_add(&host, &overlay, cookie, pod_name, true) < 0)
 		log_warnx("%s: out of memory", __func__);
-	ret = 0;
-out:
-	close(fd);
-	return ret;
+	return 0;
+}
+
+/*
+ * Same host, fast path on: a plain connect (no Fast Open: bytes that crossed before both ends are
+ * in the sockhash would be overtaken by redirected ones), a short wait for the handshake, then
+ * the preamble, redirected in order. Returns 0 when it replied, or -EINPROGRESS / -errno when the
+ * caller should use the ordinary path instead (nothing was sent to the app).
+ */
+static int hostsock_connect_fastpath(struct client *c, int fd, uint32_t pod_ip,
+				     const char *pod_name, const struct slim_connect_req *req,
+				     const struct connect_target *t, const char **what)
+{
+	struct sockaddr_in dst = {
+		.sin_family = AF_INET, .sin_addr.s_addr = t->host_ip, .sin_port = t->host_port};
+	int ret;
+
+	*what = "connect";
+	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS)
+		return -errno;
+	*what = "handshake";
+	ret = fastpath_connect_local(fd);
+	if (ret < 0)
+		return ret;
+	/* Established already: a refusal was handled here, so the shim has nothing to retry. */
+	struct connect_target done = *t;
+
+	done.cached = false;
+	return hostsock_hand_over(c, fd, pod_ip, pod_name, req, &done, what);
+}
+
+/* Across hosts (or without the fast path): the deferred Fast Open connect. */
+static int hostsock_connect_fastopen(struct client *c, int fd, uint32_t pod_ip,
+				     const char *pod_name, const struct slim_connect_req *req,
+				     const struct connect_target *t, const char **what)
+{
+	struct sockaddr_in dst = {
+		.sin_family = AF_INET, .sin_addr.s_addr = t->host_ip, .sin_port = t->host_port};
+	int ret;
+
+	/*
+	 * Deferred connect: the kernel picks the source port (sharing it across destinations)
+	 * but sends no SYN until our first send, so the preamble rides in the SYN.
+	 */
+	*what = "fastopen options";
+	if ((ret = hostsock_setopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)) < 0 ||
+	    (ret = hostsock_setopt(fd, IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, 1)) < 0)
+		return ret;
+	*what = "connect";
+	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0)
+		return -errno;
+	return hostsock_hand_over(c, fd, pod_ip, pod_name, req, t, what);
+}
+
+/* A socket for one connect attempt, marked for the pod's QoS class. fd or -errno. */
+static int hostsock_connect_socket(const struct slim_connect_req *req, uint32_t pod_ip,
+				   const char **what)
+{
+	int fd = hostsock_new_socket(req, what);
+
+	if (fd >= 0)
+		qos_mark_socket(fd, pod_ip);
+	return fd;
 }
 
 void hostsock_connect(struct client *c, uint32_t pod_ip, const char *pod_name,
 		      const struct slim_connect_req *req, const struct connect_target *t)
 {
-	struct sockaddr_in src;
-	struct sockaddr_in dst = {
-		.sin_family = AF_INET, .sin_addr.s_addr = t->host_ip, .sin_port = t->host_port};
-	struct slim_preamble pre;
-	uint8_t prebuf[SLIM_PREAMBLE_LEN];
-	struct slim_connect_rep rep = {0};
-	struct tuple4 host, overlay;
-	socklen_t alen = sizeof(src);
-	uint64_t cookie = 0;
 	const char *what;
-	ssize_t n;
+	char a[ADDR_STRLEN];
 	int fd, ret;
 
 	if (t->local && fastpath_enabled()) {
-		ret = hostsock_connect_fastpath(c, pod_ip, pod_name, req, t);
+		fd = hostsock_connect_socket(req, pod_ip, &what);
+		ret = fd < 0 ? fd : hostsock_connect_fastpath(c, fd, pod_ip, pod_name, req, t, &what);
+		if (fd >= 0)
+			close(fd);
 		if (ret == 0)
 			return;
 		/*
 		 * Refused on this host: the listener entry may outlive the app's listener (handed to
 		 * another process over exec or SCM_RIGHTS, then closed here). If the kernel has no
-		 * such listener any more, the pod listener may still serve: fall back.
+		 * such listener any more, the pod listener may still serve: fall back. Otherwise
+		 * (not established in time, or refused by a live listener) try the ordinary path.
 		 */
 		if (ret == -ECONNREFUSED) {
 			struct listener *l = listener_find(req->dst_ip, req->dst_port);
@@ -182,80 +217,14 @@ void hostsock_connect(struct client *c, uint32_t pod_ip, const char *pod_name,
 			}
 		}
 	}
-	fd = hostsock_new_socket(req, &what);
-	if (fd < 0) {
-		ret = fd;
-		goto fallback;
-	}
-	qos_mark_socket(fd, pod_ip);
-	/*
-	 * Deferred connect: the kernel picks the source port (sharing it across destinations)
-	 * but sends no SYN until our first send, so the preamble rides in the SYN.
-	 */
-	what = "fastopen options";
-	if ((ret = hostsock_setopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)) < 0 ||
-	    (ret = hostsock_setopt(fd, IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, 1)) < 0)
-		goto fallback;
-	what = "connect";
-	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0)
-		goto fallback_errno;
-	what = "getsockname";
-	if (getsockname(fd, (struct sockaddr *)&src, &alen) < 0)
-		goto fallback_errno;
-
-	pre.src_ip = pod_ip;
-	pre.src_port = req->bound_port ? req->bound_port : src.sin_port;
-	pre.dst_ip = req->dst_ip;
-	pre.dst_port = req->dst_port;
-	slim_preamble_encode(&pre, prebuf);
-	what = "preamble";
-	n = send(fd, prebuf, sizeof(prebuf), MSG_NOSIGNAL | MSG_DONTWAIT);
-	/*
-	 * EPIPE/ECONNRESET: the server side already closed this very connection (an acceptor that
-	 * closes without reading). That is the app's connection and its fate: hand it over, the
-	 * app reads EOF or gets EPIPE exactly as it would have with a plain socket.
-	 */
-	if (n != SLIM_PREAMBLE_LEN && !(n < 0 && (errno == EPIPE || errno == ECONNRESET))) {
-		ret = n < 0 ? -errno : -EIO;
-		goto fallback;
-	}
-	alen = sizeof(cookie);
-	getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &alen);
-
-	rep.hdr.type = SLIM_MSG_CONNECT_REP;
-	rep.hdr.len = sizeof(rep);
-	rep.hdr.id = req->hdr.id;
-	rep.action = SLIM_ACT_FD;
-	rep.flags = t->cached ? SLIM_REPF_CACHED : 0;
-	rep.local_ip = pod_ip;
-	rep.local_port = pre.src_port;
-	rep.host_ip = t->host_ip;
-	rep.host_port = t->host_port;
-	router.r_nconnect++;
-
-	/*
-	 * No watch on the connect: a refused route is corrected by its owner (INVALIDATE when the
-	 * listener goes) and, for a blocking connect, by the shim's retry; the conn entry goes with
-	 * the next sweep once the app closes a socket that never connected.
-	 */
-	client_reply(c, &rep, sizeof(rep), fd, false);
-	host = (struct tuple4){src.sin_addr.s_addr, t->host_ip, src.sin_port, t->host_port};
-	overlay = (struct tuple4){pod_ip, req->dst_ip, pre.src_port, req->dst_port};
-	if (conn_add(&host, &overlay, cookie, pod_name, true) < 0)
-		log_warnx("%s: out of memory", __func__);
-	close(fd);
-	return;
-
-fallback_errno:
-	ret = -errno;
-fallback : {
-	char a[ADDR_STRLEN];
-
-	log_warnx("%s: %s for %s: %s: falling back", __func__, what,
-		  addr_str(a, sizeof(a), req->dst_ip, req->dst_port), strerror(-ret));
-}
+	fd = hostsock_connect_socket(req, pod_ip, &what);
+	ret = fd < 0 ? fd : hostsock_connect_fastopen(c, fd, pod_ip, pod_name, req, t, &what);
 	if (fd >= 0)
 		close(fd);
+	if (ret == 0)
+		return;
+	log_warnx("%s: %s for %s: %s: falling back", __func__, what,
+		  addr_str(a, sizeof(a), req->dst_ip, req->dst_port), strerror(-ret));
 	router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
 }
 
