@@ -13,61 +13,26 @@
 static int __attribute__((format(printf, 5, 6)))
 cluster_error(char *err, size_t errlen, const char *origin, const char *path, const char *fmt, ...)
 {
-	size_t n;
 	va_list ap;
+	int ret;
 
-	n = (size_t)snprintf(err, errlen, "%s: %s%s", origin, path, *path ? ": " : "");
-	if (n < errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err + n, errlen - n, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
-static const char *cluster_json_type(const json_t *v)
-{
-	switch (json_typeof(v)) {
-	case JSON_OBJECT:
-		return "an object";
-	case JSON_ARRAY:
-		return "an array";
-	case JSON_STRING:
-		return "a string";
-	case JSON_INTEGER:
-		return "an integer";
-	case JSON_REAL:
-		return "a number";
-	case JSON_TRUE:
-	case JSON_FALSE:
-		return "a boolean";
-	case JSON_NULL:
-		return "null";
-	}
-	return "?";
+	va_start(ap, fmt);
+	ret = confjson_verror(err, errlen, origin, path, fmt, ap);
+	va_end(ap);
+	return ret;
 }
 
 /* Every key of obj must be one of allowed (NULL-terminated). */
 static int cluster_check_keys(const json_t *obj, const char *const *allowed, const char *origin,
 			      const char *path, char *err, size_t errlen)
 {
-	const char *key;
-	json_t *v;
+	const char *key = confjson_unknown_key(obj, allowed);
+	char p[128];
 
-	json_object_foreach((json_t *)obj, key, v) {
-		bool known = false;
-
-		for (const char *const *a = allowed; *a; a++)
-			if (!strcmp(key, *a))
-				known = true;
-		if (!known) {
-			char p[128];
-
-			snprintf(p, sizeof(p), "%s%s%s", path, *path ? "." : "", key);
-			return cluster_error(err, errlen, origin, p, "unknown key");
-		}
-	}
-	return 0;
+	if (!key)
+		return 0;
+	snprintf(p, sizeof(p), "%s%s%s", path, *path ? "." : "", key);
+	return cluster_error(err, errlen, origin, p, "unknown key");
 }
 
 /* A required string member. */
@@ -82,7 +47,7 @@ static int cluster_get_string(const json_t *obj, const char *key, const char *or
 		return cluster_error(err, errlen, origin, p, "missing");
 	if (!json_is_string(v))
 		return cluster_error(err, errlen, origin, p,
-				     "wrong type: expected a string, got %s", cluster_json_type(v));
+				     "wrong type: expected a string, got %s", confjson_type_name(v));
 	*out = json_string_value(v);
 	return 0;
 }
@@ -126,7 +91,7 @@ static int cluster_parse_node(const json_t *jn, size_t i, const struct cluster *
 	if (!json_is_object(jn))
 		return cluster_error(err, errlen, origin, path,
 				     "wrong type: expected an object, got %s",
-				     cluster_json_type(jn));
+				     confjson_type_name(jn));
 	ret = cluster_check_keys(jn, keys, origin, path, err, errlen);
 	if (!ret)
 		ret = cluster_get_string(jn, "name", origin, path, &name, err, errlen);
@@ -218,7 +183,7 @@ static int cluster_from_json(const json_t *root, const char *origin, struct clus
 	if (!json_is_object(root))
 		return cluster_error(err, errlen, origin, "",
 				     "the top level must be an object, got %s",
-				     cluster_json_type(root));
+				     confjson_type_name(root));
 	ret = cluster_check_keys(root, keys, origin, "", err, errlen);
 	if (!ret)
 		ret = cluster_get_string(root, "overlay_cidr", origin, "", &overlay, err, errlen);
@@ -245,7 +210,7 @@ static int cluster_from_json(const json_t *root, const char *origin, struct clus
 		if (!json_is_integer(port)) {
 			ret = cluster_error(err, errlen, origin, "peer_port",
 					    "wrong type: expected an integer, got %s",
-					    cluster_json_type(port));
+					    confjson_type_name(port));
 			goto fail;
 		}
 		if (json_integer_value(port) < 1 || json_integer_value(port) > 65535) {
@@ -265,7 +230,7 @@ static int cluster_from_json(const json_t *root, const char *origin, struct clus
 	if (!json_is_array(nodes)) {
 		ret = cluster_error(err, errlen, origin, "nodes",
 				    "wrong type: expected an array, got %s",
-				    cluster_json_type(nodes));
+				    confjson_type_name(nodes));
 		goto fail;
 	}
 	if (json_array_size(nodes) == 0) {

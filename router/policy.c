@@ -95,42 +95,15 @@ static uint64_t policy_nchecks, policy_ndenied;
 /* ---- parsing ---- */
 
 static int policy_error(char *err, size_t errlen, const char *origin, const char *path,
-			const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static int policy_error(char *err, size_t errlen, const char *origin, const char *path,
 			const char *fmt, ...)
 {
 	va_list ap;
-	int n;
+	int ret;
 
-	n = snprintf(err, errlen, "%s: %s%s", origin, *path ? path : "(top level)", ": ");
-	if (n >= 0 && (size_t)n < errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
-static const char *policy_json_type(const json_t *v)
-{
-	switch (json_typeof(v)) {
-	case JSON_OBJECT:
-		return "an object";
-	case JSON_ARRAY:
-		return "an array";
-	case JSON_STRING:
-		return "a string";
-	case JSON_INTEGER:
-		return "an integer";
-	case JSON_REAL:
-		return "a number";
-	case JSON_TRUE:
-	case JSON_FALSE:
-		return "a boolean";
-	default:
-		return "null";
-	}
+	va_start(ap, fmt);
+	ret = confjson_verror(err, errlen, origin, *path ? path : "(top level)", fmt, ap);
+	va_end(ap);
+	return ret;
 }
 
 /* Builds a JSON path for error messages; a path too long for buf is cut, never overrun. */
@@ -155,19 +128,9 @@ struct policy_ctx {
 static int policy_check_keys(const struct policy_ctx *x, json_t *o, const char *path,
 			     const char *const *allowed)
 {
-	const char *key;
-	json_t *v;
+	const char *key = confjson_unknown_key(o, allowed);
 
-	json_object_foreach(o, key, v) {
-		const char *const *a;
-
-		for (a = allowed; *a && strcmp(*a, key); a++)
-			;
-		if (!*a)
-			return policy_error(x->err, x->errlen, x->origin, path,
-					    "unknown key \"%s\"", key);
-	}
-	return 0;
+	return key ? policy_error(x->err, x->errlen, x->origin, path, "unknown key \"%s\"", key) : 0;
 }
 
 static int policy_want(const struct policy_ctx *x, json_t *v, json_type t, const char *path,
@@ -176,7 +139,7 @@ static int policy_want(const struct policy_ctx *x, json_t *v, json_type t, const
 	if (!v || json_typeof(v) != t)
 		return policy_error(x->err, x->errlen, x->origin, path,
 				    "wrong type: expected %s, got %s", what,
-				    v ? policy_json_type(v) : "nothing");
+				    v ? confjson_type_name(v) : "nothing");
 	return 0;
 }
 

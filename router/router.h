@@ -6,6 +6,7 @@
 #ifndef SLIM_ROUTER_H
 #define SLIM_ROUTER_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -73,6 +74,16 @@ void event_loop_run(struct event_loop *loop);
 void event_loop_stop(struct event_loop *loop);
 /* Monotonic milliseconds. */
 uint64_t event_now_ms(void);
+
+/* ---- confjson.c: checks shared by the cluster and policy documents ---- */
+
+/* Fills err with "ORIGIN: PATH: problem" ("ORIGIN: problem" for an empty path); -EINVAL. */
+int confjson_verror(char *err, size_t errlen, const char *origin, const char *path,
+		    const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+/* "an object", "a string", ...: for "expected X, got Y" messages. */
+const char *confjson_type_name(const json_t *v);
+/* The first key of obj not in allowed (NULL-terminated), or NULL. */
+const char *confjson_unknown_key(const json_t *obj, const char *const *allowed);
 
 /* ---- cluster.c: the cluster file ---- */
 
