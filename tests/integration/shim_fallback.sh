@@ -8,8 +8,8 @@
 # router (SIGSTOP) does not hang the app.
 # timeout: 180
 . "$(dirname "$0")/../lib.sh"
+. "$TOP/tests/semantics.sh"
 
-SEM=$PROGS/semantics
 [ -x "$SEM" ] || skip "build/tests/progs/semantics is not built"
 [ -e "$TOP/build/lib/libslim.so" ] && [ -x "$BIN/slimrouterd" ] || skip "shim or router not built"
 lab_up
@@ -18,22 +18,6 @@ run=/run/slim/$PREFIX
 absent=$run/h1/absent.sock
 problems=()
 
-# suite NAME TARGET [--slim] CLIENT-ARGS...: runs the semantics client with $SUITE_ENV in its
-# environment; output in $TMP/NAME.out and NAME.err.
-SUITE_ENV=()
-suite() {
-	local name=$1 target=$2 slim=()
-	shift 2
-	if [ "$1" = --slim ]; then slim=(--slim); shift; fi
-	"$SLIMLAB" exec --prefix "$PREFIX" "${slim[@]}" "$target" -- env "${SUITE_ENV[@]}" \
-		timeout 150 "$SEM" client "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" || true
-	sed "s/^/  $name: /" "$TMP/$name.out" "$TMP/$name.err"
-}
-# check CONTROL RUN WHAT: every case that passed in CONTROL passed in RUN, else note a problem.
-check() {
-	"$SEM" compare "$TMP/$1.out" "$TMP/$2.out" | sed "s/^/  $2 vs $1: /" || problems+=("$3")
-}
-started() { grep -q '^listening' "$TMP/$1.log"; }
 dead() { ! kill -0 "$1" 2>/dev/null; }
 ms() { echo $(($(date +%s%N) / 1000000)); }
 

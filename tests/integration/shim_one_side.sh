@@ -6,8 +6,8 @@
 # client with a shimmed server works over the overlay with the right addresses on both ends.
 # timeout: 180
 . "$(dirname "$0")/../lib.sh"
+. "$TOP/tests/semantics.sh"
 
-SEM=$PROGS/semantics
 [ -x "$SEM" ] || skip "build/tests/progs/semantics is not built"
 [ -e "$TOP/build/lib/libslim.so" ] && [ -x "$BIN/slimrouterd" ] || skip "shim or router not built"
 need_cmd ss
@@ -15,20 +15,6 @@ lab_up
 srv=$(addr h2/p1)
 problems=()
 
-# suite NAME TARGET [--slim] CLIENT-ARGS...: runs the semantics client; output in $TMP/NAME.out.
-suite() {
-	local name=$1 target=$2 slim=()
-	shift 2
-	if [ "$1" = --slim ]; then slim=(--slim); shift; fi
-	"$SLIMLAB" exec --prefix "$PREFIX" "${slim[@]}" "$target" -- timeout 150 "$SEM" client "$@" \
-		>"$TMP/$name.out" 2>"$TMP/$name.err" || true
-	sed "s/^/  $name: /" "$TMP/$name.out" "$TMP/$name.err"
-}
-# check CONTROL RUN WHAT: every case that passed in CONTROL passed in RUN, else note a problem.
-check() {
-	"$SEM" compare "$TMP/$1.out" "$TMP/$2.out" | sed "s/^/  $2 vs $1: /" || problems+=("$3")
-}
-started() { grep -q '^listening' "$TMP/$1.log"; }
 # established TARGET PATTERN: ESTABLISHED TCP connections ("local peer") in TARGET matching
 # PATTERN, the routers' own fabric connections (port 7471) left out.
 established() {

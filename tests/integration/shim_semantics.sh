@@ -11,8 +11,8 @@
 # counters almost unchanged (the control's moves all 50 MB through it).
 # timeout: 180
 . "$(dirname "$0")/../lib.sh"
+. "$TOP/tests/semantics.sh"
 
-SEM=$PROGS/semantics
 [ -x "$SEM" ] || skip "build/tests/progs/semantics is not built"
 [ -e "$TOP/build/lib/libslim.so" ] && [ -x "$BIN/slimrouterd" ] || skip "shim or router not built"
 need_cmd jq ss
@@ -21,20 +21,6 @@ srv=$(addr h2/p1)
 h1=$(addr h1)
 problems=()
 
-# suite NAME TARGET [--slim] CLIENT-ARGS...: runs the semantics client; output in $TMP/NAME.out.
-suite() {
-	local name=$1 target=$2 slim=()
-	shift 2
-	if [ "$1" = --slim ]; then slim=(--slim); shift; fi
-	"$SLIMLAB" exec --prefix "$PREFIX" "${slim[@]}" "$target" -- timeout 150 "$SEM" client "$@" \
-		>"$TMP/$name.out" 2>"$TMP/$name.err" || true
-	sed "s/^/  $name: /" "$TMP/$name.out" "$TMP/$name.err"
-}
-# check CONTROL RUN WHAT: every case that passed in CONTROL passed in RUN, else note a problem.
-check() {
-	"$SEM" compare "$TMP/$1.out" "$TMP/$2.out" | sed "s/^/  $2 vs $1: /" || problems+=("$3")
-}
-started() { grep -q '^listening' "$TMP/$1.log"; }
 
 # Servers, ports 2000 apart (each uses PORT+1..PORT+950 for its per-case listeners).
 bg srv_slim h2/p1 --slim "$SEM" server 8000
