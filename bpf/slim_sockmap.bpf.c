@@ -27,6 +27,19 @@ struct {
 	__type(value, __u64);
 } slim_socks SEC(".maps");
 
+/*
+ * Per sending socket: its direction went the TCP way once, so it stays there. The app connects
+ * the socket itself and may send before the server's end is in the sockhash; those bytes go the
+ * TCP way, and a later redirected send would overtake them (a mapped socket's reader takes its
+ * ingress queue first). Redirect -> TCP keeps order; TCP -> redirect would not.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u32);
+} slim_tcp_only SEC(".maps");
+
 /* Read by the loader (sockmap_stats); updated with atomic adds because every CPU writes them. */
 __u64 stat_added = 0;
 __u64 stat_add_failed = 0;
@@ -92,6 +105,7 @@ int slim_msg_redirect(struct sk_msg_md *msg)
 {
 	struct slim_sock_key peer = {};
 	struct bpf_sock *sk = msg->sk;
+	__u32 *tcp_only;
 
 	/*
 	 * The kernel's sockmap send path checks sk_err but not SEND_SHUTDOWN: a send after
@@ -99,6 +113,11 @@ int slim_msg_redirect(struct sk_msg_md *msg)
 	 * Only a socket that may still send redirects; the TCP path then fails it with EPIPE.
 	 */
 	if (!sk || (sk->state != BPF_TCP_ESTABLISHED && sk->state != BPF_TCP_CLOSE_WAIT)) {
+		__sync_fetch_and_add(&stat_passed, 1);
+		return SK_PASS;
+	}
+	tcp_only = bpf_sk_storage_get(&slim_tcp_only, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (tcp_only && *tcp_only) {
 		__sync_fetch_and_add(&stat_passed, 1);
 		return SK_PASS;
 	}
@@ -112,10 +131,13 @@ int slim_msg_redirect(struct sk_msg_md *msg)
 	 * helper then answers SK_DROP without having set a redirect, and returning SK_PASS
 	 * regardless sends the message on this socket. Dropping is never right here.
 	 */
-	if (bpf_msg_redirect_hash(msg, &slim_socks, &peer, BPF_F_INGRESS) == SK_PASS)
+	if (bpf_msg_redirect_hash(msg, &slim_socks, &peer, BPF_F_INGRESS) == SK_PASS) {
 		__sync_fetch_and_add(&stat_redirected, 1);
-	else
+	} else {
+		if (tcp_only)
+			*tcp_only = 1;
 		__sync_fetch_and_add(&stat_passed, 1);
+	}
 	return SK_PASS;
 }
 

@@ -10,11 +10,6 @@
 #include "msg.h"
 #include "sockopt.h"
 
-size_t slim_connect_req_len(unsigned nopts)
-{
-	return offsetof(struct slim_connect_req, opts) + nopts * sizeof(struct slim_sockopt);
-}
-
 size_t slim_listen_req_len(unsigned nopts)
 {
 	return offsetof(struct slim_listen_req, opts) + nopts * sizeof(struct slim_sockopt);
@@ -42,14 +37,6 @@ int slim_msg_check_request(const void *buf, size_t n)
 	if (check_header(h, n) < 0)
 		return -EBADMSG;
 	switch (h->type) {
-	case SLIM_MSG_CONNECT_REQ: {
-		const struct slim_connect_req *r = buf;
-
-		if (n < offsetof(struct slim_connect_req, opts) || r->nopts > SLIM_MAX_SOCKOPTS ||
-		    n != slim_connect_req_len(r->nopts) || r->flags & ~SLIM_CONNF_RETRY)
-			return -EBADMSG;
-		return check_opts(r->opts, r->nopts);
-	}
 	case SLIM_MSG_LISTEN_REQ: {
 		const struct slim_listen_req *r = buf;
 
@@ -58,9 +45,20 @@ int slim_msg_check_request(const void *buf, size_t n)
 			return -EBADMSG;
 		return check_opts(r->opts, r->nopts);
 	}
-	case SLIM_MSG_ACCEPTED:
-	case SLIM_MSG_LOOKUP_REQ:
-		return n == slim_msg_fixed_len(h->type) ? 0 : -EBADMSG;
+	case SLIM_MSG_POOL_REQ: {
+		const struct slim_pool_req *r = buf;
+
+		if (n != sizeof(*r) || r->count < 1 || r->count > SLIM_POOL_BATCH)
+			return -EBADMSG;
+		return 0;
+	}
+	case SLIM_MSG_ROUTE_REQ: {
+		const struct slim_route_req *r = buf;
+
+		if (n != sizeof(*r) || (r->flags & ~SLIM_ROUTEF_RETRY))
+			return -EBADMSG;
+		return 0;
+	}
 	case SLIM_MSG_CTL_REQ:
 		return n > sizeof(*h) ? 0 : -EBADMSG;
 	}
@@ -92,27 +90,29 @@ int slim_msg_check_fabric(const void *buf, size_t n)
 	return n == slim_msg_fixed_len(type) ? 0 : -EBADMSG;
 }
 
-int slim_msg_send(int sock, const void *msg, size_t len, int pass_fd)
+int slim_msg_send_fds(int sock, const void *msg, size_t len, const int *fds, unsigned nfds)
 {
 	union {
 		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(SLIM_MSG_MAX_FDS * sizeof(int))];
 	} control;
 	struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	ssize_t n;
 
-	if (pass_fd >= 0) {
+	if (nfds > SLIM_MSG_MAX_FDS)
+		return -EINVAL;
+	if (nfds) {
 		struct cmsghdr *c;
 
 		memset(&control, 0, sizeof(control));
 		mh.msg_control = control.buf;
-		mh.msg_controllen = sizeof(control.buf);
+		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
 		c = CMSG_FIRSTHDR(&mh);
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
 	}
 	do
 		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
@@ -122,11 +122,17 @@ int slim_msg_send(int sock, const void *msg, size_t len, int pass_fd)
 	return (size_t)n == len ? 0 : -EMSGSIZE;
 }
 
-ssize_t slim_msg_recv(int sock, void *buf, size_t cap, int *fd_out, int flags)
+int slim_msg_send(int sock, const void *msg, size_t len, int pass_fd)
+{
+	return slim_msg_send_fds(sock, msg, len, &pass_fd, pass_fd >= 0 ? 1 : 0);
+}
+
+ssize_t slim_msg_recv_fds(int sock, void *buf, size_t cap, int *fds, unsigned maxfds,
+			  unsigned *nfds, int flags)
 {
 	union {
 		struct cmsghdr align;
-		char buf[CMSG_SPACE(4 * sizeof(int))];
+		char buf[CMSG_SPACE(SLIM_MSG_MAX_FDS * sizeof(int))];
 	} control;
 	struct iovec iov = {.iov_base = buf, .iov_len = cap};
 	struct msghdr mh = {
@@ -137,7 +143,7 @@ ssize_t slim_msg_recv(int sock, void *buf, size_t cap, int *fd_out, int flags)
 	};
 	ssize_t n;
 
-	*fd_out = -1;
+	*nfds = 0;
 	do
 		n = recvmsg(sock, &mh, flags | MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
@@ -146,23 +152,32 @@ ssize_t slim_msg_recv(int sock, void *buf, size_t cap, int *fd_out, int flags)
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
-		size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		size_t got = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 
-		for (size_t i = 0; i < nfds; i++) {
+		for (size_t i = 0; i < got; i++) {
 			int fd;
 
 			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (*fd_out < 0)
-				*fd_out = fd;
+			if (*nfds < maxfds)
+				fds[(*nfds)++] = fd;
 			else
-				close(fd); /* one descriptor per message; never leak extras */
+				close(fd); /* never leak what the caller did not ask for */
 		}
 	}
 	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-		if (*fd_out >= 0)
-			close(*fd_out);
-		*fd_out = -1;
+		while (*nfds)
+			close(fds[--*nfds]);
 		return -EMSGSIZE;
 	}
+	return n;
+}
+
+ssize_t slim_msg_recv(int sock, void *buf, size_t cap, int *fd_out, int flags)
+{
+	unsigned nfds;
+	ssize_t n = slim_msg_recv_fds(sock, buf, cap, fd_out, 1, &nfds, flags);
+
+	if (n < 0 || !nfds)
+		*fd_out = -1;
 	return n;
 }

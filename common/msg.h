@@ -14,8 +14,8 @@
 /*
  * Checks a received control-socket message of n bytes: header sane, hdr.len == n, size exact
  * for its type, option counts and options within the whitelist. Returns 0 or -EBADMSG.
- * Only types a router accepts from a client are valid here (CONNECT_REQ, LISTEN_REQ, ACCEPTED,
- * LOOKUP_REQ, CTL_REQ); replies are checked by slim_msg_check_reply().
+ * Only types a router accepts from a client are valid here (LISTEN_REQ, POOL_REQ, ROUTE_REQ,
+ * CTL_REQ); replies are checked by slim_msg_check_reply().
  */
 int slim_msg_check_request(const void *buf, size_t n);
 
@@ -25,15 +25,23 @@ int slim_msg_check_reply(const void *buf, size_t n, uint16_t type, uint32_t id);
 /* Checks a fabric message (RESOLVE_REQ/REP, INVALIDATE) whose header is in network order. */
 int slim_msg_check_fabric(const void *buf, size_t n);
 
-/* Byte size of a CONNECT_REQ / LISTEN_REQ carrying nopts options. */
-size_t slim_connect_req_len(unsigned nopts);
+/* Byte size of a LISTEN_REQ carrying nopts options. */
 size_t slim_listen_req_len(unsigned nopts);
 
+/* Most descriptors one message carries (a POOL_REP's batch). */
+#define SLIM_MSG_MAX_FDS SLIM_POOL_BATCH
+
 /*
- * Sends one message on a SOCK_SEQPACKET socket, with pass_fd attached when >= 0.
- * MSG_NOSIGNAL: a dead peer is an error, never SIGPIPE. Returns 0 or -errno.
+ * Sends one message on a SOCK_SEQPACKET socket, with pass_fd attached when >= 0 (or nfds
+ * descriptors). MSG_NOSIGNAL: a dead peer is an error, never SIGPIPE. On a non-blocking socket
+ * a full buffer is -EAGAIN. Returns 0 or -errno.
  */
 int slim_msg_send(int sock, const void *msg, size_t len, int pass_fd);
+int slim_msg_send_fds(int sock, const void *msg, size_t len, const int *fds, unsigned nfds);
+
+/* As slim_msg_recv, keeping up to maxfds passed descriptors in fds (*nfds of them). */
+ssize_t slim_msg_recv_fds(int sock, void *buf, size_t cap, int *fds, unsigned maxfds,
+			  unsigned *nfds, int flags);
 
 /*
  * Receives one message (up to cap bytes). A passed descriptor is stored in *fd_out (O_CLOEXEC),

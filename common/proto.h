@@ -20,7 +20,7 @@
 
 #include <stdint.h>
 
-#define SLIM_PROTO_VERSION 1
+#define SLIM_PROTO_VERSION 2
 
 /* Largest message either side accepts; ctl replies larger than this are split (SLIM_MSGF_MORE). */
 #define SLIM_MSG_MAX 65536
@@ -31,18 +31,17 @@
 #define SLIM_DEFAULT_PEER_PORT 7471
 
 enum slim_msg_type {
-	/* shim -> router, reply SLIM_MSG_CONNECT_REP (+ host socket fd when action is FD) */
-	SLIM_MSG_CONNECT_REQ = 1,
-	SLIM_MSG_CONNECT_REP = 2,
 	/* shim -> router, reply SLIM_MSG_LISTEN_REP (+ host listener fd when action is FD) */
 	SLIM_MSG_LISTEN_REQ = 3,
 	SLIM_MSG_LISTEN_REP = 4,
-	/* shim -> router, one-way notice (no reply): a connection accepted from a host listener */
-	SLIM_MSG_ACCEPTED = 5,
-	/* shim -> router, reply SLIM_MSG_LOOKUP_REP: the overlay addresses of a host socket the
-	 * shim did not set up itself (inherited across exec, received with SCM_RIGHTS) */
-	SLIM_MSG_LOOKUP_REQ = 6,
-	SLIM_MSG_LOOKUP_REP = 7,
+	/* shim -> router, reply SLIM_MSG_POOL_REP with up to SLIM_POOL_BATCH governed host
+	 * sockets attached: the sockets the shim connects itself (docs/design.md) */
+	SLIM_MSG_POOL_REQ = 8,
+	SLIM_MSG_POOL_REP = 9,
+	/* shim -> router, reply SLIM_MSG_ROUTE_REP: a governed connect found no route (or no
+	 * verdict) in the kernel's maps; the router decides and fills them */
+	SLIM_MSG_ROUTE_REQ = 10,
+	SLIM_MSG_ROUTE_REP = 11,
 	/* slimctl -> router: JSON request; reply SLIM_MSG_CTL_REP with a JSON payload */
 	SLIM_MSG_CTL_REQ = 16,
 	SLIM_MSG_CTL_REP = 17,
@@ -81,38 +80,41 @@ struct slim_sockopt {
 	uint8_t val[SLIM_SOCKOPT_MAXLEN];
 };
 
-/* CONNECT_REQ.flags */
-#define SLIM_CONNF_RETRY 0x0001 /* the previous attempt was refused: drop cached resolution */
-
-struct slim_connect_req {
-	struct slim_msg_hdr hdr;
-	uint32_t dst_ip; /* overlay destination (network order) */
-	uint16_t dst_port;
-	uint16_t flags;
-	uint32_t bound_ip; /* address the app bound the socket to, 0 if none */
-	uint16_t bound_port; /* port the app bound, 0 if none */
-	uint16_t nopts;
-	struct slim_sockopt opts[SLIM_MAX_SOCKOPTS]; /* only nopts are sent */
-};
-
 enum slim_action {
-	SLIM_ACT_FD = 1,       /* a host socket is attached: use it */
+	SLIM_ACT_FD = 1,       /* LISTEN_REP: a host listener is attached; POOL_REP: sockets are */
 	SLIM_ACT_FALLBACK = 2, /* not for slim (no slim listener, unknown pod, ...): plain syscall */
 	SLIM_ACT_ERROR = 3,    /* fail the call with rep.error (e.g. ECONNREFUSED by policy) */
+	SLIM_ACT_ROUTE = 4,    /* ROUTE_REP: the route is in the kernel's maps: connect again */
 };
 
-/* CONNECT_REP.flags */
-#define SLIM_REPF_CACHED 0x0001 /* the listener address came from the resolution cache */
+/* Sockets per POOL_REP (SCM_RIGHTS carries at most 253 descriptors per message). */
+#define SLIM_POOL_BATCH 32
 
-struct slim_connect_rep {
+struct slim_pool_req {
 	struct slim_msg_hdr hdr;
-	uint32_t action; /* enum slim_action */
-	int32_t error;   /* errno for SLIM_ACT_ERROR */
-	uint32_t flags;
-	uint32_t local_ip; /* overlay address the app's socket now has */
-	uint16_t local_port;
-	uint16_t host_port; /* host listener the host socket connects to */
-	uint32_t host_ip;
+	uint32_t count; /* 1..SLIM_POOL_BATCH */
+};
+
+struct slim_pool_rep {
+	struct slim_msg_hdr hdr;
+	uint32_t action; /* SLIM_ACT_FD (count sockets attached) or SLIM_ACT_FALLBACK */
+	uint32_t count;
+};
+
+/* ROUTE_REQ.flags */
+#define SLIM_ROUTEF_RETRY 0x0001 /* a connect on the route was refused: resolve afresh */
+
+struct slim_route_req {
+	struct slim_msg_hdr hdr;
+	uint32_t dst_ip; /* overlay (or in-pod loopback) destination */
+	uint16_t dst_port;
+	uint16_t flags;
+};
+
+struct slim_route_rep {
+	struct slim_msg_hdr hdr;
+	uint32_t action; /* SLIM_ACT_ROUTE, SLIM_ACT_FALLBACK or SLIM_ACT_ERROR */
+	int32_t error;	 /* errno for SLIM_ACT_ERROR */
 };
 
 struct slim_listen_req {
@@ -131,28 +133,6 @@ struct slim_listen_rep {
 	uint32_t host_ip; /* where the host listener listens (fabric address) */
 	uint16_t host_port;
 	uint16_t pad;
-};
-
-struct slim_accepted {
-	struct slim_msg_hdr hdr;
-	uint32_t overlay_src_ip, overlay_dst_ip;
-	uint16_t overlay_src_port, overlay_dst_port;
-	uint32_t host_src_ip, host_dst_ip;
-	uint16_t host_src_port, host_dst_port;
-};
-
-/* A host socket's 4-tuple from its own point of view (local = this end). */
-struct slim_lookup_req {
-	struct slim_msg_hdr hdr;
-	uint32_t local_ip, remote_ip;
-	uint16_t local_port, remote_port;
-};
-
-struct slim_lookup_rep {
-	struct slim_msg_hdr hdr;
-	uint32_t found; /* 1: the overlay addresses follow; 0: not a slim connection of this pod */
-	uint32_t local_ip, remote_ip;
-	uint16_t local_port, remote_port;
 };
 
 /* CTL_REQ / CTL_REP: hdr followed by UTF-8 JSON text (not NUL-terminated). */
@@ -223,16 +203,16 @@ struct slim_pod_sync {
 static inline uint32_t slim_msg_fixed_len(uint16_t type)
 {
 	switch (type) {
-	case SLIM_MSG_CONNECT_REP:
-		return sizeof(struct slim_connect_rep);
+	case SLIM_MSG_POOL_REQ:
+		return sizeof(struct slim_pool_req);
+	case SLIM_MSG_POOL_REP:
+		return sizeof(struct slim_pool_rep);
+	case SLIM_MSG_ROUTE_REQ:
+		return sizeof(struct slim_route_req);
+	case SLIM_MSG_ROUTE_REP:
+		return sizeof(struct slim_route_rep);
 	case SLIM_MSG_LISTEN_REP:
 		return sizeof(struct slim_listen_rep);
-	case SLIM_MSG_ACCEPTED:
-		return sizeof(struct slim_accepted);
-	case SLIM_MSG_LOOKUP_REQ:
-		return sizeof(struct slim_lookup_req);
-	case SLIM_MSG_LOOKUP_REP:
-		return sizeof(struct slim_lookup_rep);
 	case SLIM_MSG_RESOLVE_REQ:
 		return sizeof(struct slim_resolve_req);
 	case SLIM_MSG_RESOLVE_REP:

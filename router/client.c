@@ -20,7 +20,8 @@
 /* A reply the client's socket had no room for. */
 struct outmsg {
 	STAILQ_ENTRY(outmsg) om_entry;
-	int om_fd; /* our duplicate of the descriptor to pass, or -1 */
+	int om_fds[SLIM_MSG_MAX_FDS]; /* our duplicates of the descriptors to pass */
+	unsigned om_nfds;
 	size_t om_len;
 	uint8_t om_buf[];
 };
@@ -50,6 +51,13 @@ static void client_free(struct client *c)
 	free(c);
 }
 
+static void client_outmsg_free(struct outmsg *om)
+{
+	while (om->om_nfds)
+		close(om->om_fds[--om->om_nfds]);
+	free(om);
+}
+
 void client_close(struct client *c)
 {
 	struct outmsg *om;
@@ -64,9 +72,7 @@ void client_close(struct client *c)
 	router_client_gone(c);
 	while ((om = STAILQ_FIRST(&c->cs_outq))) {
 		STAILQ_REMOVE_HEAD(&c->cs_outq, om_entry);
-		if (om->om_fd >= 0)
-			close(om->om_fd);
-		free(om);
+		client_outmsg_free(om);
 	}
 	c->cs_noutq = 0;
 	TAILQ_REMOVE(&client_list, c, cs_entry);
@@ -85,7 +91,8 @@ static int client_flush(struct client *c)
 
 	while ((om = STAILQ_FIRST(&c->cs_outq))) {
 		/* The socket is non-blocking, so this never waits. */
-		int ret = slim_msg_send(c->cs_fd, om->om_buf, om->om_len, om->om_fd);
+		int ret = slim_msg_send_fds(c->cs_fd, om->om_buf, om->om_len, om->om_fds,
+					    om->om_nfds);
 
 		if (ret == -EAGAIN)
 			break;
@@ -97,15 +104,14 @@ static int client_flush(struct client *c)
 		}
 		STAILQ_REMOVE_HEAD(&c->cs_outq, om_entry);
 		c->cs_noutq--;
-		if (om->om_fd >= 0)
-			close(om->om_fd);
-		free(om);
+		client_outmsg_free(om);
 	}
 	client_update_mask(c);
 	return 0;
 }
 
-int client_reply(struct client *c, const void *msg, size_t len, int fd, bool unlimited)
+static int client_queue(struct client *c, const void *msg, size_t len, const int *fds,
+			unsigned nfds, bool unlimited)
 {
 	struct outmsg *om;
 	int ret;
@@ -115,7 +121,7 @@ int client_reply(struct client *c, const void *msg, size_t len, int fd, bool unl
 	/* In order: never overtake replies already waiting. */
 	if (STAILQ_EMPTY(&c->cs_outq)) {
 		/* The socket is non-blocking (accept4), so this is a MSG_DONTWAIT send. */
-		ret = slim_msg_send(c->cs_fd, msg, len, fd);
+		ret = slim_msg_send_fds(c->cs_fd, msg, len, fds, nfds);
 		if (ret == 0)
 			return 0;
 		if (ret != -EAGAIN) {
@@ -138,17 +144,32 @@ int client_reply(struct client *c, const void *msg, size_t len, int fd, bool unl
 	}
 	om->om_len = len;
 	memcpy(om->om_buf, msg, len);
-	om->om_fd = -1;
-	if (fd >= 0 && (om->om_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
-		log_warn("%s: dup", __func__);
-		free(om);
-		client_close(c);
-		return -EPIPE;
+	for (om->om_nfds = 0; om->om_nfds < nfds; om->om_nfds++) {
+		int dup = fcntl(fds[om->om_nfds], F_DUPFD_CLOEXEC, 0);
+
+		if (dup < 0) {
+			log_warn("%s: dup", __func__);
+			client_outmsg_free(om);
+			client_close(c);
+			return -EPIPE;
+		}
+		om->om_fds[om->om_nfds] = dup;
 	}
 	STAILQ_INSERT_TAIL(&c->cs_outq, om, om_entry);
 	c->cs_noutq++;
 	client_update_mask(c);
 	return 0;
+}
+
+int client_reply_fds(struct client *c, const void *msg, size_t len, const int *fds,
+		     unsigned nfds)
+{
+	return client_queue(c, msg, len, fds, nfds, false);
+}
+
+int client_reply(struct client *c, const void *msg, size_t len, int fd, bool unlimited)
+{
+	return client_queue(c, msg, len, &fd, fd >= 0 ? 1 : 0, unlimited);
 }
 
 void client_pending_done(struct client *c)
@@ -167,7 +188,7 @@ static void client_read(struct client *c)
 {
 	/* Aligned for the message structs it is read as. */
 	static union {
-		struct slim_connect_req req;
+		struct slim_listen_req req;
 		uint8_t bytes[SLIM_MSG_MAX];
 	} msg;
 	uint8_t *buf = msg.bytes;

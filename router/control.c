@@ -171,6 +171,7 @@ static json_t *control_pod_del(json_t *req)
 	log_info("pod %s deleted (%u listener entries dropped)", p->p_name, p->p_nlisteners);
 	podsync_pod_changed(p, false);
 	qos_pod_gone(p->p_ip);
+	pool_pod_gone(p->p_ip);
 	pod_del(p);
 	return doc;
 }
@@ -266,7 +267,7 @@ static json_t *control_status(void)
 	inet_ntop(AF_INET, &router.r_fabric_ip, ip, sizeof(ip));
 	return control_ok(json_pack(
 		"{s:s, s:s, s:i, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:{s:I, s:I, "
-		"s:I}, s:o}",
+		"s:I}, s:o, s:o, s:o}",
 		"node", router.r_node_name, "fabric_ip", ip, "peer_port", router.r_peer_port,
 		"cluster", cl->cl_origin, "nodes", nodes, "pods", (json_int_t)pod_count(),
 		"listeners", (json_int_t)listener_count(), "conns", (json_int_t)conn_count(),
@@ -274,7 +275,8 @@ static json_t *control_status(void)
 		"resolving", (json_int_t)resolve_inflight_count(), "peers", peer_list_json(),
 		"uptime", (json_int_t)(time(NULL) - router.r_started), "counters", "connect",
 		(json_int_t)router.r_nconnect, "fallback", (json_int_t)router.r_nfallback, "listen",
-		(json_int_t)router.r_nlisten, "fastpath", fastpath_status_json()));
+		(json_int_t)router.r_nlisten, "fastpath", fastpath_status_json(), "governance",
+		governor_status_json(), "pool", pool_status_json()));
 }
 
 void control_handle(struct client *c, uint32_t id, const char *text, size_t len)

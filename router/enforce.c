@@ -106,8 +106,9 @@ void enforce_policy(struct enforce_report *r)
 	uint64_t start = enforce_now_usec();
 
 	memset(r, 0, sizeof(*r));
-	/* A cached answer may predate the policy: every connect resolves afresh. */
+	/* A cached answer or verdict may predate the policy: every connect decides afresh. */
 	resolve_cache_flush();
+	governor_policy_changed();
 	enforce_revoke(r);
 	r->er_nft = nft_apply();
 	r->er_usec = enforce_now_usec() - start;

@@ -64,8 +64,8 @@ static struct listener *listener_find_hport(uint16_t host_port)
 	return NULL;
 }
 
-int listener_add(struct pod *p, uint16_t port, uint32_t host_ip, uint16_t host_port,
-		 uint64_t cookie, struct listener **out)
+int listener_add(struct pod *p, uint16_t port, uint32_t bound_ip, uint32_t host_ip,
+		 uint16_t host_port, uint64_t cookie, struct listener **out)
 {
 	struct listener *l = listener_find(p->p_ip, port), *stale;
 	char ov[ADDR_STRLEN], ho[ADDR_STRLEN];
@@ -97,25 +97,29 @@ int listener_add(struct pod *p, uint16_t port, uint32_t host_ip, uint16_t host_p
 	l->l_host_port = host_port;
 	l->l_cookie = cookie;
 	l->l_nsockets = 1;
+	l->l_bound_ip = bound_ip;
 	htab_insert(&listener_by_key, &l->l_by_key, listener_key_hash(l->l_ip, port));
 	htab_insert(&listener_by_hport, &l->l_by_hport, listener_hport_hash(host_port));
 	TAILQ_INSERT_TAIL(&p->p_listeners, l, l_pod_entry);
 	p->p_nlisteners++;
 	log_info("listener %s (pod %s) -> %s", addr_str(ov, sizeof(ov), l->l_ip, port), p->p_name,
 		 addr_str(ho, sizeof(ho), host_ip, host_port));
+	if (listener_added_hook)
+		listener_added_hook(l);
 	if (out)
 		*out = l;
 	return 0;
 }
 
-void (*listener_removed_hook)(uint32_t ip, uint16_t port);
+void (*listener_added_hook)(const struct listener *l);
+void (*listener_removed_hook)(const struct listener *l);
 
 void listener_del(struct listener *l)
 {
 	char ov[ADDR_STRLEN];
 
 	if (listener_removed_hook)
-		listener_removed_hook(l->l_ip, l->l_port);
+		listener_removed_hook(l);
 	log_debug("listener %s (pod %s) removed", addr_str(ov, sizeof(ov), l->l_ip, l->l_port),
 		  l->l_pod->p_name);
 	htab_remove(&listener_by_key, &l->l_by_key);

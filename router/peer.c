@@ -207,7 +207,7 @@ static bool peer_handle_message(struct peer *pe, const uint8_t *raw, size_t len)
 		struct slim_invalidate inv;
 
 		memcpy(&inv, buf, sizeof(inv));
-		resolve_cache_drop(inv.pod_ip, inv.port);
+		route_forget(inv.pod_ip, inv.port, 0);
 		return true;
 	}
 	peer_close(pe, "unexpected message type");

@@ -26,8 +26,7 @@ struct pending {
 	TAILQ_ENTRY(pending) pd_client_entry; /* in its client */
 	struct client *pd_client;	      /* NULL once the client went away */
 	uint32_t pd_pod_ip;
-	char pd_pod_name[NAME_MAX_LEN];
-	struct slim_connect_req pd_req;
+	struct slim_route_req pd_req;
 };
 
 /* One RESOLVE_REQ sent to a peer; every client request for the same key shares it. */
@@ -90,8 +89,12 @@ void resolve_cache_flush(void)
 	size_t b;
 
 	while ((b = 0, h = htab_iter(&resolve_cache, &b, NULL))) {
+		struct resolve_entry *e = container_of(h, struct resolve_entry, re_node);
+
+		/* The kernel's copy of the answer goes with it. */
+		governor_route_del(e->re_ip, e->re_port, 0);
 		htab_remove(&resolve_cache, h);
-		free(container_of(h, struct resolve_entry, re_node));
+		free(e);
 	}
 }
 
@@ -184,8 +187,7 @@ static void resolve_inflight_finish(struct inflight *f, const struct resolve_res
 			TAILQ_REMOVE(&c->cs_pending, pd, pd_client_entry);
 			client_pending_done(c);
 			/* Last use of c here: the reply may close it. */
-			router_connect_resolved(c, pd->pd_pod_ip, pd->pd_pod_name, &pd->pd_req, res,
-						false);
+			route_resolved(c, pd->pd_pod_ip, &pd->pd_req, res);
 		}
 		free(pd);
 	}
@@ -213,34 +215,36 @@ static long resolve_expire(struct event_loop *loop, void *arg)
 	return (long)(f->if_deadline - now);
 }
 
-int resolve_lookup(struct client *c, const struct pod *p, const struct slim_connect_req *req,
-		   const struct cluster_node *node, struct resolve_result *res)
+bool resolve_cache_get(uint32_t ip, uint16_t port, struct resolve_result *res)
+{
+	struct resolve_entry *e = resolve_cache_find(ip, port);
+
+	if (!e)
+		return false;
+	if (e->re_expires <= event_now_ms()) {
+		htab_remove(&resolve_cache, &e->re_node);
+		free(e);
+		return false;
+	}
+	*res = e->re_res;
+	return true;
+}
+
+int resolve_lookup(struct client *c, const struct pod *p, const struct slim_route_req *req,
+		   const struct cluster_node *node)
 {
 	uint32_t ip = req->dst_ip;
 	uint16_t port = req->dst_port;
-	struct resolve_entry *e;
 	struct inflight *f;
 	struct pending *pd;
 	int ret;
-
-	if (req->flags & SLIM_CONNF_RETRY) {
-		resolve_cache_drop(ip, port);
-	} else if ((e = resolve_cache_find(ip, port))) {
-		if (e->re_expires > event_now_ms()) {
-			*res = e->re_res;
-			return 1;
-		}
-		htab_remove(&resolve_cache, &e->re_node);
-		free(e);
-	}
 
 	pd = malloc(sizeof(*pd));
 	if (!pd)
 		return -ENOMEM;
 	pd->pd_client = c;
 	pd->pd_pod_ip = p->p_ip;
-	snprintf(pd->pd_pod_name, sizeof(pd->pd_pod_name), "%s", p->p_name);
-	memcpy(&pd->pd_req, req, slim_connect_req_len(req->nopts));
+	pd->pd_req = *req;
 
 	f = resolve_inflight_find_key(p->p_ip, ip, port);
 	if (!f) {

@@ -21,173 +21,17 @@
 #include "router.h"
 
 #define DEFAULT_CLUSTER_FILE "/etc/slim/cluster.json"
-#define TCP_FASTOPEN_SYSCTL  "/proc/sys/net/ipv4/tcp_fastopen"
 
 struct router router;
 
 void router_reply_fallback(struct client *c, uint16_t type, uint32_t id)
 {
+	struct slim_listen_rep rep = {
+		.hdr = {.type = type, .len = sizeof(rep), .id = id},
+		.action = SLIM_ACT_FALLBACK,
+	};
+
 	router.r_nfallback++;
-	if (type == SLIM_MSG_CONNECT_REP) {
-		struct slim_connect_rep rep = {
-			.hdr = {.type = type, .len = sizeof(rep), .id = id},
-			.action = SLIM_ACT_FALLBACK,
-		};
-
-		client_reply(c, &rep, sizeof(rep), -1, false);
-	} else {
-		struct slim_listen_rep rep = {
-			.hdr = {.type = type, .len = sizeof(rep), .id = id},
-			.action = SLIM_ACT_FALLBACK,
-		};
-
-		client_reply(c, &rep, sizeof(rep), -1, false);
-	}
-}
-
-void router_reply_denied(struct client *c, uint32_t id)
-{
-	struct slim_connect_rep rep = {
-		.hdr = {.type = SLIM_MSG_CONNECT_REP, .len = sizeof(rep), .id = id},
-		.action = SLIM_ACT_ERROR,
-		.error = ECONNREFUSED,
-	};
-
-	client_reply(c, &rep, sizeof(rep), -1, false);
-}
-
-void router_connect_resolved(struct client *c, uint32_t pod_ip, const char *pod_name,
-			     const struct slim_connect_req *req, const struct resolve_result *res,
-			     bool cached)
-{
-	struct connect_target t = {.cached = cached};
-
-	if (res && res->status == SLIM_RESOLVE_DENIED) {
-		router_reply_denied(c, req->hdr.id);
-		return;
-	}
-	if (!res || res->status != SLIM_RESOLVE_FOUND) {
-		router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
-		return;
-	}
-	t.host_ip = res->host_ip;
-	t.host_port = res->host_port;
-	hostsock_connect(c, pod_ip, pod_name, req, &t);
-}
-
-/* CONNECT_REQ from a registered pod: find the host listener, locally or from its node. */
-static bool router_is_loopback(uint32_t ip)
-{
-	return (ip & htonl(0xff000000)) == htonl(0x7f000000);
-}
-
-/*
- * A connect to 127.0.0.x inside the pod (a sidecar): served by the same pod's listener, if the
- * kernel would let it (bound to any address, or to that loopback address), on the same-host
- * path, with loopback addresses on both ends. Policy is between pods: it does not apply here.
- */
-static void router_connect_loopback(struct client *c, struct pod *p,
-				    const struct slim_connect_req *req)
-{
-	struct listener *l = listener_find(p->p_ip, req->dst_port);
-	struct connect_target t = {.local = true, .cached = true};
-
-	if (l && (req->flags & SLIM_CONNF_RETRY) && !listener_check_alive(l))
-		l = NULL;
-	if (!l || (l->l_bound_ip && l->l_bound_ip != req->dst_ip)) {
-		router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
-		return;
-	}
-	t.host_ip = l->l_host_ip;
-	t.host_port = l->l_host_port;
-	hostsock_connect(c, htonl(INADDR_LOOPBACK), p->p_name, req, &t);
-}
-
-static void router_connect(struct client *c, struct pod *p, const struct slim_connect_req *req)
-{
-	const struct cluster_node *node = cluster_owner(router.r_cluster, req->dst_ip);
-	struct resolve_result res;
-	int ret;
-
-	if (router_is_loopback(req->dst_ip)) {
-		router_connect_loopback(c, p, req);
-		return;
-	}
-
-	/* Policy first: a denied connect is refused whether or not anything listens. */
-	if (!policy_allows_conn(p->p_ip, req->dst_ip, req->dst_port)) {
-		router_reply_denied(c, req->hdr.id);
-		return;
-	}
-	if (!node) {
-		router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
-		return;
-	}
-	if (node == router.r_self) {
-		struct listener *l = listener_find(req->dst_ip, req->dst_port);
-		/* cached: the table can be stale too, so a refused blocking connect retries once. */
-		struct connect_target t = {.local = true, .cached = true};
-
-		/* A retry follows a refused connect: the entry may name a listener that is gone
-		 * (handed to another process over exec or SCM_RIGHTS and closed here). */
-		if (l && (req->flags & SLIM_CONNF_RETRY) && !listener_check_alive(l))
-			l = NULL;
-		/* A loopback-only listener is private to its pod. */
-		if (!l || router_is_loopback(l->l_bound_ip)) {
-			router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
-			return;
-		}
-		t.host_ip = l->l_host_ip;
-		t.host_port = l->l_host_port;
-		hostsock_connect(c, p->p_ip, p->p_name, req, &t);
-		return;
-	}
-	ret = resolve_lookup(c, p, req, node, &res);
-	if (ret == 1)
-		router_connect_resolved(c, p->p_ip, p->p_name, req, &res, true);
-	else if (ret < 0)
-		router_reply_fallback(c, SLIM_MSG_CONNECT_REP, req->hdr.id);
-}
-
-static void router_accepted(struct pod *p, const struct slim_accepted *m)
-{
-	/* The server's end: its local side is the host listener's address. */
-	struct tuple4 host = {
-		.src_ip = m->host_dst_ip,
-		.src_port = m->host_dst_port,
-		.dst_ip = m->host_src_ip,
-		.dst_port = m->host_src_port,
-	};
-	struct tuple4 overlay = {
-		.src_ip = m->overlay_src_ip,
-		.src_port = m->overlay_src_port,
-		.dst_ip = m->overlay_dst_ip,
-		.dst_port = m->overlay_dst_port,
-	};
-
-	if (conn_add(&host, &overlay, 0, p->p_name, false) < 0)
-		log_warnx("%s: out of memory", __func__);
-	enforce_accepted(&overlay);
-}
-
-/* LOOKUP_REQ: the overlay addresses of one of this pod's slim connections, by host 4-tuple. */
-static void router_lookup(struct client *c, struct pod *p, const struct slim_lookup_req *req)
-{
-	struct slim_lookup_rep rep = {.hdr = {.type = SLIM_MSG_LOOKUP_REP, .len = sizeof(rep),
-					      .id = req->hdr.id}};
-	struct tuple4 host = {req->local_ip, req->remote_ip, req->local_port, req->remote_port};
-	struct conn *co = p ? conn_find(&host) : NULL;
-
-	/* Only the pod the connection belongs to may learn its addresses. */
-	if (co && !strcmp(co->co_pod, p->p_name)) {
-		const struct tuple4 *o = &co->co_overlay; /* src = the client */
-
-		rep.found = 1;
-		rep.local_ip = co->co_out ? o->src_ip : o->dst_ip;
-		rep.local_port = co->co_out ? o->src_port : o->dst_port;
-		rep.remote_ip = co->co_out ? o->dst_ip : o->src_ip;
-		rep.remote_port = co->co_out ? o->dst_port : o->src_port;
-	}
 	client_reply(c, &rep, sizeof(rep), -1, false);
 }
 
@@ -198,24 +42,26 @@ void router_dispatch(struct client *c, const void *msg, size_t len)
 	struct pod *p = pod_find_ns(c->cs_ns_dev, c->cs_ns_ino);
 
 	switch (h->type) {
-	case SLIM_MSG_CONNECT_REQ:
-		if (!p)
-			router_reply_fallback(c, SLIM_MSG_CONNECT_REP, h->id);
-		else
-			router_connect(c, p, msg);
+	case SLIM_MSG_POOL_REQ:
+		pool_handout(c, p, msg);
+		break;
+	case SLIM_MSG_ROUTE_REQ:
+		if (!p) {
+			struct slim_route_rep rep = {
+				.hdr = {.type = SLIM_MSG_ROUTE_REP, .len = sizeof(rep), .id = h->id},
+				.action = SLIM_ACT_FALLBACK,
+			};
+
+			client_reply(c, &rep, sizeof(rep), -1, false);
+		} else {
+			route_request(c, p, msg);
+		}
 		break;
 	case SLIM_MSG_LISTEN_REQ:
 		if (!p)
 			router_reply_fallback(c, SLIM_MSG_LISTEN_REP, h->id);
 		else
 			hostsock_listen(c, p, msg);
-		break;
-	case SLIM_MSG_ACCEPTED:
-		if (p)
-			router_accepted(p, msg);
-		break;
-	case SLIM_MSG_LOOKUP_REQ:
-		router_lookup(c, p, msg);
 		break;
 	case SLIM_MSG_CTL_REQ:
 		if (c->cs_uid != 0 || p) {
@@ -253,7 +99,8 @@ void router_resolve_listener(uint32_t ip, uint16_t port, struct resolve_result *
 	l = listener_find(ip, port);
 	/* A remote cache keeps our answer for 30 s: make sure the listener still exists. A
 	 * loopback-only listener is private to its pod. */
-	if (!l || router_is_loopback(l->l_bound_ip) || !listener_check_alive(l)) {
+	if (!l || (l->l_bound_ip & htonl(0xff000000)) == htonl(0x7f000000) ||
+	    !listener_check_alive(l)) {
 		res->status = SLIM_RESOLVE_NO_LISTENER;
 		return;
 	}
@@ -357,6 +204,7 @@ static void router_reload(void)
 	router.r_self = cluster_node_by_name(nc, router.r_node_name);
 	/* Pod CIDRs may have moved between nodes: resolve everything afresh. */
 	resolve_cache_flush();
+	governor_cluster_changed();
 	peer_cluster_changed();
 	log_info("reloaded %s: %zu nodes", nc->cl_origin, nc->cl_nnodes);
 }
@@ -373,38 +221,6 @@ static void router_signal(struct event_loop *loop, int fd, uint32_t events, void
 			event_loop_stop(loop);
 		}
 	}
-}
-
-/* Turns on TFO client (0x1) and server (0x2) in this netns, keeping other bits. */
-static void router_enable_fastopen(void)
-{
-	char buf[32];
-	long v;
-	int fd;
-	ssize_t n;
-
-	fd = open(TCP_FASTOPEN_SYSCTL, O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		log_warn("%s: %s", __func__, TCP_FASTOPEN_SYSCTL);
-		return;
-	}
-	n = read(fd, buf, sizeof(buf) - 1);
-	if (n <= 0) {
-		log_warn("%s: read %s", __func__, TCP_FASTOPEN_SYSCTL);
-		close(fd);
-		return;
-	}
-	buf[n] = '\0';
-	v = strtol(buf, NULL, 0);
-	if ((v & 0x3) != 0x3) {
-		int len = snprintf(buf, sizeof(buf), "%ld\n", v | 0x3);
-
-		if (pwrite(fd, buf, (size_t)len, 0) != len)
-			log_warn("%s: write %s", __func__, TCP_FASTOPEN_SYSCTL);
-		else
-			log_info("net.ipv4.tcp_fastopen: %ld -> %ld", v, v | 0x3);
-	}
-	close(fd);
 }
 
 /* The node whose fabric_ip is on one of our interfaces. */
@@ -458,7 +274,7 @@ static void usage(FILE *f)
 		"  --cluster FILE   cluster description (default %s, else the built-in lab plan)\n"
 		"  --node NAME      this node's name in the cluster (default: by local address)\n"
 		"  --cgroup NAME    cgroup v2 directory (under the v2 root) for the router and its\n"
-		"                   sockets: the same-host fast path (default slim/NODE-PID)\n"
+		"                   sockets, governed by its BPF programs (default slim/NODE-PID)\n"
 		"  --no-sockmap     no same-host fast path (sockmap redirect)\n"
 		"  --policy FILE    network policy to enforce from the start (docs/policy.md)\n"
 		"  -n               check the cluster file (and the policy file) and exit\n",
@@ -605,7 +421,6 @@ int main(int argc, char **argv)
 	router.r_loop = event_loop_new();
 	if (!router.r_loop)
 		fatal("event loop");
-	listener_removed_hook = peer_broadcast_invalidate;
 	if (pod_table_init() || listener_table_init() || conn_table_init() || resolve_init() ||
 	    directory_init())
 		fatal("out of memory");
@@ -614,7 +429,6 @@ int main(int argc, char **argv)
 		errno = -ret;
 		fatal("sock_diag netlink socket");
 	}
-	router_enable_fastopen();
 	if (policy_path) {
 		struct policy_doc *pd;
 
@@ -650,21 +464,22 @@ int main(int argc, char **argv)
 	}
 	event_timer_add(router.r_loop, CONN_GC_INTERVAL_MS, router_sweep, NULL);
 	/*
-	 * Last of the start-up steps, after everything that can fail fatally: the fast path moves
+	 * Last of the start-up steps, after everything that can fail fatally: governance moves
 	 * us into a cgroup of our own, which only a clean exit leaves and removes.
 	 */
 	conn_accelerated_hook = fastpath_contains;
+	listener_added_hook = route_listener_added;
+	listener_removed_hook = route_listener_removed;
 	if (!sockmap) {
 		fastpath_disable("--no-sockmap");
 		log_info("same-host fast path off (--no-sockmap)");
-	} else {
-		if (!cgroup_name) {
-			snprintf(cgroup_default, sizeof(cgroup_default), "slim/%s-%d",
-				 router.r_node_name, (int)getpid());
-			cgroup_name = cgroup_default;
-		}
-		fastpath_start(cgroup_name);
 	}
+	if (!cgroup_name) {
+		snprintf(cgroup_default, sizeof(cgroup_default), "slim/%s-%d", router.r_node_name,
+			 (int)getpid());
+		cgroup_name = cgroup_default;
+	}
+	governor_start(cgroup_name, sockmap);
 
 	{
 		char a[ADDR_STRLEN];
@@ -678,7 +493,7 @@ int main(int argc, char **argv)
 
 	client_close_all();
 	unlink(socket_path);
-	fastpath_stop();
+	governor_stop();
 	peer_close_all();
 	resolve_free();
 	pod_table_free();

@@ -175,14 +175,15 @@ struct listener {
 
 int listener_table_init(void);
 void listener_table_free(void);
-/* Called with (pod ip, port) whenever an entry goes away or is replaced (router.c sets it to
- * tell other nodes; a hook, so the table stays testable on its own). */
-extern void (*listener_removed_hook)(uint32_t ip, uint16_t port);
+/* Called whenever an entry appears, and when it goes away or is replaced (router.c sets them to
+ * fill the kernel's route map and tell other nodes; hooks, so the table stays testable alone). */
+extern void (*listener_added_hook)(const struct listener *l);
+extern void (*listener_removed_hook)(const struct listener *l);
 struct listener *listener_find(uint32_t ip, uint16_t port);
 /* Records (pod ip, port) -> (host ip, host port), replacing an older entry for the key and any
  * stale entry that still names the same host port. 0 or -ENOMEM. */
-int listener_add(struct pod *p, uint16_t port, uint32_t host_ip, uint16_t host_port,
-		 uint64_t cookie, struct listener **out);
+int listener_add(struct pod *p, uint16_t port, uint32_t bound_ip, uint32_t host_ip,
+		 uint16_t host_port, uint64_t cookie, struct listener **out);
 void listener_del(struct listener *l);
 void listener_drop_pod(struct pod *p);
 /* Asks the kernel whether the host listener still exists; drops the entry when it does not.
@@ -205,13 +206,15 @@ struct resolve_result {
 
 int resolve_init(void);
 void resolve_free(void);
+/* The cached answer of the owner of (ip, port), if fresh. */
+bool resolve_cache_get(uint32_t ip, uint16_t port, struct resolve_result *res);
 /*
- * Resolves (ip, port) owned by the remote node for client c's CONNECT_REQ. When the cache
- * answers, returns 1 and fills *res; otherwise queues the request (copied) and returns 0: the
- * answer comes later through router_connect_resolved(). -errno when it cannot even be queued.
+ * Asks the remote node that owns req's destination, for client c's ROUTE_REQ: queues the
+ * request (copied) and returns 0; the answer comes later through route_resolved(). -errno when
+ * it cannot even be queued.
  */
-int resolve_lookup(struct client *c, const struct pod *p, const struct slim_connect_req *req,
-		   const struct cluster_node *node, struct resolve_result *res);
+int resolve_lookup(struct client *c, const struct pod *p, const struct slim_route_req *req,
+		   const struct cluster_node *node);
 /* Drops the cached resolution for (ip, port) (a refused connect, or SLIM_CONNF_RETRY). */
 void resolve_cache_drop(uint32_t ip, uint16_t port);
 void resolve_cache_flush(void);
@@ -315,39 +318,91 @@ void client_close_all(void);
  * !unlimited) the client is closed. Returns 0, or -EPIPE when the client was closed.
  */
 int client_reply(struct client *c, const void *msg, size_t len, int fd, bool unlimited);
+/* As client_reply with nfds descriptors attached (POOL_REP). */
+int client_reply_fds(struct client *c, const void *msg, size_t len, const int *fds,
+		     unsigned nfds);
 /* Closes the client now (queued replies and their fds are dropped). */
 void client_close(struct client *c);
 /* A request of c's that waited on a resolution has been answered (or dropped). */
 void client_pending_done(struct client *c);
 size_t client_count(void);
 
-/* ---- hostsock.c: creating host sockets ---- */
+/* ---- hostsock.c: host listeners ---- */
 
-struct connect_target {
-	uint32_t host_ip;
-	uint16_t host_port;
-	bool cached; /* the listener came from the resolution cache */
-	bool local;  /* the listener is on this host */
-};
-
-/* Creates, connects and hands over the host socket for req; replies FD or FALLBACK. */
-void hostsock_connect(struct client *c, uint32_t pod_ip, const char *pod_name,
-		      const struct slim_connect_req *req, const struct connect_target *t);
 /* Creates the host listener for req and hands it over; replies FD or FALLBACK. */
 void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_req *req);
 
+/* ---- pool.c: pre-made governed sockets for the shims ---- */
+
+/* Answers a POOL_REQ (p NULL: the caller is in no pod) with a batch of governed sockets. */
+void pool_handout(struct client *c, const struct pod *p, const struct slim_pool_req *req);
+void pool_pod_gone(uint32_t ip);
+json_t *pool_status_json(void);
+
+/* ---- route.c: the connect decision and its mechanics ---- */
+
+enum route_action {
+	ROUTE_FALLBACK = 0, /* no slim listener there (or not an overlay address): the overlay */
+	ROUTE_HOST,	    /* rd_host_ip:rd_host_port is the host listener */
+	ROUTE_DENY,	    /* policy refuses it */
+	ROUTE_ASK,	    /* the owning node rd_node must be asked */
+};
+
+struct route_decision {
+	enum route_action rd_action;
+	uint32_t rd_host_ip;
+	uint16_t rd_host_port;
+	uint32_t rd_scope; /* route map scope: 0, or the pod (in-pod loopback) */
+	unsigned rd_ttl_ms; /* how long the kernel may keep it (0: until removed) */
+	const struct cluster_node *rd_node;
+};
+
+/*
+ * Pure: what a connect of pod p to dst_ip:dst_port (network order) gets, from the tables as
+ * they are; remote is the owning node's answer when known (NULL: not asked yet).
+ */
+void route_decide(const struct pod *p, uint32_t dst_ip, uint16_t dst_port,
+		  const struct resolve_result *remote, struct route_decision *d);
+/* A ROUTE_REQ from pod p: decide, fill the kernel's maps, answer (maybe after asking). */
+void route_request(struct client *c, struct pod *p, const struct slim_route_req *req);
+/* The owner answered (res NULL: it did not, in time) a ROUTE_REQ that waited. */
+void route_resolved(struct client *c, uint32_t pod_ip, const struct slim_route_req *req,
+		    const struct resolve_result *res);
+/* What we know of dst:port may be stale: drop it (the route map and the resolution cache). */
+void route_forget(uint32_t dst_ip, uint16_t dst_port, uint32_t pod_ip);
+void route_listener_added(const struct listener *l);
+void route_listener_removed(const struct listener *l);
+
+/* ---- governor.c: the router's cgroup, the governance programs and their maps ---- */
+
+struct slim_sk;
+
+/* Moves the router into cgroup v2 directory cgroup_name (relative to the v2 root), attaches the
+ * governance programs there and, with sockmap, the fast path. 0, or -errno (then no slim). */
+int governor_start(const char *cgroup_name, bool sockmap);
+void governor_stop(void);
+bool governor_enabled(void);
+/* Gives socket fd its state in the kernel (bpf/govern_abi.h): governed from now on. */
+int governor_sock_set(int fd, const struct slim_sk *st);
+void governor_route_put(uint32_t ip, uint16_t port, uint32_t scope, uint32_t host_ip,
+			uint16_t host_port, uint16_t flags, unsigned ttl_ms);
+void governor_route_del(uint32_t ip, uint16_t port, uint32_t scope);
+void governor_verdict_put(uint32_t src, uint32_t dst, uint16_t port, bool allow);
+/* The policy changed: verdicts go, and whether the kernel asks for them follows the policy. */
+void governor_policy_changed(void);
+/* The cluster changed: the nodes whose SYNs may carry identities, and their pod ranges. */
+void governor_cluster_changed(void);
+json_t *governor_status_json(void);
+
 /* ---- fastpath.c: same-host sockmap acceleration ---- */
 
-/* Moves the router into cgroup v2 directory cgroup_name (relative to the v2 root) and attaches
- * the sockmap programs there. 0, or -errno (the router then runs without acceleration). */
-int fastpath_start(const char *cgroup_name);
+/* Attaches the sockmap programs to the router's cgroup (governor.c made it). 0 or -errno (the
+ * router then runs without acceleration). */
+int fastpath_start(const char *cgroup_path);
 /* Records why the fast path is off (e.g. --no-sockmap), for status. */
 void fastpath_disable(const char *why);
 void fastpath_stop(void);
 bool fastpath_enabled(void);
-/* The same-host connect sequence on a non-blocking host socket (see fastpath.c): 1 accelerated,
- * 0 plain TCP, -EINPROGRESS not established yet, other -errno. */
-int fastpath_connect_local(int fd);
 /* Whether the connection with this host 4-tuple (src = this end) is accelerated. */
 bool fastpath_contains(const struct tuple4 *host);
 json_t *fastpath_status_json(void);
@@ -380,15 +435,11 @@ extern struct router router;
 
 /* Handles one checked request from a control-socket client. */
 void router_dispatch(struct client *c, const void *msg, size_t len);
-/* Finishes a CONNECT_REQ that waited on a resolution (res NULL: timed out or failed). */
-void router_connect_resolved(struct client *c, uint32_t pod_ip, const char *pod_name,
-			     const struct slim_connect_req *req, const struct resolve_result *res,
-			     bool cached);
 /* Answers a RESOLVE_REQ from a peer: FOUND / NO_LISTENER / NO_POD. */
 void router_resolve_listener(uint32_t ip, uint16_t port, struct resolve_result *res);
 /* A control-socket client went away: recheck its pod's listeners shortly (see router.c). */
 void router_client_gone(struct client *c);
-/* Replies FALLBACK to a CONNECT_REQ / LISTEN_REQ. */
+/* Replies FALLBACK to a LISTEN_REQ. */
 void router_reply_fallback(struct client *c, uint16_t type, uint32_t id);
 
 /* ---- directory.c: every pod of the cluster we know of (ours and announced), by IP ---- */
@@ -523,7 +574,5 @@ json_t *qos_pod_json(uint32_t ip);
 void qos_pod_gone(uint32_t ip);
 void qos_free(void);
 
-/* router.c: replies ERROR/ECONNREFUSED to a CONNECT_REQ the policy denies. */
-void router_reply_denied(struct client *c, uint32_t id);
 
 #endif

@@ -1,21 +1,18 @@
 // SPDX-License-Identifier: MIT
 /*
- * connect() on an overlay destination: ask the router for a connected host socket and put it
- * under the app's fd number (see docs/design.md, "Connection setup (client side)").
+ * connect() on an overlay destination: connect a governed host socket from the pool in this
+ * process and put it under the app's fd number (docs/design.md, "Connection setup").
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <linux/types.h>
 
+#include "govern_abi.h"
 #include "msg.h"
 #include "shim.h"
-
-static void sin_set(struct sockaddr_in *sin, uint32_t ip, uint16_t port)
-{
-	*sin = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = ip, .sin_port = port};
-}
 
 /*
  * Puts host_fd under fd: same number, the app's O_NONBLOCK and FD_CLOEXEC, and the same epoll
@@ -51,66 +48,118 @@ static int connect_swap(int fd, int host_fd, struct fd_entry *e)
 	return 0;
 }
 
-/* One request to the router; on success the host socket is under fd. 1 = fallback. */
-static int connect_request(int fd, struct fd_entry *e, const struct sockaddr_in *dst,
-			   uint16_t flags)
+/* Asks the router to route dst (it fills the kernel's maps). An enum slim_action, with *error
+ * set for SLIM_ACT_ERROR; SLIM_ACT_FALLBACK when the router cannot be asked. */
+static int connect_ask_route(const struct sockaddr_in *dst, uint16_t flags, int *error)
 {
-	struct slim_connect_req req = {.hdr.type = SLIM_MSG_CONNECT_REQ};
-	struct slim_connect_rep rep;
-	int host_fd, err;
+	struct slim_route_req req = {.hdr.type = SLIM_MSG_ROUTE_REQ};
+	struct slim_route_rep rep;
+	int unused_fd;
 
 	req.dst_ip = dst->sin_addr.s_addr;
 	req.dst_port = dst->sin_port;
 	req.flags = flags;
-	req.bound_ip = e->bound.sin_addr.s_addr;
-	req.bound_port = e->bound.sin_port;
-	if (e->opts) {
-		req.nopts = e->opts->n;
-		memcpy(req.opts, e->opts->opt, e->opts->n * sizeof(req.opts[0]));
+	if (router_call(&req, sizeof(req), SLIM_MSG_ROUTE_REP, &rep, sizeof(rep), &unused_fd) < 0)
+		return SLIM_ACT_FALLBACK;
+	if (unused_fd >= 0)
+		REAL(close)(unused_fd);
+	*error = rep.error;
+	if (rep.action == SLIM_ACT_ERROR && rep.error <= 0)
+		return SLIM_ACT_FALLBACK;
+	return (int)rep.action;
+}
+
+/* Replays the options the app set on its pod socket. 0 or -errno. */
+static int connect_replay_opts(int s, const struct fd_entry *e)
+{
+	if (!e->opts)
+		return 0;
+	for (unsigned i = 0; i < e->opts->n; i++) {
+		const struct slim_sockopt *o = &e->opts->opt[i];
+
+		if (REAL(setsockopt)(s, o->level, o->name, o->val, o->len) < 0)
+			return -errno;
 	}
-	err = router_call(&req, slim_connect_req_len(req.nopts), SLIM_MSG_CONNECT_REP, &rep,
-			  sizeof(rep), &host_fd);
-	if (err < 0)
+	return 0;
+}
+
+/* A pool socket we did not use goes back, unless it carries the app's options. */
+static void connect_return(int s, const struct fd_entry *e)
+{
+	if (e->opts && e->opts->n)
+		REAL(close)(s);
+	else
+		pool_put(s);
+}
+
+/*
+ * Connects a governed host socket from the pool to dst, in this process: the kernel's connect
+ * program rewrites the overlay address to the host listener, or tells us it needs the router
+ * (a miss: ask once, then connect again), or that the overlay carries it, or that policy
+ * refuses it. On success the host socket is under fd. 0, 1 = fallback, or -errno for the app.
+ */
+static int connect_governed(int fd, struct fd_entry *e, const struct sockaddr_in *dst,
+			    uint16_t flags)
+{
+	int s = pool_take(), err, action, error = 0;
+
+	if (s < 0)
 		return 1;
-	if (rep.action == SLIM_ACT_ERROR && rep.error > 0) {
-		if (host_fd >= 0)
-			REAL(close)(host_fd);
-		return -rep.error;
-	}
-	if (rep.action != SLIM_ACT_FD || host_fd < 0) {
-		if (host_fd >= 0)
-			REAL(close)(host_fd);
+	if ((err = connect_replay_opts(s, e)) < 0) {
+		shim_log("connect: fd %d: option replay failed (%s): plain connect", fd,
+			 strerror(-err));
+		REAL(close)(s);
 		return 1;
 	}
-	err = connect_swap(fd, host_fd, e);
+	for (int attempt = 0;; attempt++) {
+		if (REAL(connect)(s, (const struct sockaddr *)dst, sizeof(*dst)) == 0 ||
+		    errno == EINPROGRESS)
+			break;
+		err = errno;
+		if (err == SLIM_ERRNO_MISS && attempt == 0) {
+			action = connect_ask_route(dst, flags, &error);
+			if (action == SLIM_ACT_ROUTE)
+				continue;
+			connect_return(s, e);
+			return action == SLIM_ACT_ERROR ? -error : 1;
+		}
+		if (err == ECONNREFUSED) {
+			/* The kernel holds this pod's verdict: policy refuses it. */
+			connect_return(s, e);
+			return -ECONNREFUSED;
+		}
+		if (err == SLIM_ERRNO_FALLBACK || err == SLIM_ERRNO_MISS)
+			connect_return(s, e);
+		else
+			REAL(close)(s);
+		return 1;
+	}
+	err = connect_swap(fd, s, e);
 	if (err < 0) {
-		REAL(close)(host_fd);
+		REAL(close)(s);
 		shim_log("connect: fd %d swap failed (%s): plain connect", fd, strerror(-err));
 		return 1;
 	}
 	e->kind = FD_SLIM_CONN;
 	e->state = CONN_CONNECTING;
-	e->cached = !!(rep.flags & SLIM_REPF_CACHED);
-	sin_set(&e->local, rep.local_ip, rep.local_port);
 	e->peer = *dst;
-	sin_set(&e->host_dst, rep.host_ip, rep.host_port);
 	/* The pod socket is gone: its epoll memberships and options now live on the host socket. */
 	garbage_defer(e->regs);
 	e->regs = NULL;
-	shim_log("connect: fd %d -> %s:%u via host socket", fd, inet_ntoa(dst->sin_addr),
+	shim_log("connect: fd %d -> %s:%u via a governed host socket", fd, inet_ntoa(dst->sin_addr),
 		 ntohs(dst->sin_port));
 	return 0;
 }
 
 /*
- * The kernel finishes what the router started: a connect() on the host socket with the host
- * address gives exactly Linux's answers (EALREADY while in progress, 0 once, then EISCONN, or the
- * error), waits for a blocking socket honouring SO_SNDTIMEO, and restarts or fails with EINTR
- * as the app's signal handlers ask.
+ * The kernel finishes what the shim started: a connect() on the host socket gives exactly
+ * Linux's answers (EALREADY while in progress, 0 once, then EISCONN, or the error), waits for a
+ * blocking socket honouring SO_SNDTIMEO, and restarts or fails with EINTR as the app's signal
+ * handlers ask. After a failure the same call connects afresh, routed again by the kernel.
  */
 static int connect_kernel(int fd, struct fd_entry *e)
 {
-	int rc = REAL(connect)(fd, (struct sockaddr *)&e->host_dst, sizeof(e->host_dst));
+	int rc = REAL(connect)(fd, (struct sockaddr *)&e->peer, sizeof(e->peer));
 	int err = errno;
 
 	if (rc == 0 || err == EISCONN)
@@ -158,12 +207,12 @@ static int connect_plain(int fd, struct fd_entry *e, const struct sockaddr_in *d
 int connect_slim(int fd, const struct sockaddr_in *dst)
 {
 	struct fd_entry *e = fdtab_get(fd);
-	int rc;
+	int rc, error = 0;
 
 	if (e->kind == FD_SLIM_CONN && e->state != CONN_FAILED)
 		return connect_kernel(fd, e);
 	garbage_collect();
-	rc = connect_request(fd, e, dst, 0);
+	rc = connect_governed(fd, e, dst, 0);
 	if (rc > 0)
 		return connect_plain(fd, e, dst);
 	if (rc < 0) {
@@ -176,24 +225,29 @@ int connect_slim(int fd, const struct sockaddr_in *dst)
 	}
 	rc = connect_kernel(fd, e);
 	/*
-	 * The router started the connect, so the kernel sees this as a second call and says
+	 * The shim started the connect, so the kernel sees this as a second call and says
 	 * EALREADY when SO_SNDTIMEO runs out; for the app it is the first, which says EINPROGRESS.
 	 */
 	if (rc < 0 && errno == EALREADY) {
 		errno = EINPROGRESS;
 		return rc;
 	}
-	if (rc < 0 && errno == ECONNREFUSED && e->cached) {
-		/* The router's cached route may be stale (the server moved): ask once more. */
-		shim_log("connect: fd %d refused on a cached route, retrying", fd);
-		rc = connect_request(fd, e, dst, SLIM_CONNF_RETRY);
-		if (rc > 0)
-			return connect_plain(fd, e, dst);
-		if (rc < 0) {
-			errno = -rc;
+	if (rc < 0 && errno == ECONNREFUSED) {
+		/* The route may be stale (the server moved): ask once more and connect again. */
+		shim_log("connect: fd %d refused, resolving again", fd);
+		switch (connect_ask_route(dst, SLIM_ROUTEF_RETRY, &error)) {
+		case SLIM_ACT_ROUTE:
+			e->state = CONN_CONNECTING;
+			rc = connect_kernel(fd, e);
+			if (rc < 0 && errno == EALREADY)
+				errno = EINPROGRESS;
+			break;
+		case SLIM_ACT_ERROR:
+			errno = error;
 			return -1;
+		default:
+			return connect_plain(fd, e, dst);
 		}
-		rc = connect_kernel(fd, e);
 	}
 	return rc;
 }

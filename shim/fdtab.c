@@ -75,6 +75,8 @@ void fdtab_release(int fd)
 		return;
 	if (e->kind == FD_LISTENER)
 		listener_put(e->listener);
+	if (e->kind == FD_POOL)
+		pool_forget(fd); /* a closefrom loop closed a pool socket */
 	if (e->kind == FD_HIDDEN && e->listener) {
 		/* The app closed the shim's own fd (a closefrom loop): stop using that number. */
 		atomic_compare_exchange_strong(&e->listener->host_fd, &fd, -1);
@@ -89,7 +91,7 @@ void fdtab_copy(int oldfd, int newfd)
 {
 	struct fd_entry *o = fdtab_get(oldfd), *n;
 
-	if (!o || o->kind == FD_UNKNOWN || o->kind == FD_HIDDEN)
+	if (!o || o->kind == FD_UNKNOWN || o->kind == FD_HIDDEN || o->kind == FD_POOL)
 		return;
 	n = fdtab_slot(newfd);
 	if (!n)
@@ -101,9 +103,7 @@ void fdtab_copy(int oldfd, int newfd)
 		.v6 = o->v6,
 		.epgen = n->epgen,
 		.bound = o->bound,
-		.local = o->local,
 		.peer = o->peer,
-		.host_dst = o->host_dst,
 	};
 	if (o->kind == FD_LISTENER) {
 		atomic_fetch_add(&o->listener->refs, 1);

@@ -12,11 +12,7 @@
 #include <sys/socket.h>
 
 #include "msg.h"
-#include "preamble.h"
 #include "shim.h"
-
-/* How long accept waits for the rest of a preamble that did not arrive with the SYN. */
-#define PREAMBLE_WAIT_MS 1000
 
 /*
  * The IPv4 address a listener takes clients on: its own for AF_INET; for AF_INET6, the mapped
@@ -99,8 +95,6 @@ int listener_after_listen(int fd, int backlog)
 	l->ip = sin.sin_addr.s_addr;
 	l->port = sin.sin_port;
 	l->v6 = e->v6;
-	l->host_ip = rep.host_ip;
-	l->host_port = rep.host_port;
 	h->kind = FD_HIDDEN;
 	h->listener = l;
 	e->kind = FD_LISTENER;
@@ -131,125 +125,42 @@ void listener_mirror_sockopt(struct fd_entry *e, int level, int name, const void
 		REAL(setsockopt)(host_fd, level, name, val, len);
 }
 
-/* This pod's own overlay address, learnt once: where a wildcard listener's clients aim. */
-static uint32_t listener_pod_ip(void)
-{
-	static atomic_uint cached;
-	uint32_t ip = atomic_load(&cached);
-
-	if (!ip) {
-		struct sockaddr_in probe = {.sin_family = AF_INET,
-					    .sin_addr.s_addr = shim_config.overlay_net | htonl(1),
-					    .sin_port = htons(9)};
-		struct sockaddr_in me;
-		socklen_t len = sizeof(me);
-		/* A UDP connect sends nothing; it only makes the kernel pick the source address. */
-		int s = REAL(socket)(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-		if (s >= 0 && REAL(connect)(s, (struct sockaddr *)&probe, sizeof(probe)) == 0 &&
-		    REAL(getsockname)(s, (struct sockaddr *)&me, &len) == 0)
-			ip = me.sin_addr.s_addr;
-		if (s >= 0)
-			REAL(close)(s);
-		atomic_store(&cached, ip);
-	}
-	return ip;
-}
-
 /*
- * Reads the preamble of a connection accepted from the host listener. It normally arrived with
- * the SYN (TCP_DEFER_ACCEPT queues only connections carrying data); if it is split, wait a
- * bounded time for the rest. Returns 0, or -1 when this is not a connection for this listener.
+ * Accepts from the host listener: a connection, -1/EAGAIN when none is pending, or an error.
+ * The kernel let in only connections with a valid identity and already names the peer by its
+ * overlay address (accept's address included), so there is nothing to read and nothing to wait
+ * for: a non-blocking accept never blocks here.
  */
-static int listener_read_preamble(int fd, const struct shim_listener *l, struct slim_preamble *p)
-{
-	uint8_t buf[SLIM_PREAMBLE_LEN];
-	size_t got = 0;
-	struct timespec start;
-
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	while (got < sizeof(buf)) {
-		ssize_t n = recv(fd, buf + got, sizeof(buf) - got, MSG_DONTWAIT);
-
-		if (n > 0) {
-			got += n;
-			continue;
-		}
-		if (n == 0 || (errno != EAGAIN && errno != EINTR))
-			return -1;
-		struct timespec now;
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		long waited = (now.tv_sec - start.tv_sec) * 1000 +
-			      (now.tv_nsec - start.tv_nsec) / 1000000;
-		if (waited >= PREAMBLE_WAIT_MS)
-			return -1;
-		REAL(poll)(&pfd, 1, PREAMBLE_WAIT_MS - (int)waited);
-	}
-	if (slim_preamble_decode(buf, sizeof(buf), p) < 0)
-		return -1;
-	/* A stale route must never deliver another pod's connection to this app. */
-	if (p->dst_port != l->port)
-		return -1;
-	if (l->ip ? p->dst_ip != l->ip
-		  : p->dst_ip != listener_pod_ip() && !config_is_loopback(p->dst_ip))
-		return -1;
-	return 0;
-}
-
-/* Accepts from the host listener: a connection, -1/EAGAIN when none is pending, or an error. */
 static int listener_accept_host(struct fd_entry *e, struct sockaddr *addr, socklen_t *len,
 				int flags)
 {
 	struct shim_listener *l = e->listener;
-	struct slim_accepted note = {.hdr.type = SLIM_MSG_ACCEPTED};
-	struct slim_preamble p;
-	struct sockaddr_in host_peer;
-	socklen_t hp = sizeof(host_peer);
+	struct sockaddr_in peer;
+	socklen_t plen = sizeof(peer);
 	struct fd_entry *n;
-	int host_fd, fd;
+	int host_fd = atomic_load(&l->host_fd), fd;
 
-	for (;;) {
-		host_fd = atomic_load(&l->host_fd);
-		if (host_fd < 0) {
-			errno = EAGAIN;
-			return -1;
-		}
-		fd = REAL(accept4)(host_fd, (struct sockaddr *)&host_peer, &hp, flags);
-		if (fd < 0)
-			return -1;
-		if (listener_read_preamble(fd, l, &p) == 0)
-			break;
-		shim_log("accept: dropped a host connection without a valid preamble");
-		REAL(close)(fd);
-		hp = sizeof(host_peer);
+	if (host_fd < 0) {
+		errno = EAGAIN;
+		return -1;
 	}
-	struct sockaddr_in local = {.sin_family = AF_INET,
-				    .sin_addr.s_addr = p.dst_ip,
-				    .sin_port = p.dst_port};
-	struct sockaddr_in peer = {.sin_family = AF_INET,
-				   .sin_addr.s_addr = p.src_ip,
-				   .sin_port = p.src_port};
-
+	if (!l->v6) {
+		fd = REAL(accept4)(host_fd, addr, len, flags);
+		if (fd >= 0)
+			fdtab_release(fd);
+		return fd;
+	}
+	fd = REAL(accept4)(host_fd, (struct sockaddr *)&peer, &plen, flags);
+	if (fd < 0)
+		return -1;
+	/* A dual-stack listener's app expects its IPv4 peers as ::ffff:a.b.c.d. */
 	fdtab_release(fd);
 	n = fdtab_slot(fd);
 	if (n) {
 		n->kind = FD_SLIM_ACCEPTED;
-		n->local = local;
-		n->peer = peer;
-		n->v6 = l->v6;
+		n->v6 = 1;
 	}
-	sockaddr_out(&peer, addr, len, l->v6);
-	note.overlay_src_ip = p.src_ip;
-	note.overlay_dst_ip = p.dst_ip;
-	note.overlay_src_port = p.src_port;
-	note.overlay_dst_port = p.dst_port;
-	note.host_src_ip = host_peer.sin_addr.s_addr;
-	note.host_src_port = host_peer.sin_port;
-	note.host_dst_ip = l->host_ip;
-	note.host_dst_port = l->host_port;
-	router_notify(&note, sizeof(note));
+	sockaddr_out(&peer, addr, len, true);
 	return fd;
 }
 

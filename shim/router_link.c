@@ -156,20 +156,3 @@ out:
 	link_busy = false;
 	return err;
 }
-
-void router_notify(void *msg, size_t len)
-{
-	struct slim_msg_hdr *h = msg;
-
-	if (link_busy)
-		return;
-	link_busy = true;
-	if (link_open() == 0) {
-		h->id = ++link_next_id;
-		h->len = (uint32_t)len;
-		h->reserved = 0;
-		/* A notice is best effort: a full socket drops it rather than block the app. */
-		send(link_fd, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-	}
-	link_busy = false;
-}

@@ -96,6 +96,7 @@ enum fd_kind {
 	FD_LISTENER,     /* a pod listener with a companion host listener */
 	FD_HIDDEN,       /* the shim's own host listener fd */
 	FD_EPOLL,        /* an epoll instance (its generation guards stale registrations) */
+	FD_POOL,         /* a governed host socket waiting in the pool (pool.c) */
 };
 
 enum conn_state { CONN_CONNECTING = 1, CONN_CONNECTED, CONN_FAILED };
@@ -107,8 +108,6 @@ struct shim_listener {
 	uint32_t ip; /* overlay address the app bound (0 = any) */
 	uint16_t port;
 	bool v6; /* a dual-stack AF_INET6 listener: addresses go out as ::ffff:a.b.c.d */
-	uint32_t host_ip; /* the host listener's address (for the ACCEPTED notice) */
-	uint16_t host_port;
 	atomic_uint turn; /* decides which listener accept tries first */
 };
 
@@ -133,13 +132,10 @@ struct shim_regs {
 struct fd_entry {
 	uint8_t kind;       /* enum fd_kind */
 	uint8_t state;      /* enum conn_state, FD_SLIM_CONN only */
-	uint8_t cached;     /* the router's answer came from its cache: retry once if refused */
 	uint8_t v6;         /* an AF_INET6 socket: addresses are reported v4-mapped */
 	uint32_t epgen;     /* FD_EPOLL generation; survives resets of the entry */
 	struct sockaddr_in bound;     /* FD_TCP: what the app bound, if anything */
-	struct sockaddr_in local;     /* overlay address of this end */
-	struct sockaddr_in peer;      /* overlay address of the other end */
-	struct sockaddr_in host_dst;  /* FD_SLIM_CONN: the host listener it connects to */
+	struct sockaddr_in peer;      /* FD_SLIM_CONN: the overlay destination it connects to */
 	struct shim_listener *listener; /* FD_LISTENER, FD_HIDDEN */
 	struct shim_opts *opts;       /* FD_TCP/FD_LISTENER: recorded socket options */
 	struct shim_regs *regs;       /* FD_TCP: epoll sets it was added to before connect */
@@ -167,9 +163,16 @@ void listener_put(struct shim_listener *l);
  * unreachable, too slow, or answers nonsense: the caller then falls back.
  */
 int router_call(void *req, size_t len, uint16_t rep_type, void *rep, size_t rep_len, int *fd_out);
-/* Sends a one-way notice; never waits. */
-void router_notify(void *msg, size_t len);
 void router_link_init(void);
+
+/* ---- pool.c: governed host sockets made ahead of need ---- */
+void pool_init(void);
+/* A governed host socket (non-blocking, unconnected), or -1 when none can be had. */
+int pool_take(void);
+/* Gives back a socket taken but not used. */
+void pool_put(int fd);
+/* The app closed fd, a number the pool held: forget it. */
+void pool_forget(int fd);
 
 /* ---- connect.c ---- */
 int connect_slim(int fd, const struct sockaddr_in *dst);

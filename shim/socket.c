@@ -89,8 +89,13 @@ SHIM_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 
 	if (!e || (e->kind != FD_TCP && e->kind != FD_SLIM_CONN))
 		return REAL(connect)(fd, addr, len);
+	/*
+	 * A socket the app bound before connecting keeps its port on the overlay: the kernel
+	 * names a governed socket by the port it was given, not one the app chose.
+	 */
 	if (e->kind == FD_TCP &&
-	    (e->v6 || !addr || len < sizeof(*dst) || addr->sa_family != AF_INET ||
+	    (e->v6 || e->bound.sin_port || !addr || len < sizeof(*dst) ||
+	     addr->sa_family != AF_INET ||
 	     !(config_is_overlay(dst->sin_addr.s_addr) || config_is_loopback(dst->sin_addr.s_addr)) ||
 	     !shim_config.enabled)) {
 		e->kind = FD_PLAIN;
@@ -276,83 +281,35 @@ SHIM_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen
 	return rc;
 }
 
-static bool fd_is_virtualized(const struct fd_entry *e)
-{
-	return e && (e->kind == FD_SLIM_CONN || e->kind == FD_SLIM_ACCEPTED);
-}
-
 /*
- * A connected fd the shim has no record of (inherited across exec, received over SCM_RIGHTS,
- * accepted from a pod listener): if it is a host socket, its overlay addresses are the router's
- * to tell. The verdict is recorded, so each fd costs this at most once.
- */
-static struct fd_entry *sockname_adopt(int fd)
-{
-	struct slim_lookup_req req = {.hdr.type = SLIM_MSG_LOOKUP_REQ};
-	struct slim_lookup_rep rep;
-	struct sockaddr_in local, remote;
-	socklen_t ll = sizeof(local), rl = sizeof(remote);
-	struct fd_entry *e;
-	int unused_fd;
-
-	if (!shim_config.enabled || REAL(getsockname)(fd, (struct sockaddr *)&local, &ll) < 0 ||
-	    local.sin_family != AF_INET ||
-	    REAL(getpeername)(fd, (struct sockaddr *)&remote, &rl) < 0 || !(e = fdtab_slot(fd)))
-		return NULL;
-	e->kind = FD_PLAIN;
-	/* A pod socket has the pod's overlay address or a loopback one; a host socket neither. */
-	if (config_is_overlay(local.sin_addr.s_addr) || config_is_loopback(local.sin_addr.s_addr))
-		return NULL;
-	req.local_ip = local.sin_addr.s_addr;
-	req.local_port = local.sin_port;
-	req.remote_ip = remote.sin_addr.s_addr;
-	req.remote_port = remote.sin_port;
-	if (router_call(&req, sizeof(req), SLIM_MSG_LOOKUP_REP, &rep, sizeof(rep), &unused_fd) < 0 ||
-	    !rep.found)
-		return NULL;
-	if (unused_fd >= 0)
-		REAL(close)(unused_fd);
-	e->kind = FD_SLIM_CONN;
-	e->state = CONN_CONNECTED;
-	e->local = (struct sockaddr_in){.sin_family = AF_INET,
-					.sin_addr.s_addr = rep.local_ip,
-					.sin_port = rep.local_port};
-	e->peer = (struct sockaddr_in){.sin_family = AF_INET,
-				       .sin_addr.s_addr = rep.remote_ip,
-				       .sin_port = rep.remote_port};
-	e->host_dst = remote;
-	return e;
-}
-
-/*
- * The kernel answers first, for its errors (EBADF, ENOTCONN while a connect is in progress or
- * after it failed, EFAULT); then the overlay address replaces the host one, truncated to the
- * caller's buffer as the kernel would (the kernel already overwrote *len with the full size).
+ * The kernel names host sockets by their overlay addresses itself (the governance programs), on
+ * both ends and whoever holds them. What is left to the shim: a dual-stack listener's accepted
+ * connections, whose app expects IPv4 addresses as ::ffff:a.b.c.d on an AF_INET host socket.
  */
 static int sockname_overlay(int (*fn)(int, struct sockaddr *, socklen_t *), int fd,
-			    struct sockaddr *addr, socklen_t *len, bool peer)
+			    struct sockaddr *addr, socklen_t *len)
 {
 	struct fd_entry *e = fdtab_get(fd);
-	socklen_t cap = len ? *len : 0;
-	int rc = fn(fd, addr, len);
+	struct sockaddr_in sin;
+	socklen_t slen = sizeof(sin);
+	int rc;
 
-	if (rc == 0 && (!e || e->kind == FD_UNKNOWN))
-		e = sockname_adopt(fd);
-	if (rc == 0 && fd_is_virtualized(e)) {
-		*len = cap;
-		sockaddr_out(peer ? &e->peer : &e->local, addr, len, e->v6);
-	}
+	if (!e || !e->v6 || e->kind != FD_SLIM_ACCEPTED)
+		return fn(fd, addr, len);
+	rc = fn(fd, addr ? (struct sockaddr *)&sin : NULL, len ? &slen : NULL);
+	if (rc == 0)
+		sockaddr_out(&sin, addr, len, true);
 	return rc;
 }
 
 SHIM_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
 {
-	return sockname_overlay(REAL(getsockname), fd, addr, len, false);
+	return sockname_overlay(REAL(getsockname), fd, addr, len);
 }
 
 SHIM_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 {
-	return sockname_overlay(REAL(getpeername), fd, addr, len, true);
+	return sockname_overlay(REAL(getpeername), fd, addr, len);
 }
 
 /* Raw syscall(SYS_connect, ...) and friends reach the same code as the libc calls. */

@@ -113,19 +113,19 @@ TEST(listeners_replace_share_and_go_with_their_pod)
 		return;
 	pod_add(ns1, inet_addr("10.244.1.2"), "a", NULL, &a, err, sizeof(err));
 	pod_add(ns2, inet_addr("10.244.1.3"), "b", NULL, &b, err, sizeof(err));
-	ASSERT_OK(listener_add(a, htons(80), fab, htons(40000), 1, &l), "add");
+	ASSERT_OK(listener_add(a, htons(80), 0, fab, htons(40000), 1, &l), "add");
 	ASSERT_TRUE(listener_find(a->p_ip, htons(80)) == l, "find");
 	ASSERT_TRUE(listener_find(a->p_ip, htons(81)) == NULL, "other port");
-	ASSERT_OK(listener_add(a, htons(80), fab, htons(40000), 2, &l2), "reuseport join");
+	ASSERT_OK(listener_add(a, htons(80), 0, fab, htons(40000), 2, &l2), "reuseport join");
 	ASSERT_TRUE(l2 == l && l->l_nsockets == 2 && l->l_cookie == 2, "joined the same entry");
-	ASSERT_OK(listener_add(a, htons(80), fab, htons(40001), 3, &l), "re-listen");
+	ASSERT_OK(listener_add(a, htons(80), 0, fab, htons(40001), 3, &l), "re-listen");
 	ASSERT_EQ(ntohs(listener_find(a->p_ip, htons(80))->l_host_port), 40001, "replaced");
 	ASSERT_EQ(listener_count(), 1, "one entry");
 	/* Host port 40001 handed out again (to b): a's entry naming it is stale. */
-	ASSERT_OK(listener_add(b, htons(90), fab, htons(40001), 4, NULL), "port reused");
+	ASSERT_OK(listener_add(b, htons(90), 0, fab, htons(40001), 4, NULL), "port reused");
 	ASSERT_TRUE(listener_find(a->p_ip, htons(80)) == NULL, "stale entry dropped");
-	ASSERT_OK(listener_add(a, htons(81), fab, htons(40002), 5, NULL), "add");
-	ASSERT_OK(listener_add(a, htons(82), fab, htons(40003), 6, NULL), "add");
+	ASSERT_OK(listener_add(a, htons(81), 0, fab, htons(40002), 5, NULL), "add");
+	ASSERT_OK(listener_add(a, htons(82), 0, fab, htons(40003), 6, NULL), "add");
 	ASSERT_EQ(a->p_nlisteners, 2, "a has two");
 	pod_del(a);
 	ASSERT_EQ(listener_count(), 1, "a's entries went with it");

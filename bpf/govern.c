@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The governance loader: opens the slim_govern skeleton, sets this host's addresses, loads it,
+ * attaches each program to the router's cgroup (bpf_links, so they go with the router), and
+ * wraps the maps the router fills.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "govern.h"
+#include "slim_govern.skel.h"
+
+#define GOVERN_MAX_LINKS 8
+
+struct govern {
+	struct slim_govern_bpf *g_skel;
+	struct bpf_link *g_links[GOVERN_MAX_LINKS];
+	unsigned g_nlinks;
+	struct ring_buffer *g_ring;
+	govern_event_fn g_fn;
+	void *g_arg;
+	int g_cgroup_fd;
+};
+
+static int govern_errno(int err)
+{
+	if (err < 0)
+		return err;
+	return errno ? -errno : -EINVAL;
+}
+
+static int govern_ring_cb(void *ctx, void *data, size_t len)
+{
+	struct govern *g = ctx;
+
+	if (g->g_fn && len >= sizeof(struct slim_event))
+		g->g_fn(data, g->g_arg);
+	return 0;
+}
+
+int govern_open(const struct govern_config *cfg, struct govern **out)
+{
+	struct bpf_program *prog;
+	struct govern *g;
+	int err;
+
+	*out = NULL;
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->g_cgroup_fd = open(cfg->gc_cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (g->g_cgroup_fd < 0) {
+		err = -errno;
+		goto free_g;
+	}
+	g->g_skel = slim_govern_bpf__open();
+	if (!g->g_skel) {
+		err = govern_errno(0);
+		goto close_cgroup;
+	}
+	g->g_skel->rodata->host_ip = cfg->gc_host_ip;
+	g->g_skel->rodata->router_tgid = (__u32)cfg->gc_router_tgid;
+	g->g_skel->rodata->overlay_net = cfg->gc_overlay_net;
+	g->g_skel->rodata->overlay_mask = cfg->gc_overlay_mask;
+	err = slim_govern_bpf__load(g->g_skel);
+	if (err) {
+		err = govern_errno(err);
+		goto destroy;
+	}
+	bpf_object__for_each_program(prog, g->g_skel->obj) {
+		struct bpf_link *l = bpf_program__attach_cgroup(prog, g->g_cgroup_fd);
+
+		if (!l || g->g_nlinks == GOVERN_MAX_LINKS) {
+			err = govern_errno(0);
+			bpf_link__destroy(l);
+			goto detach;
+		}
+		g->g_links[g->g_nlinks++] = l;
+	}
+	g->g_ring = ring_buffer__new(bpf_map__fd(g->g_skel->maps.slim_events), govern_ring_cb, g,
+				     NULL);
+	if (!g->g_ring) {
+		err = govern_errno(0);
+		goto detach;
+	}
+	*out = g;
+	return 0;
+
+detach:
+	while (g->g_nlinks)
+		bpf_link__destroy(g->g_links[--g->g_nlinks]);
+destroy:
+	slim_govern_bpf__destroy(g->g_skel);
+close_cgroup:
+	close(g->g_cgroup_fd);
+free_g:
+	free(g);
+	return err;
+}
+
+void govern_close(struct govern *g)
+{
+	if (!g)
+		return;
+	ring_buffer__free(g->g_ring);
+	while (g->g_nlinks)
+		bpf_link__destroy(g->g_links[--g->g_nlinks]);
+	slim_govern_bpf__destroy(g->g_skel);
+	close(g->g_cgroup_fd);
+	free(g);
+}
+
+static int govern_ret(int ret)
+{
+	return ret < 0 ? -errno : 0;
+}
+
+int govern_sock_set(struct govern *g, int fd, const struct slim_sk *st)
+{
+	return govern_ret(
+		bpf_map_update_elem(bpf_map__fd(g->g_skel->maps.slim_sk_map), &fd, st, BPF_ANY));
+}
+
+int govern_sock_get(struct govern *g, int fd, struct slim_sk *st)
+{
+	return govern_ret(bpf_map_lookup_elem(bpf_map__fd(g->g_skel->maps.slim_sk_map), &fd, st));
+}
+
+int govern_route_put(struct govern *g, const struct slim_route_key *k, const struct slim_route *r)
+{
+	return govern_ret(
+		bpf_map_update_elem(bpf_map__fd(g->g_skel->maps.slim_routes), k, r, BPF_ANY));
+}
+
+int govern_route_get(struct govern *g, const struct slim_route_key *k, struct slim_route *r)
+{
+	return govern_ret(bpf_map_lookup_elem(bpf_map__fd(g->g_skel->maps.slim_routes), k, r));
+}
+
+int govern_route_del(struct govern *g, const struct slim_route_key *k)
+{
+	int ret = govern_ret(bpf_map_delete_elem(bpf_map__fd(g->g_skel->maps.slim_routes), k));
+
+	return ret == -ENOENT ? 0 : ret;
+}
+
+/* Deletes every key of a hash map. A delete during the walk restarts it from the first key on
+ * this kernel, so always ask for the first key again. */
+static void govern_map_flush(int fd, size_t key_size)
+{
+	uint8_t key[64];
+
+	if (key_size > sizeof(key))
+		return;
+	while (bpf_map_get_next_key(fd, NULL, key) == 0)
+		if (bpf_map_delete_elem(fd, key) < 0 && errno != ENOENT)
+			break;
+}
+
+static int govern_map_count(int fd, size_t key_size)
+{
+	uint8_t key[64], next[64];
+	void *prev = NULL;
+	int n = 0;
+
+	if (key_size > sizeof(key))
+		return -EINVAL;
+	while (bpf_map_get_next_key(fd, prev, next) == 0) {
+		n++;
+		memcpy(key, next, key_size);
+		prev = key;
+	}
+	return n;
+}
+
+void govern_routes_flush(struct govern *g)
+{
+	govern_map_flush(bpf_map__fd(g->g_skel->maps.slim_routes), sizeof(struct slim_route_key));
+}
+
+int govern_route_count(struct govern *g)
+{
+	return govern_map_count(bpf_map__fd(g->g_skel->maps.slim_routes),
+				sizeof(struct slim_route_key));
+}
+
+int govern_verdict_put(struct govern *g, const struct slim_verdict_key *k, uint32_t verdict)
+{
+	return govern_ret(bpf_map_update_elem(bpf_map__fd(g->g_skel->maps.slim_verdicts), k,
+					      &verdict, BPF_ANY));
+}
+
+void govern_verdicts_flush(struct govern *g)
+{
+	govern_map_flush(bpf_map__fd(g->g_skel->maps.slim_verdicts),
+			 sizeof(struct slim_verdict_key));
+}
+
+int govern_node_put(struct govern *g, uint32_t fabric_ip, uint32_t pod_net, uint32_t pod_mask)
+{
+	struct slim_node n = {.nd_pod_net = pod_net, .nd_pod_mask = pod_mask};
+
+	return govern_ret(
+		bpf_map_update_elem(bpf_map__fd(g->g_skel->maps.slim_nodes), &fabric_ip, &n, BPF_ANY));
+}
+
+void govern_nodes_flush(struct govern *g)
+{
+	govern_map_flush(bpf_map__fd(g->g_skel->maps.slim_nodes), sizeof(uint32_t));
+}
+
+int govern_set_policy_active(struct govern *g, bool on)
+{
+	struct slim_settings s = {.st_policy_active = on};
+	uint32_t zero = 0;
+
+	return govern_ret(bpf_map_update_elem(bpf_map__fd(g->g_skel->maps.slim_settings), &zero,
+					      &s, BPF_ANY));
+}
+
+int govern_events_fd(struct govern *g)
+{
+	return ring_buffer__epoll_fd(g->g_ring);
+}
+
+int govern_events_drain(struct govern *g, govern_event_fn fn, void *arg)
+{
+	int ret;
+
+	g->g_fn = fn;
+	g->g_arg = arg;
+	ret = ring_buffer__consume(g->g_ring);
+	g->g_fn = NULL;
+	return ret < 0 ? ret : 0;
+}
+
+void govern_stats(struct govern *g, struct slim_govern_stats *st)
+{
+	const struct slim_govern_stats *s = &g->g_skel->bss->stats;
+
+	/* Each field is written with atomic adds by every CPU: read them one by one. */
+#define GOVERN_LOAD(f) st->f = __atomic_load_n(&s->f, __ATOMIC_RELAXED)
+	GOVERN_LOAD(gs_connect_ok);
+	GOVERN_LOAD(gs_connect_miss);
+	GOVERN_LOAD(gs_connect_fallback);
+	GOVERN_LOAD(gs_connect_denied);
+	GOVERN_LOAD(gs_connect_refused);
+	GOVERN_LOAD(gs_bind_denied);
+	GOVERN_LOAD(gs_sockopt_denied);
+	GOVERN_LOAD(gs_listen_confined);
+	GOVERN_LOAD(gs_accept_ok);
+	GOVERN_LOAD(gs_accept_anon);
+	GOVERN_LOAD(gs_syn_dropped);
+	GOVERN_LOAD(gs_ident_written);
+	GOVERN_LOAD(gs_events_lost);
+#undef GOVERN_LOAD
+}

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Governed host sockets, user side: loads slim_govern.bpf.c, attaches its programs to the
+ * router's cgroup v2 directory, and gives the router its maps (socket state, routes, verdicts,
+ * nodes, settings), its event ring and its counters. See govern_abi.h for the shared layouts.
+ *
+ * Link with build/lib/libslimbpf.a -lbpf -lelf -lz. Needs root (CAP_BPF, CAP_NET_ADMIN).
+ */
+#ifndef SLIM_GOVERN_H
+#define SLIM_GOVERN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <linux/types.h>
+
+#include "govern_abi.h"
+
+struct govern;
+
+struct govern_config {
+	const char *gc_cgroup;	 /* cgroup v2 directory of the router (and of its sockets) */
+	uint32_t gc_host_ip;	 /* this host's fabric address */
+	uint32_t gc_overlay_net; /* the overlay range */
+	uint32_t gc_overlay_mask;
+	pid_t gc_router_tgid; /* the router itself sets any option on its sockets */
+};
+
+typedef void (*govern_event_fn)(const struct slim_event *ev, void *arg);
+
+/* open, configure, load, attach every program. 0 and *out, or -errno with nothing left. */
+int govern_open(const struct govern_config *cfg, struct govern **out);
+/* Detaches everything. Sockets already handed out keep their state until they close. */
+void govern_close(struct govern *g);
+
+/* Gives socket fd its state: from now on the rules apply to it wherever it goes. */
+int govern_sock_set(struct govern *g, int fd, const struct slim_sk *st);
+int govern_sock_get(struct govern *g, int fd, struct slim_sk *st);
+
+int govern_route_put(struct govern *g, const struct slim_route_key *k, const struct slim_route *r);
+int govern_route_get(struct govern *g, const struct slim_route_key *k, struct slim_route *r);
+int govern_route_del(struct govern *g, const struct slim_route_key *k);
+void govern_routes_flush(struct govern *g);
+int govern_verdict_put(struct govern *g, const struct slim_verdict_key *k, uint32_t verdict);
+void govern_verdicts_flush(struct govern *g);
+int govern_node_put(struct govern *g, uint32_t fabric_ip, uint32_t pod_net, uint32_t pod_mask);
+void govern_nodes_flush(struct govern *g);
+int govern_set_policy_active(struct govern *g, bool on);
+/* Entries in the route map (walks it). */
+int govern_route_count(struct govern *g);
+
+/* The event ring: its fd for epoll, and a drain that calls fn for each event. */
+int govern_events_fd(struct govern *g);
+int govern_events_drain(struct govern *g, govern_event_fn fn, void *arg);
+
+void govern_stats(struct govern *g, struct slim_govern_stats *st);
+
+#endif

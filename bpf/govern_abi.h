@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the governance programs (slim_govern.bpf.c) and the router (bpf/govern.c, router/) share:
+ * the per-socket state, the route, verdict and node maps, the identity TCP option and the errnos
+ * connect() reports on a governed socket. Addresses and ports in network byte order.
+ */
+#ifndef SLIM_GOVERN_ABI_H
+#define SLIM_GOVERN_ABI_H
+
+/*
+ * Per-socket state (BPF_MAP_TYPE_SK_STORAGE, cloned into accepted children) of every socket the
+ * router hands to a pod. A socket of the router's cgroup without it is the router's own.
+ */
+struct slim_sk {
+	__u32 ss_pod_ip;     /* owning pod */
+	__u32 ss_flags;      /* SLIM_SK_* */
+	__u32 ss_local_ip;   /* overlay address this end shows (0: the pod's) */
+	__u32 ss_peer_ip;    /* overlay address of the other end, once connected or accepted */
+	__u16 ss_local_port; /* overlay port this end shows (0: the host port) */
+	__u16 ss_peer_port;
+	__u32 ss_pad;
+};
+
+#define SLIM_SK_HANDED	  0x01 /* a pod holds it: connect/bind/setsockopt are governed */
+#define SLIM_SK_LISTENER  0x02 /* a host listener the router made for a pod listener */
+#define SLIM_SK_ACCEPTED  0x04 /* accepted from a host listener; its peer came from the SYN */
+#define SLIM_SK_LOOPBACK  0x08 /* an in-pod (sidecar) connection: both ends show loopback */
+#define SLIM_SK_IDENT	  0x10 /* the identity option still goes out on this socket */
+#define SLIM_SK_CONFINED  0x20 /* a pod made a pool socket listen: bound to lo, destroyed */
+#define SLIM_SK_ANONYMOUS 0x40 /* accepted without an identity (cannot happen unless forged) */
+
+/* Route map: an overlay destination -> the host listener serving it. */
+struct slim_route_key {
+	__u32 rk_ip;
+	__u32 rk_scope; /* 0: every pod; a pod IP: that pod only (loopback destinations) */
+	__u16 rk_port;
+	__u16 rk_pad;
+};
+
+struct slim_route {
+	__u32 rt_host_ip;
+	__u16 rt_host_port;
+	__u16 rt_flags;	     /* SLIM_ROUTE_* */
+	__u64 rt_expires_ns; /* CLOCK_MONOTONIC; 0: until removed */
+};
+
+#define SLIM_ROUTE_FALLBACK 0x1 /* no slim listener there: the overlay carries it */
+
+/* Verdict map, consulted only while a policy is in force: may pod src reach dst:port? */
+struct slim_verdict_key {
+	__u32 vk_src;
+	__u32 vk_dst;
+	__u16 vk_port;
+	__u16 vk_pad;
+};
+
+#define SLIM_VERDICT_ALLOW 1
+#define SLIM_VERDICT_DENY  2
+
+/* Node map: a cluster node's fabric address -> the pod range its pods come from. */
+struct slim_node {
+	__u32 nd_pod_net;
+	__u32 nd_pod_mask;
+};
+
+/* Settings the router changes at run time (one-entry array). */
+struct slim_settings {
+	__u32 st_policy_active; /* verdicts are required for every governed connect */
+	__u32 st_pad;
+};
+
+/*
+ * The identity option in the SYN and in the packets up to the first data segment: an
+ * experimental TCP option (kind 254, RFC 6994 ExID) written by the client host's sock_ops from
+ * the socket state the router set, read by the server host before accept() returns.
+ */
+#define SLIM_OPT_KIND	    254
+#define SLIM_OPT_LEN	    16
+#define SLIM_OPT_EXID	    0x534c /* "SL": pod to pod */
+#define SLIM_OPT_EXID_LOOP  0x534d /* "SM": in-pod loopback (sidecar) */
+
+struct slim_opt {
+	__u8 so_kind;
+	__u8 so_len;
+	__u16 so_exid;	   /* network order */
+	__u32 so_src_ip;   /* the client pod */
+	__u32 so_dst_ip;   /* the overlay destination it connected to */
+	__u16 so_src_port; /* the client's overlay port */
+	__u16 so_dst_port;
+};
+
+/*
+ * What connect() reports on a governed socket when the kernel cannot decide alone. Neither is
+ * an errno a TCP connect to an IPv4 address otherwise returns at once, so the shim can tell.
+ */
+#define SLIM_ERRNO_MISS	    126 /* ENOKEY: no route (or verdict) yet: ask the router, retry */
+#define SLIM_ERRNO_FALLBACK 66	/* EREMOTE: no slim listener there: connect over the overlay */
+
+/* Events to the router (ring buffer). */
+enum slim_event_type {
+	SLIM_EV_CONN = 1,     /* a governed connection is established (either end) */
+	SLIM_EV_CONFINED = 2, /* a pod made a pool socket listen: destroy it */
+	SLIM_EV_REFUSED = 3,  /* a governed connect was refused: the route may be stale */
+};
+
+struct slim_event {
+	__u32 ev_type;
+	__u32 ev_flags; /* SLIM_SK_* of the socket */
+	__u64 ev_cookie;
+	__u32 ev_pod_ip;
+	__u32 ev_host_local_ip, ev_host_remote_ip;
+	__u16 ev_host_local_port, ev_host_remote_port;
+	__u32 ev_ovl_src_ip, ev_ovl_dst_ip; /* overlay 4-tuple, src = the client */
+	__u16 ev_ovl_src_port, ev_ovl_dst_port;
+};
+
+/* Counters (the programs' .bss), read by the router for status and tests. */
+struct slim_govern_stats {
+	__u64 gs_connect_ok;	   /* connects sent to a host listener */
+	__u64 gs_connect_miss;	   /* no route or verdict yet */
+	__u64 gs_connect_fallback; /* routed to the overlay */
+	__u64 gs_connect_denied;   /* refused by a verdict */
+	__u64 gs_connect_refused;  /* not an overlay destination of a route: refused */
+	__u64 gs_bind_denied;
+	__u64 gs_sockopt_denied;
+	__u64 gs_listen_confined;
+	__u64 gs_accept_ok;	 /* accepted connections with a valid identity */
+	__u64 gs_accept_anon;	 /* accepted without an identity (destroyed) */
+	__u64 gs_syn_dropped;	 /* SYNs to a host listener without a valid identity */
+	__u64 gs_ident_written;	 /* identity options written */
+	__u64 gs_events_lost;	 /* ring buffer full */
+};
+
+#define SLIM_GOVERN_MAX_ROUTES	 65536
+#define SLIM_GOVERN_MAX_VERDICTS 65536
+#define SLIM_GOVERN_MAX_NODES	 1024
+#define SLIM_GOVERN_MAX_PODS	 4096
+
+#endif

@@ -1,0 +1,294 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The router's side of governed host sockets: its own cgroup v2 directory (the sockets it
+ * creates belong to it, and the BPF programs attached there govern them wherever they go), the
+ * governance programs (bpf/govern.c) and the same-host fast path on top, the kernel's route and
+ * verdict maps the router fills, and the events the kernel sends back (connections made,
+ * refused, pool sockets misused).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include "cgroup.h"
+#include "govern.h"
+#include "log.h"
+#include "router.h"
+
+static struct govern *governor;
+static char governor_cgroup[PATH_MAX];
+static char governor_parent[PATH_MAX]; /* "slim/": removed with the last router using it */
+static char governor_root[PATH_MAX];
+static char governor_why_off[160] = "not started";
+static uint64_t governor_nconns, governor_ndestroyed;
+
+/*
+ * The cgroup v2 hierarchy. Under `ip netns exec` /sys is a fresh sysfs without it; then mount it
+ * ourselves, in a mount namespace of our own so nothing leaks to the host.
+ */
+static int governor_cgroup_root(char *buf, size_t len)
+{
+	static const char mnt[] = "/sys/fs/cgroup";
+
+	if (cgroup_v2_mount(buf, len) == 0)
+		return 0;
+	if (unshare(CLONE_NEWNS) < 0)
+		return -errno;
+	/* Slave: netns bind mounts made later on the host still reach us (pod add). */
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+		return -errno;
+	if (mount("cgroup2", mnt, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		return -errno;
+	if (strlen(mnt) >= len)
+		return -ENAMETOOLONG;
+	strcpy(buf, mnt);
+	return 0;
+}
+
+static uint64_t governor_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* What a pod can trigger is logged at most a few times a second, so it cannot flood the log. */
+static bool governor_may_log(void)
+{
+	static uint64_t window, count;
+	uint64_t now = governor_now_ns() / 1000000000ull;
+
+	if (now != window) {
+		window = now;
+		count = 0;
+	}
+	return ++count <= 5;
+}
+
+/* Destroys the socket with this host 4-tuple (src = its own end). */
+static void governor_destroy(uint32_t lip, uint16_t lport, uint32_t rip, uint16_t rport,
+			     const char *why)
+{
+	struct tuple4 t = {.src_ip = lip, .dst_ip = rip, .src_port = lport, .dst_port = rport};
+	char a[ADDR_STRLEN];
+	int ret = sockdiag_destroy(&t);
+
+	governor_ndestroyed++;
+	if (governor_may_log())
+		log_warnx("destroyed %s (%s): %s", addr_str(a, sizeof(a), lip, lport), why,
+			  ret < 0 ? strerror(-ret) : "ok");
+}
+
+static void governor_event(const struct slim_event *ev, void *arg)
+{
+	const struct pod *p = pod_find_ip(ev->ev_pod_ip);
+	struct tuple4 host = {ev->ev_host_local_ip, ev->ev_host_remote_ip, ev->ev_host_local_port,
+			      ev->ev_host_remote_port};
+	struct tuple4 overlay = {ev->ev_ovl_src_ip, ev->ev_ovl_dst_ip, ev->ev_ovl_src_port,
+				 ev->ev_ovl_dst_port};
+
+	switch (ev->ev_type) {
+	case SLIM_EV_CONN:
+		if (ev->ev_flags & SLIM_SK_ANONYMOUS) {
+			governor_destroy(host.src_ip, host.src_port, host.dst_ip, host.dst_port,
+					 "accepted without an identity");
+			break;
+		}
+		governor_nconns++;
+		if (conn_add(&host, &overlay, ev->ev_cookie, p ? p->p_name : "?",
+			     !(ev->ev_flags & SLIM_SK_ACCEPTED)) < 0)
+			log_warnx("%s: out of memory", __func__);
+		/* Accepted after a policy change the client's router had not seen yet. */
+		if (ev->ev_flags & SLIM_SK_ACCEPTED)
+			enforce_accepted(&overlay);
+		break;
+	case SLIM_EV_CONFINED:
+		governor_destroy(host.src_ip, host.src_port, 0, 0, "a pod made a pool socket listen");
+		break;
+	case SLIM_EV_REFUSED:
+		/* The route that sent it there may be stale: the next connect resolves afresh. */
+		route_forget(ev->ev_ovl_dst_ip, ev->ev_ovl_dst_port, ev->ev_pod_ip);
+		break;
+	}
+}
+
+static void governor_readable(struct event_loop *loop, int fd, uint32_t events, void *arg)
+{
+	govern_events_drain(governor, governor_event, NULL);
+}
+
+int governor_start(const char *cgroup_name, bool sockmap)
+{
+	struct govern_config cfg = {
+		.gc_host_ip = router.r_fabric_ip,
+		.gc_overlay_net = router.r_cluster->cl_overlay.net,
+		.gc_overlay_mask = router.r_cluster->cl_overlay.mask,
+		.gc_router_tgid = getpid(),
+	};
+	char root[PATH_MAX], parent[PATH_MAX];
+	const char *step;
+	int ret;
+
+	step = "cgroup v2";
+	ret = governor_cgroup_root(root, sizeof(root));
+	if (ret < 0)
+		goto off;
+	step = "cgroup directory";
+	if (snprintf(governor_cgroup, sizeof(governor_cgroup), "%s/%s", root, cgroup_name) >=
+	    (int)sizeof(governor_cgroup)) {
+		ret = -ENAMETOOLONG;
+		goto off;
+	}
+	/* The name may have one level of parent ("slim/NAME"): create it, shared by routers. */
+	snprintf(parent, sizeof(parent), "%s", governor_cgroup);
+	*strrchr(parent, '/') = '\0';
+	if (strcmp(parent, root)) {
+		if (mkdir(parent, 0755) < 0 && errno != EEXIST) {
+			ret = -errno;
+			goto off;
+		}
+		snprintf(governor_parent, sizeof(governor_parent), "%s", parent);
+		snprintf(governor_root, sizeof(governor_root), "%s", root);
+	}
+	ret = cgroup_enter(governor_cgroup);
+	if (ret < 0)
+		goto off;
+	step = "BPF programs";
+	cfg.gc_cgroup = governor_cgroup;
+	ret = govern_open(&cfg, &governor);
+	if (ret < 0)
+		goto leave;
+	ret = event_add(router.r_loop, govern_events_fd(governor), EVENT_READ, governor_readable,
+			NULL);
+	if (ret < 0)
+		goto close;
+	governor_cluster_changed();
+	governor_policy_changed();
+	log_info("governed host sockets on: programs attached to %s", governor_cgroup);
+	if (sockmap)
+		fastpath_start(governor_cgroup);
+	return 0;
+close:
+	govern_close(governor);
+	governor = NULL;
+leave:
+	cgroup_leave(governor_cgroup);
+off:
+	snprintf(governor_why_off, sizeof(governor_why_off), "%s: %s", step, strerror(-ret));
+	governor_cgroup[0] = '\0';
+	log_warnx("governed host sockets off (%s): every connection takes the overlay",
+		  governor_why_off);
+	return ret;
+}
+
+void governor_stop(void)
+{
+	if (!governor)
+		return;
+	fastpath_stop();
+	event_del(router.r_loop, govern_events_fd(governor));
+	/* Sockets already handed out keep their state and programs until they close. */
+	govern_close(governor);
+	governor = NULL;
+	cgroup_leave(governor_cgroup);
+	/* Fails (EBUSY) while another router still has its directory there, as it should. */
+	if (governor_parent[0] && cgroup_enter(governor_root) == 0)
+		rmdir(governor_parent);
+}
+
+bool governor_enabled(void)
+{
+	return governor != NULL;
+}
+
+int governor_sock_set(int fd, const struct slim_sk *st)
+{
+	return governor ? govern_sock_set(governor, fd, st) : -ENOTCONN;
+}
+
+void governor_route_put(uint32_t ip, uint16_t port, uint32_t scope, uint32_t host_ip,
+			uint16_t host_port, uint16_t flags, unsigned ttl_ms)
+{
+	struct slim_route_key k = {.rk_ip = ip, .rk_scope = scope, .rk_port = port};
+	struct slim_route r = {
+		.rt_host_ip = host_ip,
+		.rt_host_port = host_port,
+		.rt_flags = flags,
+		.rt_expires_ns = ttl_ms ? governor_now_ns() + ttl_ms * 1000000ull : 0,
+	};
+	int ret;
+
+	if (!governor)
+		return;
+	ret = govern_route_put(governor, &k, &r);
+	if (ret < 0 && governor_may_log())
+		log_warnx("%s: %s", __func__, strerror(-ret));
+}
+
+void governor_route_del(uint32_t ip, uint16_t port, uint32_t scope)
+{
+	struct slim_route_key k = {.rk_ip = ip, .rk_scope = scope, .rk_port = port};
+
+	if (governor)
+		govern_route_del(governor, &k);
+}
+
+void governor_verdict_put(uint32_t src, uint32_t dst, uint16_t port, bool allow)
+{
+	struct slim_verdict_key k = {.vk_src = src, .vk_dst = dst, .vk_port = port};
+
+	if (governor)
+		govern_verdict_put(governor, &k, allow ? SLIM_VERDICT_ALLOW : SLIM_VERDICT_DENY);
+}
+
+void governor_policy_changed(void)
+{
+	if (!governor)
+		return;
+	/* Every verdict may have changed: connects ask again, once per pod and destination. */
+	govern_verdicts_flush(governor);
+	govern_set_policy_active(governor, policy_current() != NULL);
+}
+
+void governor_cluster_changed(void)
+{
+	const struct cluster *cl = router.r_cluster;
+
+	if (!governor)
+		return;
+	govern_nodes_flush(governor);
+	for (size_t i = 0; i < cl->cl_nnodes; i++)
+		govern_node_put(governor, cl->cl_nodes[i].cn_fabric_ip,
+				cl->cl_nodes[i].cn_pod_cidr.net, cl->cl_nodes[i].cn_pod_cidr.mask);
+}
+
+json_t *governor_status_json(void)
+{
+	struct slim_govern_stats s;
+
+	if (!governor)
+		return json_pack("{s:b, s:s}", "enabled", 0, "reason", governor_why_off);
+	govern_stats(governor, &s);
+	return json_pack("{s:b, s:s, s:i, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+			 "s:I, s:I, s:I, s:I}}",
+			 "enabled", 1, "cgroup", governor_cgroup, "routes",
+			 govern_route_count(governor), "conns_learned", (json_int_t)governor_nconns,
+			 "destroyed", (json_int_t)governor_ndestroyed, "kernel", "connect_ok",
+			 (json_int_t)s.gs_connect_ok, "connect_miss", (json_int_t)s.gs_connect_miss,
+			 "connect_fallback", (json_int_t)s.gs_connect_fallback, "connect_denied",
+			 (json_int_t)s.gs_connect_denied, "bind_denied", (json_int_t)s.gs_bind_denied,
+			 "sockopt_denied", (json_int_t)s.gs_sockopt_denied, "listen_confined",
+			 (json_int_t)s.gs_listen_confined, "accept_ok", (json_int_t)s.gs_accept_ok,
+			 "accept_anon", (json_int_t)s.gs_accept_anon, "syn_dropped",
+			 (json_int_t)s.gs_syn_dropped, "ident_written",
+			 (json_int_t)s.gs_ident_written, "events_lost",
+			 (json_int_t)s.gs_events_lost);
+}

@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The process's pool of governed host sockets: pre-made by the router (its cgroup, so the kernel
+ * governs them wherever they go), taken by connect() without asking anyone, and refilled ahead of
+ * need over a connection of the pool's own, whose reply any thread may collect.
+ *
+ * The pool is an array of slots, each an atomic descriptor (-1 empty): taking is an exchange,
+ * returning a compare-and-swap, so connect() never waits on another thread. Only the refill
+ * takes a lock, with trylock: a thread that finds it busy simply does not refill (the thread
+ * holding it does), which also keeps a signal handler's connect() from ever deadlocking.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/un.h>
+
+#include "msg.h"
+#include "shim.h"
+
+#define POOL_SLOTS    (2 * SLIM_POOL_BATCH)
+#define POOL_FIRST    4 /* a short-lived process (curl) costs the router a few sockets only */
+#define POOL_WAIT_MS  2000	      /* longer than the router's own bound on anything */
+#define POOL_RETRY_NS (200 * 1000000LL)
+
+static atomic_int pool_slot[POOL_SLOTS];
+static atomic_int pool_count;
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Under pool_lock: */
+static int pool_link = -1;
+static pid_t pool_link_pid;
+static bool pool_inflight;
+static uint32_t pool_next_id;
+static long long pool_retry_after;
+static long long pool_refused_until; /* the router said no (not a pod, or rate): not before */
+/* The next batch: it doubles with every refill up to SLIM_POOL_BATCH, so a process that
+ * connects a lot soon has a full pool, one that connects once made a few sockets only. Refill
+ * when a quarter of the next batch (half of the last one) is left. */
+static atomic_uint pool_batch = POOL_FIRST;
+
+static long long pool_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void pool_link_close(void)
+{
+	if (pool_link >= 0)
+		REAL(close)(pool_link);
+	pool_link = -1;
+	pool_inflight = false;
+}
+
+static int pool_link_open(void)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd;
+
+	if (pool_link >= 0 && pool_link_pid == getpid())
+		return 0;
+	pool_link_close();
+	if (pool_retry_after && pool_now_ns() < pool_retry_after)
+		return -ECONNREFUSED;
+	fd = REAL(socket)(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	memcpy(sun.sun_path, shim_config.router_path, sizeof(shim_config.router_path));
+	if (REAL(connect)(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int err = -errno;
+
+		REAL(close)(fd);
+		pool_retry_after = pool_now_ns() + POOL_RETRY_NS;
+		return err;
+	}
+	pool_link = fd;
+	pool_link_pid = getpid();
+	pool_retry_after = 0;
+	return 0;
+}
+
+/* The fd number no longer holds a pool socket of ours (taken, or dropped). */
+static void pool_untrack(int fd)
+{
+	struct fd_entry *e = fdtab_get(fd);
+
+	if (e && e->kind == FD_POOL)
+		e->kind = FD_UNKNOWN;
+}
+
+/* Puts fd in an empty slot. false when the pool is full. */
+static bool pool_store(int fd)
+{
+	for (int i = 0; i < POOL_SLOTS; i++) {
+		int empty = -1;
+
+		if (atomic_compare_exchange_strong(&pool_slot[i], &empty, fd)) {
+			struct fd_entry *e = fdtab_slot(fd);
+
+			if (e)
+				e->kind = FD_POOL;
+			atomic_fetch_add(&pool_count, 1);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Collects the router's answer to the refill in flight: 0, -EAGAIN (not yet), or -errno. */
+static int pool_collect(int wait_ms)
+{
+	uint8_t buf[256];
+	struct slim_pool_rep rep;
+	int fds[SLIM_POOL_BATCH];
+	unsigned nfds;
+	ssize_t n;
+
+	if (wait_ms) {
+		struct pollfd p = {.fd = pool_link, .events = POLLIN};
+
+		if (REAL(poll)(&p, 1, wait_ms) <= 0)
+			return -ETIMEDOUT;
+	}
+	n = slim_msg_recv_fds(pool_link, buf, sizeof(buf), fds, SLIM_POOL_BATCH, &nfds,
+			      MSG_DONTWAIT);
+	if (n == -EAGAIN)
+		return -EAGAIN;
+	pool_inflight = false;
+	if (n <= 0 || slim_msg_check_reply(buf, (size_t)n, SLIM_MSG_POOL_REP, pool_next_id) < 0) {
+		while (nfds)
+			REAL(close)(fds[--nfds]);
+		return n < 0 ? (int)n : -EBADMSG;
+	}
+	memcpy(&rep, buf, sizeof(rep));
+	/* Not a registered pod, no governance, or asking too fast: ask again later, not now. */
+	if (rep.action != SLIM_ACT_FD || !nfds)
+		pool_refused_until = pool_now_ns() + POOL_RETRY_NS * 5;
+	for (unsigned i = 0; i < nfds; i++)
+		if (!pool_store(fds[i]))
+			REAL(close)(fds[i]);
+	return 0;
+}
+
+/* Asks for a batch (does not wait for it). */
+static int pool_request(void)
+{
+	struct slim_pool_req req = {
+		.hdr = {.type = SLIM_MSG_POOL_REQ, .len = sizeof(req), .id = ++pool_next_id},
+		.count = atomic_load(&pool_batch),
+	};
+	int err = pool_link_open();
+
+	if (err < 0)
+		return err;
+	err = slim_msg_send(pool_link, &req, sizeof(req), -1);
+	if (err < 0) {
+		pool_link_close();
+		return err;
+	}
+	pool_inflight = true;
+	if (req.count < SLIM_POOL_BATCH)
+		atomic_store(&pool_batch, req.count * 2);
+	return 0;
+}
+
+/*
+ * Keeps the pool ahead of need: asks for a batch when it runs low, and collects an answer that
+ * has arrived. With wait (the pool is empty), waits for the answer. Never blocks on the lock.
+ */
+static void pool_refill(bool wait)
+{
+	int err = 0;
+
+	if ((pool_refused_until && pool_now_ns() < pool_refused_until) ||
+	    pthread_mutex_trylock(&pool_lock) != 0)
+		return;
+	if (pool_link >= 0 && pool_link_pid != getpid())
+		pool_link_close(); /* a child made without fork handlers */
+	if (pool_inflight)
+		err = pool_collect(0);
+	if (!pool_inflight && atomic_load(&pool_count) <= (int)atomic_load(&pool_batch) / 4)
+		err = pool_request();
+	if (wait && pool_inflight && err >= 0) {
+		err = pool_collect(POOL_WAIT_MS);
+		if (err == -ETIMEDOUT)
+			pool_link_close(); /* a late answer must not be mistaken for the next one */
+	}
+	if (err < 0 && err != -EAGAIN)
+		shim_log("pool refill: %s", strerror(-err));
+	pthread_mutex_unlock(&pool_lock);
+}
+
+int pool_take(void)
+{
+	static atomic_uint hint;
+
+	for (int round = 0; round < 2; round++) {
+		unsigned start = atomic_fetch_add(&hint, 1);
+
+		for (int i = 0; i < POOL_SLOTS; i++) {
+			int fd = atomic_exchange(&pool_slot[(start + i) % POOL_SLOTS], -1);
+
+			if (fd < 0)
+				continue;
+			atomic_fetch_sub(&pool_count, 1);
+			pool_untrack(fd);
+			if (atomic_load(&pool_count) <= (int)atomic_load(&pool_batch) / 4)
+				pool_refill(false);
+			return fd;
+		}
+		pool_refill(true);
+	}
+	return -1;
+}
+
+void pool_put(int fd)
+{
+	if (!pool_store(fd))
+		REAL(close)(fd);
+}
+
+void pool_forget(int fd)
+{
+	for (int i = 0; i < POOL_SLOTS; i++) {
+		int expected = fd;
+
+		if (atomic_compare_exchange_strong(&pool_slot[i], &expected, -1)) {
+			atomic_fetch_sub(&pool_count, 1);
+			return;
+		}
+	}
+}
+
+/*
+ * A forked child shares the parent's pool sockets: two processes must never connect one socket,
+ * so the child drops its copies (and its copy of the pool connection) and starts afresh.
+ */
+static void pool_after_fork_child(void)
+{
+	for (int i = 0; i < POOL_SLOTS; i++) {
+		int fd = atomic_exchange(&pool_slot[i], -1);
+
+		if (fd >= 0) {
+			pool_untrack(fd);
+			REAL(close)(fd);
+		}
+	}
+	atomic_store(&pool_count, 0);
+	atomic_store(&pool_batch, POOL_FIRST);
+	pthread_mutex_init(&pool_lock, NULL);
+	if (pool_link >= 0)
+		REAL(close)(pool_link);
+	pool_link = -1;
+	pool_inflight = false;
+	pool_retry_after = 0;
+}
+
+void pool_init(void)
+{
+	for (int i = 0; i < POOL_SLOTS; i++)
+		atomic_init(&pool_slot[i], -1);
+	pthread_atfork(NULL, NULL, pool_after_fork_child);
+}
