@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Fairness and malformed input: a pod that floods CONNECT_REQs without reading its replies is
+# Fairness and malformed input: a pod that floods ROUTE_REQs without reading its replies is
 # closed by the router while another pod's setups keep being answered quickly; a pod with a
 # burst of requests waiting on an unreachable node is held at 64 pending (and all of them fall
 # back) while others are served; every kind of malformed message closes only its sender.
@@ -24,7 +24,7 @@ log "baseline: setup latency with nobody else around"
 base=$(probe 7001) || fail "baseline: $base"
 log "  $base"
 
-log "a pod floods CONNECT_REQs and never reads (in a loop, reconnecting)"
+log "a pod floods ROUTE_REQs and never reads (in a loop, reconnecting)"
 bg serve h1/p1 "$LOAD" "$S1" serve 10.244.1.2 7000
 wait_for 5 grep -q "^serving host=198.18.0.1:" "$TMP/serve.log"
 cat >"$TMP/flood.sh" <<EOF

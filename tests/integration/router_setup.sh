@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Connection setup through the routers of a 2-host lab, without the shim: a test client speaks
-# the shim's protocol (tests/progs/router_client). Checks the host listener, cross-host (remote
-# resolution, then the cache) and same-host connects, the preamble the server reads, the conns
-# listing (and that it forgets closed connections), FALLBACK for a port without a slim listener
-# and for unregistered namespaces, pod del, and that control commands need root outside pods.
+# the shim's protocol (tests/progs/router_client): a governed socket from the pool, connected in
+# the client's own process. Checks the host listener, cross-host (a miss asks the router, which
+# asks h2; then the kernel's route map answers alone) and same-host connects, the overlay names
+# the kernel gives both ends, the conns listing learnt from the kernel (and that it forgets closed
+# connections), FALLBACK for a port without a slim listener and for unregistered namespaces, pod
+# del, and that control commands need root outside pods.
 # timeout: 120
 . "$(dirname "$0")/../lib.sh"
 need_root
@@ -30,13 +32,13 @@ host_port=$(sed -n 's/^listen fd host=198\.18\.0\.2:\([0-9]*\)$/\1/p' "$TMP/srv.
 ctl2 listeners | grep -Eq "^p1 +10\.244\.2\.2:8080 +198\.18\.0\.2:$host_port " ||
 	fail "listener table: $(ctl2 listeners)"
 
-log "cross-host connect h1/p1 -> 10.244.2.2:8080 (resolved by h2's router)"
+log "cross-host connect h1/p1 -> 10.244.2.2:8080 (a miss: h1's router asks h2's)"
 bg cli h1/p1 "$RC" "$S1" connect 10.244.2.2 8080 hello 3000
 wait_for 5 has cli "^echo hello"
-grep -Eq "^connect fd local=10\.244\.1\.2:[0-9]+ host=198\.18\.0\.2:$host_port cached=0$" \
-	"$TMP/cli.log" || fail "connect reply: $(cat "$TMP/cli.log")"
-local_port=$(sed -n 's/^connect fd local=10\.244\.1\.2:\([0-9]*\) .*/\1/p' "$TMP/cli.log")
-wait_for 5 has srv "^accepted src=10.244.1.2:$local_port dst=10.244.2.2:8080 host=198.18.0.1:$local_port$"
+grep -Eq "^connect local=10\.244\.1\.2:[0-9]+ routed=1$" \
+	"$TMP/cli.log" || fail "connect: $(cat "$TMP/cli.log")"
+local_port=$(sed -n 's/^connect local=10\.244\.1\.2:\([0-9]*\) .*/\1/p' "$TMP/cli.log")
+wait_for 5 has srv "^accepted src=10.244.1.2:$local_port dst=10.244.2.2:8080$"
 
 log "both routers list the connection while it is open"
 wait_for 5 sh -c "'$CTL' -s '$S1' conns | grep -Eq '^10\.244\.1\.2:$local_port +10\.244\.2\.2:8080 +198\.18\.0\.1:$local_port +198\.18\.0\.2:$host_port +p1 +out +tcp$'"
@@ -48,16 +50,16 @@ wait_for 10 sh -c "! kill -0 $PID_cli 2>/dev/null"
 wait_for 10 sh -c "'$CTL' -s '$S1' --json conns | jq -e '.conns | length == 0'"
 wait_for 10 sh -c "'$CTL' -s '$S2' --json conns | jq -e '.conns | length == 0'"
 
-log "same-host connect h2/p2 -> 10.244.2.2:8080"
+log "same-host connect h2/p2 -> 10.244.2.2:8080 (the local listener is in the route map already)"
 out=$(inside h2/p2 "$RC" "$S2" connect 10.244.2.2 8080 samehost)
-echo "$out" | grep -Eq "^connect fd local=10\.244\.2\.3:[0-9]+ host=198\.18\.0\.2:$host_port cached=0$" ||
+echo "$out" | grep -Eq "^connect local=10\.244\.2\.3:[0-9]+ routed=0$" ||
 	fail "same-host connect: $out"
 echo "$out" | grep -q "^echo samehost$" || fail "same-host echo: $out"
-wait_for 5 has srv "^accepted src=10.244.2.3:[0-9]* dst=10.244.2.2:8080 host=198.18.0.2:"
+wait_for 5 has srv "^accepted src=10.244.2.3:[0-9]* dst=10.244.2.2:8080$"
 
-log "second cross-host connect comes from the cache"
+log "second cross-host connect: the kernel's route map answers, no router on the path"
 out=$(inside h1/p1 "$RC" "$S1" connect 10.244.2.2 8080 again)
-echo "$out" | grep -Eq "^connect fd local=10\.244\.1\.2:[0-9]+ host=198\.18\.0\.2:$host_port cached=1$" ||
+echo "$out" | grep -Eq "^connect local=10\.244\.1\.2:[0-9]+ routed=0$" ||
 	fail "cached connect: $out"
 echo "$out" | grep -q "^echo again$" || fail "cached echo: $out"
 
@@ -71,14 +73,15 @@ wait_for 10 sh -c "! kill -0 $PID_srv 2>/dev/null"
 wait_for 5 sh -c "'$CTL' -s '$S2' --json listeners | jq -e '.listeners | length == 0'"
 [ "$(inside h2/p2 "$RC" "$S2" connect 10.244.2.2 8080)" = "connect fallback" ] || fail "after close"
 
-log "h2 drops the dead listener and tells h1 (INVALIDATE): h1's connect falls back, uncached"
-# h2 notices within its 2 s sweep; until then h1's cached answer is refused and dropped.
+log "h2 drops the dead listener and tells h1 (INVALIDATE): h1's connect falls back"
+# h2 notices within its 2 s sweep; until then h1's route is refused (and the kernel tells h1's
+# router, which drops it).
 deadline=$((SECONDS + 5))
 while :; do
 	out=$(inside h1/p1 "$RC" "$S1" connect 10.244.2.2 8080) || true
 	[ "$out" = "connect fallback" ] && break
 	echo "$out" | grep -q "^error: connect: Connection refused" ||
-		fail "a stale cached listener must be refused or fall back: $out"
+		fail "a stale route must be refused or fall back: $out"
 	[ $SECONDS -lt $deadline ] || fail "still no fallback after 5 s: $out"
 	sleep 0.2
 done

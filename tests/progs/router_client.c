@@ -1,17 +1,19 @@
 // SPDX-License-Identifier: MIT
 /*
- * A stand-in for the shim in router tests: run inside a pod netns, it sends LISTEN_REQ /
- * CONNECT_REQ to the router itself, takes the fd and checks what the router promised.
+ * A stand-in for the shim in router tests: run inside a pod netns, it speaks the shim's protocol
+ * to the router itself and checks what the router and the kernel promised.
  *
  *   router_client SOCK listen POD_IP PORT [ACCEPTS]
- *	LISTEN_REQ for POD_IP:PORT; checks the fd listens on the address in the reply; prints
- *	"listen fd host=IP:PORT", then accepts ACCEPTS connections (default 1): reads and checks
- *	the preamble (its dst must be POD_IP:PORT), prints "accepted src=... dst=... host=...",
- *	sends the ACCEPTED notice, echoes one line, and waits for the client to close.
+ *	LISTEN_REQ for POD_IP:PORT; checks the fd listens and that the kernel names it by its
+ *	overlay address (0.0.0.0:PORT); prints "listen fd host=IP:PORT" (the reply's host address),
+ *	then accepts ACCEPTS connections (default 1): prints "accepted src=... dst=..." as the
+ *	kernel names them (accept's address and getsockname), echoes until the client closes.
  *   router_client SOCK connect IP PORT [MSG [HOLD_MS]]
- *	CONNECT_REQ; prints "connect fallback" or "connect fd local=... host=... cached=0|1",
- *	then waits for the connect, sends MSG (default "ping"), prints "echo MSG" when it comes
- *	back, and keeps the connection open HOLD_MS (default 0) before closing.
+ *	POOL_REQ for one governed socket, connect() on it to IP:PORT; on a miss ROUTE_REQ and
+ *	connect again. Prints "connect fallback", "connect refused" or "connect local=... routed=0|1"
+ *	(routed: the router had to be asked), then waits for the connect, sends MSG (default
+ *	"ping"), prints "echo MSG" when it comes back, and keeps the connection open HOLD_MS
+ *	(default 0) before closing.
  * Every wait has a deadline; exit status 0 when everything checked out, 1 otherwise.
  */
 #include <errno.h>
@@ -30,8 +32,10 @@
 
 /* The tests Makefile links progs with nothing but libc: compile the codecs we need in. */
 #include "../../common/msg.c"
-#include "../../common/preamble.c"
 #include "../../common/sockopt.c"
+
+#define SLIM_ERRNO_MISS	    126 /* bpf/govern_abi.h */
+#define SLIM_ERRNO_FALLBACK 66
 
 #define DEADLINE_MS 5000
 
@@ -98,7 +102,7 @@ static int do_listen(int rfd, const char *pod_ip, int port, int accepts)
 	struct slim_listen_rep rep;
 	struct sockaddr_in sin;
 	socklen_t len = sizeof(sin);
-	char a[32], b[32], c[32];
+	char a[32], b[32];
 	int lfd, on = 0;
 	uint32_t ip = inet_addr(pod_ip);
 
@@ -122,21 +126,18 @@ static int do_listen(int rfd, const char *pod_ip, int port, int accepts)
 		die("the listener fd does not listen");
 	len = sizeof(sin);
 	getsockname(lfd, (struct sockaddr *)&sin, &len);
-	if (sin.sin_addr.s_addr != rep.host_ip || sin.sin_port != rep.host_port)
-		die("listener bound to %s, reply says %s", ep(a, sin.sin_addr.s_addr, sin.sin_port),
-		    ep(b, rep.host_ip, rep.host_port));
+	if (sin.sin_addr.s_addr != INADDR_ANY || sin.sin_port != htons((uint16_t)port))
+		die("the kernel names the listener %s, not its overlay 0.0.0.0:%d",
+		    ep(a, sin.sin_addr.s_addr, sin.sin_port), port);
 	/* The router made it non-blocking; like the shim, give the app back a blocking fd. */
 	fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) & ~O_NONBLOCK);
 	printf("listen fd host=%s\n", ep(a, rep.host_ip, rep.host_port));
 	fflush(stdout);
 
 	for (int i = 0; i < accepts; i++) {
-		struct sockaddr_in peer;
-		socklen_t plen = sizeof(peer);
-		struct slim_preamble pre;
-		struct slim_accepted acc = {0};
+		struct sockaddr_in peer, me;
+		socklen_t plen = sizeof(peer), mlen = sizeof(me);
 		uint8_t buf[512];
-		size_t got = 0;
 		ssize_t n;
 		int s;
 
@@ -144,36 +145,13 @@ static int do_listen(int rfd, const char *pod_ip, int port, int accepts)
 		s = accept4(lfd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
 		if (s < 0)
 			die("accept: %s", strerror(errno));
-		/* TCP_DEFER_ACCEPT: the preamble is already here. */
-		while (got < SLIM_PREAMBLE_LEN) {
-			wait_fd(s, POLLIN);
-			n = recv(s, buf + got, SLIM_PREAMBLE_LEN - got, 0);
-			if (n <= 0)
-				die("preamble: connection closed after %zu bytes", got);
-			got += (size_t)n;
-		}
-		if (slim_preamble_decode(buf, SLIM_PREAMBLE_LEN, &pre) < 0)
-			die("bad preamble");
-		if (pre.dst_ip != ip || pre.dst_port != htons((uint16_t)port))
-			die("preamble for %s, this listener is %s:%d",
-			    ep(a, pre.dst_ip, pre.dst_port), pod_ip, port);
-		printf("accepted src=%s dst=%s host=%s\n", ep(a, pre.src_ip, pre.src_port),
-		       ep(b, pre.dst_ip, pre.dst_port), ep(c, peer.sin_addr.s_addr, peer.sin_port));
+		getsockname(s, (struct sockaddr *)&me, &mlen);
+		if (me.sin_addr.s_addr != ip || me.sin_port != htons((uint16_t)port))
+			die("accepted for %s, this listener is %s:%d",
+			    ep(a, me.sin_addr.s_addr, me.sin_port), pod_ip, port);
+		printf("accepted src=%s dst=%s\n", ep(a, peer.sin_addr.s_addr, peer.sin_port),
+		       ep(b, me.sin_addr.s_addr, me.sin_port));
 		fflush(stdout);
-
-		acc.hdr.type = SLIM_MSG_ACCEPTED;
-		acc.hdr.len = sizeof(acc);
-		acc.hdr.id = 100 + (uint32_t)i;
-		acc.overlay_src_ip = pre.src_ip;
-		acc.overlay_src_port = pre.src_port;
-		acc.overlay_dst_ip = pre.dst_ip;
-		acc.overlay_dst_port = pre.dst_port;
-		acc.host_src_ip = peer.sin_addr.s_addr;
-		acc.host_src_port = peer.sin_port;
-		acc.host_dst_ip = rep.host_ip;
-		acc.host_dst_port = rep.host_port;
-		if (slim_msg_send(rfd, &acc, sizeof(acc), -1) < 0)
-			die("send ACCEPTED");
 
 		/* Echo until the client closes. */
 		for (;;) {
@@ -190,32 +168,84 @@ static int do_listen(int rfd, const char *pod_ip, int port, int accepts)
 	return 0;
 }
 
+/* One governed socket from the router's pool. */
+static int pool_socket(int rfd)
+{
+	struct slim_pool_req req = {.hdr = {.type = SLIM_MSG_POOL_REQ, .len = sizeof(req), .id = 8},
+				    .count = 1};
+	struct slim_pool_rep rep;
+	int fd;
+
+	if (slim_msg_send(rfd, &req, sizeof(req), -1) < 0)
+		die("send POOL_REQ");
+	fd = recv_reply(rfd, &rep, sizeof(rep), SLIM_MSG_POOL_REP, 8);
+	if (rep.action != SLIM_ACT_FD || fd < 0)
+		return -1;
+	return fd;
+}
+
+/* ROUTE_REQ for dst: the router's action. */
+static uint32_t ask_route(int rfd, const struct sockaddr_in *dst)
+{
+	struct slim_route_req req = {.hdr = {.type = SLIM_MSG_ROUTE_REQ, .len = sizeof(req), .id = 9},
+				     .dst_ip = dst->sin_addr.s_addr,
+				     .dst_port = dst->sin_port};
+	struct slim_route_rep rep;
+	int fd;
+
+	if (slim_msg_send(rfd, &req, sizeof(req), -1) < 0)
+		die("send ROUTE_REQ");
+	fd = recv_reply(rfd, &rep, sizeof(rep), SLIM_MSG_ROUTE_REP, 9);
+	if (fd >= 0)
+		die("a ROUTE_REP with a descriptor");
+	return rep.action;
+}
+
 static int do_connect(int rfd, const char *dst, int port, const char *msg, int hold_ms)
 {
-	struct slim_connect_req req = {0};
-	struct slim_connect_rep rep;
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr.s_addr = inet_addr(dst),
+				 .sin_port = htons((uint16_t)port)};
+	struct sockaddr_in me;
+	socklen_t mlen = sizeof(me);
 	struct pollfd p;
-	char a[32], b[32], buf[512];
-	int fd, err = 0;
+	char a[32], buf[512];
+	int fd, err = 0, routed = 0;
 	socklen_t len = sizeof(err);
 	size_t got = 0, want = strlen(msg);
 
-	req.hdr.type = SLIM_MSG_CONNECT_REQ;
-	req.hdr.len = (uint32_t)slim_connect_req_len(0);
-	req.hdr.id = 9;
-	req.dst_ip = inet_addr(dst);
-	req.dst_port = htons((uint16_t)port);
-	if (slim_msg_send(rfd, &req, req.hdr.len, -1) < 0)
-		die("send CONNECT_REQ");
-	fd = recv_reply(rfd, &rep, sizeof(rep), SLIM_MSG_CONNECT_REP, 9);
-	if (rep.action == SLIM_ACT_FALLBACK) {
+	fd = pool_socket(rfd);
+	if (fd < 0) {
 		printf("connect fallback\n");
-		return fd < 0 ? 0 : 1;
+		return 0;
 	}
-	if (rep.action != SLIM_ACT_FD || fd < 0)
-		die("connect: action %u fd %d", rep.action, fd);
-	printf("connect fd local=%s host=%s cached=%d\n", ep(a, rep.local_ip, rep.local_port),
-	       ep(b, rep.host_ip, rep.host_port), !!(rep.flags & SLIM_REPF_CACHED));
+	while (connect(fd, (struct sockaddr *)&to, sizeof(to)) < 0 && errno != EINPROGRESS) {
+		uint32_t action;
+
+		if (errno == ECONNREFUSED) {
+			printf("connect refused\n");
+			return 0;
+		}
+		if (errno == SLIM_ERRNO_FALLBACK) {
+			printf("connect fallback\n");
+			return 0;
+		}
+		if (errno != SLIM_ERRNO_MISS || routed)
+			die("connect: %s", strerror(errno));
+		routed = 1;
+		action = ask_route(rfd, &to);
+		if (action == SLIM_ACT_FALLBACK) {
+			printf("connect fallback\n");
+			return 0;
+		}
+		if (action == SLIM_ACT_ERROR) {
+			printf("connect refused\n");
+			return 0;
+		}
+		if (action != SLIM_ACT_ROUTE)
+			die("route: action %u", action);
+	}
+	getsockname(fd, (struct sockaddr *)&me, &mlen);
+	printf("connect local=%s routed=%d\n", ep(a, me.sin_addr.s_addr, me.sin_port), routed);
 	fflush(stdout);
 
 	p.fd = fd;

@@ -4,19 +4,19 @@
  *
  *   router_load SOCK bench POD_IP PORT N
  *	Gets a host listener for POD_IP:PORT (a thread accepts and closes), then does N
- *	CONNECT_REQs to it one after the other, closing each fd. Prints
- *	"bench N fd F fallback B avg_us A p50_us P p99_us Q max_us M".
+ *	ROUTE_REQs to it one after the other. Prints
+ *	"bench N fd F fallback B avg_us A p50_us P p99_us Q max_us M" (fd: answers "route").
  *   router_load SOCK serve POD_IP PORT
  *	Gets a host listener for POD_IP:PORT, prints "serving host=IP:PORT" and accepts and
  *	closes connections until killed.
  *   router_load SOCK flood IP PORT N
- *	Sends up to N CONNECT_REQs without ever reading a reply. Prints
+ *	Sends up to N ROUTE_REQs without ever reading a reply. Prints
  *	"flood sent S closed 0|1": closed 1 when the router closed the connection (within 5 s).
  *   router_load SOCK burst IP PORT N
- *	Sends N CONNECT_REQs to distinct ports PORT.. of IP without waiting, then reads all the
- *	replies. Prints "burst N fd F fallback B ms T".
+ *	Sends N ROUTE_REQs to distinct ports PORT.. of IP without waiting, then reads all the
+ *	replies. Prints "burst N fd F fallback B ms T" (fd: answers "route").
  *   router_load SOCK garbage KIND
- *	Sends one malformed message (KIND: short, len, type, reserved, nopts, sockopt, big) and
+ *	Sends one malformed LISTEN_REQ (KIND: short, len, type, reserved, nopts, sockopt, big) and
  *	prints "garbage KIND closed 0|1" (1: the router closed this connection within 5 s).
  */
 #include <errno.h>
@@ -57,11 +57,11 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void connect_req(struct slim_connect_req *req, uint32_t id, const char *ip, int port)
+static void route_req(struct slim_route_req *req, uint32_t id, const char *ip, int port)
 {
 	memset(req, 0, sizeof(*req));
-	req->hdr.type = SLIM_MSG_CONNECT_REQ;
-	req->hdr.len = (uint32_t)slim_connect_req_len(0);
+	req->hdr.type = SLIM_MSG_ROUTE_REQ;
+	req->hdr.len = sizeof(*req);
 	req->hdr.id = id;
 	req->dst_ip = inet_addr(ip);
 	req->dst_port = htons((uint16_t)port);
@@ -142,8 +142,8 @@ static int do_serve(const char *path, int port)
 static int do_bench(const char *path, const char *ip, int port, int n)
 {
 	struct slim_listen_rep lrep;
-	struct slim_connect_req req;
-	struct slim_connect_rep rep;
+	struct slim_route_req req;
+	struct slim_route_rep rep;
 	uint64_t *lat = calloc((size_t)n, sizeof(*lat)), total = 0;
 	int rfd = router_open(path, 0), lfd, fd, nfd = 0, nfb = 0;
 	pthread_t t;
@@ -154,7 +154,7 @@ static int do_bench(const char *path, const char *ip, int port, int n)
 		uint64_t t0 = now_ns();
 		ssize_t got;
 
-		connect_req(&req, (uint32_t)i + 10, ip, port);
+		route_req(&req, (uint32_t)i + 10, ip, port);
 		if (slim_msg_send(rfd, &req, req.hdr.len, -1) < 0) {
 			printf("error: send\n");
 			return 1;
@@ -163,17 +163,15 @@ static int do_bench(const char *path, const char *ip, int port, int n)
 		lat[i] = now_ns() - t0;
 		total += lat[i];
 		if (got != sizeof(rep) ||
-		    slim_msg_check_reply(&rep, sizeof(rep), SLIM_MSG_CONNECT_REP,
-					 (uint32_t)i + 10) < 0) {
+		    slim_msg_check_reply(&rep, sizeof(rep), SLIM_MSG_ROUTE_REP,
+					 (uint32_t)i + 10) < 0 || fd >= 0) {
 			printf("error: bad reply %zd\n", got);
 			return 1;
 		}
-		if (fd >= 0) {
+		if (rep.action == SLIM_ACT_ROUTE)
 			nfd++;
-			close(fd);
-		} else {
+		else
 			nfb++;
-		}
 	}
 	qsort(lat, (size_t)n, sizeof(*lat), cmp_u64);
 	printf("bench %d fd %d fallback %d avg_us %.1f p50_us %.1f p99_us %.1f max_us %.1f\n", n,
@@ -185,10 +183,10 @@ static int do_bench(const char *path, const char *ip, int port, int n)
 static int do_flood(const char *path, const char *ip, int port, int n)
 {
 	int rfd = router_open(path, SOCK_NONBLOCK), sent = 0;
-	struct slim_connect_req req;
+	struct slim_route_req req;
 
 	for (; sent < n; sent++) {
-		connect_req(&req, (uint32_t)sent + 1, ip, port);
+		route_req(&req, (uint32_t)sent + 1, ip, port);
 		for (;;) {
 			ssize_t r = send(rfd, &req, req.hdr.len, MSG_NOSIGNAL);
 			struct pollfd p = {.fd = rfd, .events = POLLOUT};
@@ -210,8 +208,8 @@ out:
 static int do_burst(const char *path, const char *ip, int port, int n)
 {
 	int rfd = router_open(path, 0), nfd = 0, nfb = 0, got = 0;
-	struct slim_connect_req req;
-	struct slim_connect_rep rep;
+	struct slim_route_req req;
+	struct slim_route_rep rep;
 	uint64_t t0 = now_ns();
 	int sent = 0;
 
@@ -224,7 +222,7 @@ static int do_burst(const char *path, const char *ip, int port, int n)
 			return 1;
 		}
 		if ((p.revents & POLLOUT) && sent < n) {
-			connect_req(&req, (uint32_t)sent + 1, ip, port + sent);
+			route_req(&req, (uint32_t)sent + 1, ip, port + sent);
 			if (send(rfd, &req, req.hdr.len, MSG_NOSIGNAL | MSG_DONTWAIT) ==
 			    (ssize_t)req.hdr.len)
 				sent++;
@@ -238,12 +236,12 @@ static int do_burst(const char *path, const char *ip, int port, int n)
 				return 1;
 			}
 			got++;
-			if (fd >= 0) {
-				nfd++;
+			if (fd >= 0)
 				close(fd);
-			} else {
+			if (rep.action == SLIM_ACT_ROUTE)
+				nfd++;
+			else
 				nfb++;
-			}
 		}
 		if (p.revents & (POLLHUP | POLLERR)) {
 			printf("error: router closed us after %d answers\n", got);
@@ -257,11 +255,13 @@ static int do_burst(const char *path, const char *ip, int port, int n)
 
 static int do_garbage(const char *path, const char *kind)
 {
-	struct slim_connect_req req;
-	size_t len = slim_connect_req_len(1);
+	struct slim_listen_req req = {0};
+	size_t len = slim_listen_req_len(1);
 	int rfd = router_open(path, 0);
 
-	connect_req(&req, 1, "10.244.1.2", 80);
+	req.hdr.type = SLIM_MSG_LISTEN_REQ;
+	req.hdr.id = 1;
+	req.port = htons(80);
 	req.nopts = 1;
 	req.hdr.len = (uint32_t)len;
 	req.opts[0].level = SOL_SOCKET;
