@@ -4,10 +4,10 @@
  * governs them wherever they go), taken by connect() without asking anyone, and refilled ahead of
  * need over a connection of the pool's own, whose reply any thread may collect.
  *
- * The pool is an array of slots, each an atomic descriptor (-1 empty): taking is an exchange,
- * returning a compare-and-swap, so connect() never waits on another thread. Only the refill
- * takes a lock, with trylock: a thread that finds it busy simply does not refill (the thread
- * holding it does), which also keeps a signal handler's connect() from ever deadlocking.
+ * The pool is an array of slots, each an atomic descriptor (0 empty): taking is an exchange,
+ * returning a compare-and-swap, so connect() never waits on another thread while the pool has
+ * sockets. Only the refill takes a lock: with trylock ahead of need (a thread that finds it busy
+ * leaves the refill to the thread holding it), with a bounded wait when the pool is empty.
  */
 #include <errno.h>
 #include <poll.h>
@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/un.h>
 
 #include "msg.h"
@@ -22,9 +24,13 @@
 
 #define POOL_SLOTS    (2 * SLIM_POOL_BATCH)
 #define POOL_FIRST    4 /* a short-lived process (curl) costs the router a few sockets only */
-#define POOL_WAIT_MS  2000	      /* longer than the router's own bound on anything */
-#define POOL_RETRY_NS (200 * 1000000LL)
+/* The router makes a batch in well under a millisecond; one that takes this long is stuck
+ * (SIGSTOP, overload): the connect takes the overlay, and the pool asks again a while later. */
+#define POOL_WAIT_MS  500
+#define POOL_RETRY_NS (1000 * 1000000LL)
 
+/* Each slot holds fd + 1, so the zero-initialized array is empty even before pool_init runs
+ * (another library's constructor may connect before ours). */
 static atomic_int pool_slot[POOL_SLOTS];
 static atomic_int pool_count;
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -96,9 +102,9 @@ static void pool_untrack(int fd)
 static bool pool_store(int fd)
 {
 	for (int i = 0; i < POOL_SLOTS; i++) {
-		int empty = -1;
+		int empty = 0;
 
-		if (atomic_compare_exchange_strong(&pool_slot[i], &empty, fd)) {
+		if (atomic_compare_exchange_strong(&pool_slot[i], &empty, fd + 1)) {
 			struct fd_entry *e = fdtab_slot(fd);
 
 			if (e)
@@ -108,6 +114,60 @@ static bool pool_store(int fd)
 		}
 	}
 	return false;
+}
+
+/*
+ * Where pool sockets live: near the top of the descriptor range, below a bound, so the app's
+ * own descriptors keep the low numbers it expects (ae-style loops size their tables by the
+ * connections they plan, select() needs numbers under FD_SETSIZE) and the kernel's fd table
+ * does not grow for us beyond a few pages.
+ */
+static int pool_fd_base(void)
+{
+	static atomic_int base;
+	int b = atomic_load(&base);
+
+	if (!b) {
+		struct rlimit rl;
+		rlim_t top = 4096;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < top)
+			top = rl.rlim_cur;
+		b = (int)top - POOL_SLOTS - 16;
+		if (b < 64)
+			b = 64;
+		atomic_store(&base, b);
+	}
+	return b;
+}
+
+/* Moves a received socket up to the pool's range (it arrived at the lowest free number). */
+static int pool_relocate(int fd)
+{
+	int hi = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, pool_fd_base());
+
+	if (hi < 0)
+		return fd;
+	REAL(close)(fd);
+	return hi;
+}
+
+/* The app ran out of descriptors: give it back the ones the pool holds. Returns how many. */
+int pool_drain(void)
+{
+	int n = 0;
+
+	for (int i = 0; i < POOL_SLOTS; i++) {
+		int fd = atomic_exchange(&pool_slot[i], 0) - 1;
+
+		if (fd >= 0) {
+			atomic_fetch_sub(&pool_count, 1);
+			pool_untrack(fd);
+			REAL(close)(fd);
+			n++;
+		}
+	}
+	return n;
 }
 
 /* Collects the router's answer to the refill in flight: 0, -EAGAIN (not yet), or -errno. */
@@ -138,10 +198,13 @@ static int pool_collect(int wait_ms)
 	memcpy(&rep, buf, sizeof(rep));
 	/* Not a registered pod, no governance, or asking too fast: ask again later, not now. */
 	if (rep.action != SLIM_ACT_FD || !nfds)
-		pool_refused_until = pool_now_ns() + POOL_RETRY_NS * 5;
-	for (unsigned i = 0; i < nfds; i++)
-		if (!pool_store(fds[i]))
-			REAL(close)(fds[i]);
+		pool_refused_until = pool_now_ns() + POOL_RETRY_NS;
+	for (unsigned i = 0; i < nfds; i++) {
+		int fd = pool_relocate(fds[i]);
+
+		if (!pool_store(fd))
+			REAL(close)(fd);
+	}
 	return 0;
 }
 
@@ -169,28 +232,51 @@ static int pool_request(void)
 
 /*
  * Keeps the pool ahead of need: asks for a batch when it runs low, and collects an answer that
- * has arrived. With wait (the pool is empty), waits for the answer. Never blocks on the lock.
+ * has arrived. With wait (the pool is empty), waits for the answer, and for a thread already
+ * refilling; never when this thread itself is refilling (a signal handler's connect).
  */
 static void pool_refill(bool wait)
 {
+	static __thread bool refilling;
 	int err = 0;
 
-	if ((pool_refused_until && pool_now_ns() < pool_refused_until) ||
-	    pthread_mutex_trylock(&pool_lock) != 0)
+	if (refilling || (pool_refused_until && pool_now_ns() < pool_refused_until))
 		return;
+	if (wait) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += POOL_WAIT_MS / 1000;
+		until.tv_nsec += (POOL_WAIT_MS % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		if (pthread_mutex_timedlock(&pool_lock, &until) != 0)
+			return;
+	} else if (pthread_mutex_trylock(&pool_lock) != 0) {
+		return;
+	}
+	refilling = true;
 	if (pool_link >= 0 && pool_link_pid != getpid())
 		pool_link_close(); /* a child made without fork handlers */
 	if (pool_inflight)
 		err = pool_collect(0);
+	/* Another thread may have refilled while we waited for the lock. */
+	if (wait && atomic_load(&pool_count) > 0)
+		wait = false;
 	if (!pool_inflight && atomic_load(&pool_count) <= (int)atomic_load(&pool_batch) / 4)
 		err = pool_request();
 	if (wait && pool_inflight && err >= 0) {
 		err = pool_collect(POOL_WAIT_MS);
-		if (err == -ETIMEDOUT)
+		if (err == -ETIMEDOUT) {
 			pool_link_close(); /* a late answer must not be mistaken for the next one */
+			pool_retry_after = pool_now_ns() + POOL_RETRY_NS;
+		}
 	}
 	if (err < 0 && err != -EAGAIN)
 		shim_log("pool refill: %s", strerror(-err));
+	refilling = false;
 	pthread_mutex_unlock(&pool_lock);
 }
 
@@ -202,7 +288,7 @@ int pool_take(void)
 		unsigned start = atomic_fetch_add(&hint, 1);
 
 		for (int i = 0; i < POOL_SLOTS; i++) {
-			int fd = atomic_exchange(&pool_slot[(start + i) % POOL_SLOTS], -1);
+			int fd = atomic_exchange(&pool_slot[(start + i) % POOL_SLOTS], 0) - 1;
 
 			if (fd < 0)
 				continue;
@@ -226,9 +312,9 @@ void pool_put(int fd)
 void pool_forget(int fd)
 {
 	for (int i = 0; i < POOL_SLOTS; i++) {
-		int expected = fd;
+		int expected = fd + 1;
 
-		if (atomic_compare_exchange_strong(&pool_slot[i], &expected, -1)) {
+		if (atomic_compare_exchange_strong(&pool_slot[i], &expected, 0)) {
 			atomic_fetch_sub(&pool_count, 1);
 			return;
 		}
@@ -241,14 +327,7 @@ void pool_forget(int fd)
  */
 static void pool_after_fork_child(void)
 {
-	for (int i = 0; i < POOL_SLOTS; i++) {
-		int fd = atomic_exchange(&pool_slot[i], -1);
-
-		if (fd >= 0) {
-			pool_untrack(fd);
-			REAL(close)(fd);
-		}
-	}
+	pool_drain();
 	atomic_store(&pool_count, 0);
 	atomic_store(&pool_batch, POOL_FIRST);
 	pthread_mutex_init(&pool_lock, NULL);
@@ -261,7 +340,5 @@ static void pool_after_fork_child(void)
 
 void pool_init(void)
 {
-	for (int i = 0; i < POOL_SLOTS; i++)
-		atomic_init(&pool_slot[i], -1);
 	pthread_atfork(NULL, NULL, pool_after_fork_child);
 }

@@ -18,7 +18,7 @@
 /* Longer than the router's own 1 s bound on a remote resolution. */
 #define ROUTER_REPLY_TIMEOUT_MS 2000
 /* After a failed attempt to reach the router, this thread does not retry for a while. */
-#define ROUTER_RETRY_NS (200 * 1000000LL)
+#define ROUTER_RETRY_NS (1000 * 1000000LL)
 
 static __thread int link_fd = -1;
 static __thread pid_t link_pid;

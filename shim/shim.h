@@ -173,6 +173,8 @@ int pool_take(void);
 void pool_put(int fd);
 /* The app closed fd, a number the pool held: forget it. */
 void pool_forget(int fd);
+/* Closes every socket the pool holds (the app hit its descriptor limit); how many. */
+int pool_drain(void);
 
 /* ---- connect.c ---- */
 int connect_slim(int fd, const struct sockaddr_in *dst);

@@ -54,6 +54,9 @@ SHIM_EXPORT int socket(int domain, int type, int protocol)
 	int fd = REAL(socket)(domain, type, protocol);
 	struct fd_entry *e;
 
+	/* The pool's sockets count against the app's limit: at the limit, they give way. */
+	if (fd < 0 && errno == EMFILE && pool_drain() > 0)
+		fd = REAL(socket)(domain, type, protocol);
 	if (fd < 0)
 		return fd;
 	fdtab_release(fd); /* the number is new: whatever was recorded for it is stale */
@@ -134,6 +137,8 @@ SHIM_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags
 	if (e && e->kind == FD_LISTENER)
 		return listener_accept(fd, e, addr, len, flags);
 	nfd = REAL(accept4)(fd, addr, len, flags);
+	if (nfd < 0 && errno == EMFILE && pool_drain() > 0)
+		nfd = REAL(accept4)(fd, addr, len, flags);
 	if (nfd >= 0)
 		fdtab_release(nfd);
 	return nfd;
@@ -147,6 +152,8 @@ SHIM_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
 	if (e && e->kind == FD_LISTENER)
 		return listener_accept(fd, e, addr, len, 0);
 	nfd = REAL(accept)(fd, addr, len);
+	if (nfd < 0 && errno == EMFILE && pool_drain() > 0)
+		nfd = REAL(accept)(fd, addr, len);
 	if (nfd >= 0)
 		fdtab_release(nfd);
 	return nfd;

@@ -41,29 +41,30 @@ static void corpus_opt(struct slim_sockopt *o, int level, int name, int val)
 
 static int corpus_requests(void)
 {
-	struct slim_connect_req c;
+	struct slim_pool_req pr;
+	struct slim_route_req rr;
 	struct slim_listen_req l;
-	struct slim_accepted a;
-	struct slim_lookup_req lk;
 	struct {
 		struct slim_msg_hdr hdr;
 		char json[16];
 	} ctl;
 	int err = 0;
 
-	memset(&c, 0, sizeof(c));
-	c.hdr.type = SLIM_MSG_CONNECT_REQ;
-	c.hdr.id = 1;
-	c.dst_ip = htonl(0x0af40202);
-	c.dst_port = htons(80);
-	c.hdr.len = slim_connect_req_len(0);
-	err |= corpus_write("fuzz_msg_request", "connect0", &c, c.hdr.len);
-	corpus_opt(&c.opts[0], SOL_SOCKET, SO_RCVBUF, 1 << 20);
-	corpus_opt(&c.opts[1], IPPROTO_TCP, TCP_NODELAY, 1);
-	c.nopts = 2;
-	c.flags = SLIM_CONNF_RETRY;
-	c.hdr.len = slim_connect_req_len(2);
-	err |= corpus_write("fuzz_msg_request", "connect2", &c, c.hdr.len);
+	memset(&pr, 0, sizeof(pr));
+	pr.hdr.type = SLIM_MSG_POOL_REQ;
+	pr.hdr.id = 1;
+	pr.hdr.len = sizeof(pr);
+	pr.count = SLIM_POOL_BATCH;
+	err |= corpus_write("fuzz_msg_request", "pool", &pr, sizeof(pr));
+
+	memset(&rr, 0, sizeof(rr));
+	rr.hdr.type = SLIM_MSG_ROUTE_REQ;
+	rr.hdr.id = 4;
+	rr.hdr.len = sizeof(rr);
+	rr.dst_ip = htonl(0x0af40202);
+	rr.dst_port = htons(80);
+	rr.flags = SLIM_ROUTEF_RETRY;
+	err |= corpus_write("fuzz_msg_request", "route", &rr, sizeof(rr));
 
 	memset(&l, 0, sizeof(l));
 	l.hdr.type = SLIM_MSG_LISTEN_REQ;
@@ -74,25 +75,6 @@ static int corpus_requests(void)
 	l.nopts = 1;
 	l.hdr.len = slim_listen_req_len(1);
 	err |= corpus_write("fuzz_msg_request", "listen1", &l, l.hdr.len);
-
-	memset(&a, 0, sizeof(a));
-	a.hdr.type = SLIM_MSG_ACCEPTED;
-	a.hdr.len = sizeof(a);
-	a.overlay_src_ip = htonl(0x0af40102);
-	a.overlay_dst_ip = htonl(0x0af40202);
-	a.overlay_src_port = htons(40000);
-	a.overlay_dst_port = htons(80);
-	err |= corpus_write("fuzz_msg_request", "accepted", &a, sizeof(a));
-
-	memset(&lk, 0, sizeof(lk));
-	lk.hdr.type = SLIM_MSG_LOOKUP_REQ;
-	lk.hdr.len = sizeof(lk);
-	lk.hdr.id = 4;
-	lk.local_ip = htonl(0xc6120001);
-	lk.remote_ip = htonl(0xc6120002);
-	lk.local_port = htons(40000);
-	lk.remote_port = htons(45000);
-	err |= corpus_write("fuzz_msg_request", "lookup", &lk, sizeof(lk));
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.hdr.type = SLIM_MSG_CTL_REQ;
@@ -121,25 +103,22 @@ static int corpus_reply(const char *name, uint8_t selector, const void *msg, siz
 
 static int corpus_replies(void)
 {
-	struct slim_connect_rep c;
+	struct slim_pool_rep p;
+	struct slim_route_rep r;
 	struct slim_listen_rep l;
-	struct slim_lookup_rep lk;
 	struct {
 		struct slim_msg_hdr hdr;
 		char json[11];
 	} ctl;
 	int err = 0;
 
-	memset(&c, 0, sizeof(c));
-	c.hdr.type = SLIM_MSG_CONNECT_REP;
-	c.hdr.len = sizeof(c);
-	c.hdr.id = 7;
-	c.action = SLIM_ACT_FD;
-	c.local_ip = htonl(0x0af40102);
-	c.local_port = htons(40000);
-	c.host_ip = htonl(0xc6120002);
-	c.host_port = htons(45000);
-	err |= corpus_reply("connect_rep", 0, &c, sizeof(c));
+	memset(&p, 0, sizeof(p));
+	p.hdr.type = SLIM_MSG_POOL_REP;
+	p.hdr.len = sizeof(p);
+	p.hdr.id = 7;
+	p.action = SLIM_ACT_FD;
+	p.count = 4;
+	err |= corpus_reply("pool_rep", 0, &p, sizeof(p));
 
 	memset(&l, 0, sizeof(l));
 	l.hdr.type = SLIM_MSG_LISTEN_REP;
@@ -148,16 +127,12 @@ static int corpus_replies(void)
 	l.action = SLIM_ACT_FALLBACK;
 	err |= corpus_reply("listen_rep", 1, &l, sizeof(l));
 
-	memset(&lk, 0, sizeof(lk));
-	lk.hdr.type = SLIM_MSG_LOOKUP_REP;
-	lk.hdr.len = sizeof(lk);
-	lk.hdr.id = 10;
-	lk.found = 1;
-	lk.local_ip = htonl(0x0af40102);
-	lk.remote_ip = htonl(0x0af40202);
-	lk.local_port = htons(40000);
-	lk.remote_port = htons(80);
-	err |= corpus_reply("lookup_rep", 2, &lk, sizeof(lk));
+	memset(&r, 0, sizeof(r));
+	r.hdr.type = SLIM_MSG_ROUTE_REP;
+	r.hdr.len = sizeof(r);
+	r.hdr.id = 10;
+	r.action = SLIM_ACT_ROUTE;
+	err |= corpus_reply("route_rep", 2, &r, sizeof(r));
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.hdr.type = SLIM_MSG_CTL_REP;

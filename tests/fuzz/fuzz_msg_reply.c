@@ -11,8 +11,8 @@
 
 /* The reply types a requester can wait for, and one that is never a reply. */
 static const uint16_t fuzz_reply_types[] = {
-	SLIM_MSG_CONNECT_REP, SLIM_MSG_LISTEN_REP,  SLIM_MSG_LOOKUP_REP,
-	SLIM_MSG_CTL_REP,     SLIM_MSG_RESOLVE_REP, SLIM_MSG_CONNECT_REQ,
+	SLIM_MSG_POOL_REP, SLIM_MSG_LISTEN_REP,	 SLIM_MSG_ROUTE_REP,
+	SLIM_MSG_CTL_REP,  SLIM_MSG_RESOLVE_REP, SLIM_MSG_ROUTE_REQ,
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -33,16 +33,18 @@ static void fuzz_check_accepted(const uint8_t *buf, size_t n)
 	FUZZ_CHECK(n >= sizeof(*h) && n <= SLIM_MSG_MAX);
 	FUZZ_CHECK(h->len == n && h->reserved == 0);
 	switch (h->type) {
-	case SLIM_MSG_CONNECT_REQ: {
-		const struct slim_connect_req *r = (const void *)buf;
+	case SLIM_MSG_POOL_REQ: {
+		const struct slim_pool_req *r = (const void *)buf;
 
-		FUZZ_CHECK(n >= offsetof(struct slim_connect_req, opts));
-		FUZZ_CHECK(r->nopts <= SLIM_MAX_SOCKOPTS);
-		FUZZ_CHECK(n == offsetof(struct slim_connect_req, opts) +
-					r->nopts * sizeof(struct slim_sockopt));
-		FUZZ_CHECK(n == slim_connect_req_len(r->nopts));
-		FUZZ_CHECK(!(r->flags & ~SLIM_CONNF_RETRY));
-		sink += fuzz_touch_opts(r->opts, r->nopts);
+		FUZZ_CHECK(n == sizeof(*r));
+		FUZZ_CHECK(r->count >= 1 && r->count <= SLIM_POOL_BATCH);
+		break;
+	}
+	case SLIM_MSG_ROUTE_REQ: {
+		const struct slim_route_req *r = (const void *)buf;
+
+		FUZZ_CHECK(n == sizeof(*r));
+		FUZZ_CHECK(!(r->flags & ~SLIM_ROUTEF_RETRY));
 		break;
 	}
 	case SLIM_MSG_LISTEN_REQ: {
@@ -61,9 +63,9 @@ static void fuzz_check_accepted(const uint8_t *buf, size_t n)
 		FUZZ_CHECK(n > sizeof(*h));
 		sink += buf[n - 1];
 		break;
-	case SLIM_MSG_CONNECT_REP:
+	case SLIM_MSG_POOL_REP:
+	case SLIM_MSG_ROUTE_REP:
 	case SLIM_MSG_LISTEN_REP:
-	case SLIM_MSG_LOOKUP_REP:
 	case SLIM_MSG_CTL_REP:
 		FUZZ_CHECK(!"accepted a reply as a request");
 		break;

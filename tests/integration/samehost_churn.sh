@@ -27,7 +27,7 @@ entries_back() { [ "$(fastpath entries)" -le "$e0" ]; }
 bg echo h1/p1 --slim "$CHK" server 9000
 wait_for 10 grep -q '^listening' "$TMP/echo.log"
 wait_for 10 host_listener
-e0=$(fastpath entries) a0=$(fastpath added) r0=$(fastpath redirected)
+e0=$(fastpath entries) a0=$(fastpath added) r0=$(fastpath redirected) s0=$(fastpath skipped)
 log "$N connections h1/p2 -> $srv:9000 (sockhash entries before: $e0)"
 start=$(date +%s%N)
 in_slim h1/p2 timeout 100 "$CHK" churn "$srv" 9000 "$N" >"$TMP/churn.out" 2>&1 || true
@@ -35,9 +35,9 @@ took=$((($(date +%s%N) - start) / 1000000))
 cat "$TMP/churn.out"
 grep -q "^churn $N connections .* 0 failed$" "$TMP/churn.out" ||
 	fail "connections failed or the client did not finish: $(tail -n1 "$TMP/churn.out")"
-a1=$(fastpath added) r1=$(fastpath redirected)
+a1=$(fastpath added) r1=$(fastpath redirected) s1=$(fastpath skipped)
 log "wall time ${took} ms ($((N * 1000 / (took > 0 ? took : 1))) connections/s);" \
-	"sockets mapped $((a1 - a0)), sends redirected $((r1 - r0))"
+	"sockets mapped $((a1 - a0)), skipped $((s1 - s0)), sends redirected $((r1 - r0))"
 [ $((a1 - a0)) -ge $((2 * N)) ] ||
 	fail "only $((a1 - a0)) sockets mapped for $N connections (want 2 per connection)"
 [ $((r1 - r0)) -ge "$N" ] || fail "only $((r1 - r0)) sends redirected for $N connections"
