@@ -77,6 +77,8 @@ void fdtab_release(int fd)
 		listener_put(e->listener);
 	if (e->kind == FD_POOL)
 		pool_forget(fd); /* a closefrom loop closed a pool socket */
+	if (e->kind == FD_PRIVATE)
+		pool_private_lost(fd);
 	if (e->kind == FD_HIDDEN && e->listener) {
 		/* The app closed the shim's own fd (a closefrom loop): stop using that number. */
 		atomic_compare_exchange_strong(&e->listener->host_fd, &fd, -1);
@@ -91,7 +93,8 @@ void fdtab_copy(int oldfd, int newfd)
 {
 	struct fd_entry *o = fdtab_get(oldfd), *n;
 
-	if (!o || o->kind == FD_UNKNOWN || o->kind == FD_HIDDEN || o->kind == FD_POOL)
+	if (!o || o->kind == FD_UNKNOWN || o->kind == FD_HIDDEN || o->kind == FD_POOL ||
+	    o->kind == FD_PRIVATE)
 		return;
 	n = fdtab_slot(newfd);
 	if (!n)
@@ -133,6 +136,14 @@ void fdtab_release_range(unsigned first, unsigned last)
 				fdtab_release((int)fd);
 		}
 	}
+}
+
+void fdtab_set_private(int fd)
+{
+	struct fd_entry *e = fdtab_slot(fd);
+
+	if (e)
+		e->kind = FD_PRIVATE;
 }
 
 void fdtab_listener_added(void)

@@ -38,6 +38,7 @@ static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static int pool_link = -1;
 static pid_t pool_link_pid;
 static bool pool_inflight;
+static bool pool_link_lost; /* the app took the number: never read, write or close it */
 static uint32_t pool_next_id;
 static long long pool_retry_after;
 static long long pool_refused_until; /* the router said no (not a pod, or rate): not before */
@@ -56,10 +57,18 @@ static long long pool_now_ns(void)
 
 static void pool_link_close(void)
 {
-	if (pool_link >= 0)
+	if (pool_link >= 0 && !pool_link_lost)
 		REAL(close)(pool_link);
 	pool_link = -1;
+	pool_link_lost = false;
 	pool_inflight = false;
+}
+
+void pool_private_lost(int fd)
+{
+	/* The app closed or dup2()ed over our connection's number: it is not ours any more. */
+	if (fd == pool_link)
+		pool_link_lost = true;
 }
 
 static int pool_link_open(void)
@@ -83,8 +92,9 @@ static int pool_link_open(void)
 		pool_retry_after = pool_now_ns() + POOL_RETRY_NS;
 		return err;
 	}
-	pool_link = fd;
+	pool_link = shim_fd_relocate(fd);
 	pool_link_pid = getpid();
+	fdtab_set_private(pool_link);
 	pool_retry_after = 0;
 	return 0;
 }
@@ -117,12 +127,13 @@ static bool pool_store(int fd)
 }
 
 /*
- * Where pool sockets live: near the top of the descriptor range, below a bound, so the app's
- * own descriptors keep the low numbers it expects (ae-style loops size their tables by the
- * connections they plan, select() needs numbers under FD_SETSIZE) and the kernel's fd table
+ * Where the shim's own descriptors live (pool sockets, router connections): near the top of the
+ * descriptor range, below a bound, so the app's own descriptors keep the low numbers it expects
+ * (ae-style loops size their tables by the connections they plan, select() needs numbers under
+ * FD_SETSIZE, a dup2() to a number it computed does not land on ours) and the kernel's fd table
  * does not grow for us beyond a few pages.
  */
-static int pool_fd_base(void)
+int shim_fd_base(void)
 {
 	static atomic_int base;
 	int b = atomic_load(&base);
@@ -141,10 +152,10 @@ static int pool_fd_base(void)
 	return b;
 }
 
-/* Moves a received socket up to the pool's range (it arrived at the lowest free number). */
-static int pool_relocate(int fd)
+/* Moves a descriptor of the shim's up to its range (it was made at the lowest free number). */
+int shim_fd_relocate(int fd)
 {
-	int hi = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, pool_fd_base());
+	int hi = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, shim_fd_base());
 
 	if (hi < 0)
 		return fd;
@@ -200,7 +211,7 @@ static int pool_collect(int wait_ms)
 	if (rep.action != SLIM_ACT_FD || !nfds)
 		pool_refused_until = pool_now_ns() + POOL_RETRY_NS;
 	for (unsigned i = 0; i < nfds; i++) {
-		int fd = pool_relocate(fds[i]);
+		int fd = shim_fd_relocate(fds[i]);
 
 		if (!pool_store(fd))
 			REAL(close)(fd);
@@ -258,8 +269,8 @@ static void pool_refill(bool wait)
 		return;
 	}
 	refilling = true;
-	if (pool_link >= 0 && pool_link_pid != getpid())
-		pool_link_close(); /* a child made without fork handlers */
+	if (pool_link >= 0 && (pool_link_pid != getpid() || pool_link_lost))
+		pool_link_close(); /* a child made without fork handlers, or the app took it */
 	if (pool_inflight)
 		err = pool_collect(0);
 	/* Another thread may have refilled while we waited for the lock. */

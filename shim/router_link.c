@@ -86,7 +86,8 @@ static int link_open(void)
 			 strerror(-err));
 		return err;
 	}
-	link_fd = fd;
+	/* High, out of the way of the app's own numbers (see shim_fd_base). */
+	link_fd = shim_fd_relocate(fd);
 	link_pid = getpid();
 	link_retry_after = 0;
 	pthread_setspecific(link_key, (void *)1); /* arms link_thread_exit for this thread */

@@ -97,6 +97,7 @@ enum fd_kind {
 	FD_HIDDEN,       /* the shim's own host listener fd */
 	FD_EPOLL,        /* an epoll instance (its generation guards stale registrations) */
 	FD_POOL,         /* a governed host socket waiting in the pool (pool.c) */
+	FD_PRIVATE,      /* the shim's own connection to the router */
 };
 
 enum conn_state { CONN_CONNECTING = 1, CONN_CONNECTED, CONN_FAILED };
@@ -149,6 +150,8 @@ struct fd_entry *fdtab_slot(int fd);
 void fdtab_release(int fd);
 /* Makes newfd describe what oldfd describes (after dup*): listener references are shared. */
 void fdtab_copy(int oldfd, int newfd);
+/* Marks fd as one of the shim's own, so an app that takes its number is noticed. */
+void fdtab_set_private(int fd);
 /* Releases every fd in [first, last] that has an entry. */
 void fdtab_release_range(unsigned first, unsigned last);
 /* True when some fd in the table is a listener (cheap hint for poll/select). */
@@ -175,6 +178,12 @@ void pool_put(int fd);
 void pool_forget(int fd);
 /* Closes every socket the pool holds (the app hit its descriptor limit); how many. */
 int pool_drain(void);
+/* The app took the number of a private descriptor (close, dup2 over it). */
+void pool_private_lost(int fd);
+/* The shim's own descriptors live high (see pool.c): the lowest number they may take, and a
+ * move of fd there (returns the new number, or fd when it cannot move). */
+int shim_fd_base(void);
+int shim_fd_relocate(int fd);
 
 /* ---- connect.c ---- */
 int connect_slim(int fd, const struct sockaddr_in *dst);
