@@ -160,7 +160,16 @@ static __always_inline void emit(__u32 type, const struct slim_sk *ss, __u64 coo
 	ev->ev_ovl_dst_ip = dst_ip;
 	ev->ev_ovl_src_port = src_port;
 	ev->ev_ovl_dst_port = dst_port;
-	bpf_ringbuf_submit(ev, 0);
+	/*
+	 * A connection is news the router can take in batches (it drains the ring on a short
+	 * timer): waking it for each would cost a context switch per connect. What needs acting
+	 * on at once, or a ring filling up, wakes it.
+	 */
+	bpf_ringbuf_submit(ev, type != SLIM_EV_CONN || (ss->ss_flags & SLIM_SK_ANONYMOUS) ||
+					       bpf_ringbuf_query(&slim_events, BPF_RB_AVAIL_DATA) >
+						       (1 << 18)
+				       ? BPF_RB_FORCE_WAKEUP
+				       : BPF_RB_NO_WAKEUP);
 }
 
 /* ---- connect: only where the router's route map says, rewritten to the host listener ---- */

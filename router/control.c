@@ -307,7 +307,8 @@ void control_handle(struct client *c, uint32_t id, const char *text, size_t len)
 	else if (!strcmp(cmd, "pod.list"))
 		doc = control_ok(json_pack("{s:o}", "pods", pod_list_json()));
 	else if (!strcmp(cmd, "conns")) {
-		conn_gc(); /* list only what still exists */
+		governor_drain(); /* everything the kernel reported */
+		conn_gc();	  /* list only what still exists */
 		doc = control_ok(json_pack("{s:o}", "conns", conn_list_json()));
 	} else if (!strcmp(cmd, "listeners")) {
 		listener_gc();

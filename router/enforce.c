@@ -106,6 +106,7 @@ void enforce_policy(struct enforce_report *r)
 	uint64_t start = enforce_now_usec();
 
 	memset(r, 0, sizeof(*r));
+	governor_drain(); /* every connection the kernel told us of, up to now */
 	/* A cached answer or verdict may predate the policy: every connect decides afresh. */
 	resolve_cache_flush();
 	governor_policy_changed();

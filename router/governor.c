@@ -125,6 +125,23 @@ static void governor_readable(struct event_loop *loop, int fd, uint32_t events, 
 	govern_events_drain(governor, governor_event, NULL);
 }
 
+/* Connections arrive without a wakeup each (see slim_govern.bpf.c): take them in batches. */
+#define GOVERNOR_DRAIN_MS 50
+
+static long governor_drain_timer(struct event_loop *loop, void *arg)
+{
+	if (!governor)
+		return EVENT_TIMER_STOP;
+	govern_events_drain(governor, governor_event, NULL);
+	return GOVERNOR_DRAIN_MS;
+}
+
+void governor_drain(void)
+{
+	if (governor)
+		govern_events_drain(governor, governor_event, NULL);
+}
+
 int governor_start(const char *cgroup_name, bool sockmap)
 {
 	struct govern_config cfg = {
@@ -170,6 +187,7 @@ int governor_start(const char *cgroup_name, bool sockmap)
 			NULL);
 	if (ret < 0)
 		goto close;
+	event_timer_add(router.r_loop, GOVERNOR_DRAIN_MS, governor_drain_timer, NULL);
 	governor_cluster_changed();
 	governor_policy_changed();
 	log_info("governed host sockets on: programs attached to %s", governor_cgroup);

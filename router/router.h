@@ -393,6 +393,8 @@ void governor_policy_changed(void);
 /* The cluster changed: the nodes whose SYNs may carry identities, and their pod ranges. */
 void governor_cluster_changed(void);
 json_t *governor_status_json(void);
+/* Takes in every event the kernel queued (connections made since the last drain). */
+void governor_drain(void);
 
 /* ---- fastpath.c: same-host sockmap acceleration ---- */
 

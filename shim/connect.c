@@ -103,8 +103,10 @@ static int connect_governed(int fd, struct fd_entry *e, const struct sockaddr_in
 {
 	int s = pool_take(), err, action, error = 0;
 
-	if (s < 0)
+	if (s < 0) {
+		shim_log("connect: fd %d: no governed socket to be had: plain connect", fd);
 		return 1;
+	}
 	if ((err = connect_replay_opts(s, e)) < 0) {
 		shim_log("connect: fd %d: option replay failed (%s): plain connect", fd,
 			 strerror(-err));
@@ -120,6 +122,8 @@ static int connect_governed(int fd, struct fd_entry *e, const struct sockaddr_in
 			action = connect_ask_route(dst, flags, &error);
 			if (action == SLIM_ACT_ROUTE)
 				continue;
+			shim_log("connect: fd %d: the router says %s", fd,
+				 action == SLIM_ACT_ERROR ? strerror(error) : "fallback");
 			connect_return(s, e);
 			return action == SLIM_ACT_ERROR ? -error : 1;
 		}
@@ -128,6 +132,7 @@ static int connect_governed(int fd, struct fd_entry *e, const struct sockaddr_in
 			connect_return(s, e);
 			return -ECONNREFUSED;
 		}
+		shim_log("connect: fd %d: %s: plain connect", fd, strerror(err));
 		if (err == SLIM_ERRNO_FALLBACK || err == SLIM_ERRNO_MISS)
 			connect_return(s, e);
 		else

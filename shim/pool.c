@@ -44,7 +44,8 @@ static long long pool_retry_after;
 static long long pool_refused_until; /* the router said no (not a pod, or rate): not before */
 /* The next batch: it doubles with every refill up to SLIM_POOL_BATCH, so a process that
  * connects a lot soon has a full pool, one that connects once made a few sockets only. Refill
- * when a quarter of the next batch (half of the last one) is left. */
+ * when half of the next batch is left: with batches of 32 that is 16 connects of headroom for
+ * the router's answer, and at most 48 sockets held. */
 static atomic_uint pool_batch = POOL_FIRST;
 
 static long long pool_now_ns(void)
@@ -271,12 +272,12 @@ static void pool_refill(bool wait)
 	refilling = true;
 	if (pool_link >= 0 && (pool_link_pid != getpid() || pool_link_lost))
 		pool_link_close(); /* a child made without fork handlers, or the app took it */
-	if (pool_inflight)
-		err = pool_collect(0);
+	if (pool_inflight && (err = pool_collect(0)) == -EAGAIN)
+		err = 0; /* not there yet */
 	/* Another thread may have refilled while we waited for the lock. */
 	if (wait && atomic_load(&pool_count) > 0)
 		wait = false;
-	if (!pool_inflight && atomic_load(&pool_count) <= (int)atomic_load(&pool_batch) / 4)
+	if (!pool_inflight && atomic_load(&pool_count) <= (int)atomic_load(&pool_batch) / 2)
 		err = pool_request();
 	if (wait && pool_inflight && err >= 0) {
 		err = pool_collect(POOL_WAIT_MS);
@@ -305,7 +306,8 @@ int pool_take(void)
 				continue;
 			atomic_fetch_sub(&pool_count, 1);
 			pool_untrack(fd);
-			if (atomic_load(&pool_count) <= (int)atomic_load(&pool_batch) / 4)
+			/* Ask early, and take an answer as soon as it is there. */
+			if (pool_inflight || atomic_load(&pool_count) <= (int)atomic_load(&pool_batch) / 2)
 				pool_refill(false);
 			return fd;
 		}
