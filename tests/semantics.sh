@@ -20,3 +20,24 @@ check() {
 }
 # started NAME: the server started with `bg NAME` is listening.
 started() { grep -q '^listening' "$TMP/$1.log"; }
+
+# The proof that a suite took the slim path, not only that it matched the control: the kernel's
+# counters of governed connects (the client host's router) and identified accepts (the server
+# host's). slim_mark SOCK... records them; slim_took WHAT CLIENT_SOCK SERVER_SOCK notes a problem
+# unless both grew since the mark.
+declare -A SLIM_MARK=()
+slim_count() { "$BIN/slimctl" -s "$1" --json status | jq -r ".governance.kernel.$2"; }
+slim_mark() {
+	local s
+	for s in "$@"; do
+		SLIM_MARK[$s.connect_ok]=$(slim_count "$s" connect_ok)
+		SLIM_MARK[$s.accept_ok]=$(slim_count "$s" accept_ok)
+	done
+}
+slim_took() {
+	local what=$1 c=$2 s=$3 dc ds
+	dc=$(($(slim_count "$c" connect_ok) - SLIM_MARK[$c.connect_ok]))
+	ds=$(($(slim_count "$s" accept_ok) - SLIM_MARK[$s.accept_ok]))
+	log "$what: $dc governed connects, $ds identified accepts"
+	[ "$dc" -gt 0 ] && [ "$ds" -gt 0 ] || problems+=("$what: did not take the slim path")
+}

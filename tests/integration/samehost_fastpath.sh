@@ -103,10 +103,15 @@ run_lab() {
 	fi
 
 	log "[$label] semantics suite, both ends shimmed, against the control without the shim"
+	k0=$(ctl --json status | jq '.governance.kernel | .connect_ok + .accept_ok')
 	in_slim h1/p2 timeout 150 "$SEM" client "$srv" 8000 all >"$TMP/sem_$label.out" \
 		2>"$TMP/sem_$label.err" || true
 	"$SEM" compare "$TMP/sem_control.out" "$TMP/sem_$label.out" | sed "s/^/  $label: /" ||
 		problem "[$label] semantics: cases that pass without the shim fail with it (above)"
+	# And it took the slim path: governed connects and identified accepts, hundreds of them.
+	k1=$(ctl --json status | jq '.governance.kernel | .connect_ok + .accept_ok')
+	log "[$label] the suite made $((k1 - k0)) governed connects and identified accepts"
+	[ $((k1 - k0)) -ge 200 ] || problem "[$label] semantics: the suite did not take the slim path"
 
 	log "[$label] a held connection: its PATH"
 	bg "hold_$label" h1/p2 --slim "$SEM" client --wait-file "$TMP/go_$label" "$srv" 8000 hold,wait

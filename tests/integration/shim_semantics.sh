@@ -29,14 +29,20 @@ bg srv_podip h2/p1 --slim "$SEM" server --bind "$srv" 12000
 bg srv_fabric h1 "$SEM" server --bind "$h1" 14000
 for s in srv_slim srv_plain srv_podip srv_fabric; do wait_for 10 started $s; done
 
+S1=/run/slim/$PREFIX/h1/router.sock S2=/run/slim/$PREFIX/h2/router.sock
+
 log "both ends shimmed, h1/p1 -> h2/p1, against the control without the shim"
 suite control h1/p1 "$srv" 10000 all
+slim_mark "$S1" "$S2"
 suite slim h1/p1 --slim "$srv" 8000 all
 check control slim "both ends shimmed"
+slim_took "both ends shimmed" "$S1" "$S2"
 
 log "both ends shimmed, two pods of one host (h2/p2 -> h2/p1)"
+slim_mark "$S2"
 suite same_host h2/p2 --slim "$srv" 8000 all
 check control same_host "both ends shimmed, same host"
+slim_took "both ends shimmed, same host" "$S2" "$S2"
 
 log "slow connects: every second SYN towards h2 dropped (its INPUT for slim, FORWARD for the overlay)"
 cleanup "$SLIMLAB exec --prefix $PREFIX h2 -- nft delete table inet slimsem"
@@ -62,18 +68,24 @@ sub=connect_block,connect_nonblock,refused_block,whoami,srv_block,srv_accept4,sr
 sub=$sub,srv_epoll_et,srv_poll,srv_select,srv_addrlen,epoll_lt,threads
 log "shimmed server from inside its pod (127.0.0.1) and from a non-shimmed pod"
 suite local_control h2/p1 127.0.0.1 10000 "$sub"
+slim_mark "$S2"
 suite local h2/p1 --slim 127.0.0.1 8000 "$sub"
 check local_control local "in-pod client on 127.0.0.1"
+slim_took "in-pod client on 127.0.0.1" "$S2" "$S2"
 suite other_control h1/p2 "$srv" 10000 "$sub"
 suite other h1/p2 "$srv" 8000 "$sub"
 check other_control other "non-shimmed client in another pod"
 
 log "shimmed server bound to its pod IP: shimmed, in-pod and non-shimmed clients"
+slim_mark "$S1" "$S2"
 suite podip_slim h1/p1 --slim "$srv" 12000 "$sub"
 check other_control podip_slim "server bound to its pod IP, shimmed client"
+slim_took "server bound to its pod IP, shimmed client" "$S1" "$S2"
 suite podip_local_control h2/p1 "$srv" 10000 "$sub"
+slim_mark "$S2"
 suite podip_local h2/p1 --slim "$srv" 12000 "$sub"
 check podip_local_control podip_local "server bound to its pod IP, in-pod client"
+slim_took "server bound to its pod IP, in-pod client" "$S2" "$S2"
 suite podip_other h1/p2 "$srv" 12000 "$sub"
 check other_control podip_other "server bound to its pod IP, non-shimmed client"
 
