@@ -1,12 +1,16 @@
 # SPDX-License-Identifier: MIT
 # Draws the bench chart: one group of bars per workload, every mode normalized to the first one.
-# Called by bench/run as: gnuplot -c plot.gp DATA.tsv OUT.png TITLE NMODES
+# Called by bench/run as: gnuplot -c plot.gp DATA.tsv OUT.png TITLE NMODES [NFIGURES]
 # DATA.tsv (with a header line) columns: figure, unit, better, NMODES normalized medians ("?" = none), NMODES absolute labels.
 datafile = ARG1
 outfile = ARG2
 n = int(ARG4)
+# Each group needs room for its longest label (a figure name of ~25 characters), so the chart
+# grows with the number of workloads instead of letting their names run into each other.
+nfig = ARGC >= 5 ? int(ARG5) : 6
+width = nfig * 200 > 1500 ? nfig * 200 : 1500
 
-set terminal pngcairo size 1500,760 font "sans,11" noenhanced
+set terminal pngcairo size width,760 font "sans,11" noenhanced
 set output outfile
 set datafile separator "\t"
 set datafile missing "?"

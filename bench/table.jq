@@ -26,7 +26,7 @@ def cell: if . == null then "—"
 		+ (if any(.runs[]; .errors != null and .requests > 0 and .errors > 0.01 * .requests)
 		   then " ⚠ errors" else "" end)
 	end;
-.meta as $meta | $meta.modes as $modes | .results as $res | .ratios as $rat
+.meta as $meta | $meta.modes as $modes | .results as $res | .ratios as $rat | allruns as $allruns
 | ($meta.ratio_pairs // [range(0; $modes | length) as $i | range($i + 1; $modes | length) as $j
    | "\($modes[$j])/\($modes[$i])"]) as $pairs
 | (fallbacks | length) as $nfb
@@ -55,6 +55,12 @@ def cell: if . == null then "—"
    | if length > 0 then "", "**WARNING: samples whose path did not match their mode (left out):** " + join("; ") else empty end),
   ([allruns[] | select(.error != null) | "\(.figure)/\(.mode) round \(.round): \(.error)"]
    | if length > 0 then "", "Failed samples:", (.[] | "- " + .) else empty end),
-  ([$modes[] as $m | [allruns[] | select(.figure == "conn_per_s" and .mode == $m and .errors != null)]
-    | select(length > 0) | "\($m) \(map(.errors) | add)/\(map(.requests) | add)"]
-   | if length > 0 then "", "conn_per_s errors (non-2xx responses + socket errors / requests, all rounds): " + join(", ") + "." else empty end)
+  # Errors per workload that counts them (the four setup_latency figures share one count).
+  ([["conn_per_s", "conn_per_s", "non-2xx responses + socket errors / requests"],
+    ["redis_setup_c1_rps", "redis_setup_c1_rps", "error lines of redis-benchmark / connections"],
+    ["redis_setup_c16_rps", "redis_setup_c16_rps", "error lines of redis-benchmark / connections"],
+    ["setup_connect_p50_us", "setup_latency", "failed connections / connections"]][]
+   | .[0] as $f | .[1] as $name | .[2] as $what
+   | [$modes[] as $m | [$allruns[] | select(.figure == $f and .mode == $m and .errors != null)]
+      | select(length > 0) | "\($m) \(map(.errors) | add)/\(map(.requests) | add)"]
+   | if length > 0 then "", "\($name) errors (\($what), all rounds): " + join(", ") + "." else empty end)
