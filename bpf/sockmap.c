@@ -41,7 +41,7 @@ int sockmap_open(const char *cgroup_path, uint32_t host_ip, unsigned int flags,
 	int err;
 
 	*out = NULL;
-	if (!cgroup_path || !host_ip || (flags & ~SOCKMAP_F_NO_VERDICT))
+	if (!cgroup_path || !host_ip || (flags & ~(SOCKMAP_F_NO_VERDICT | SOCKMAP_F_NO_ORDER)))
 		return -EINVAL;
 	sm = calloc(1, sizeof(*sm));
 	if (!sm)
@@ -58,6 +58,7 @@ int sockmap_open(const char *cgroup_path, uint32_t host_ip, unsigned int flags,
 		goto close_cgroup;
 	}
 	sm->sm_skel->rodata->host_ip = host_ip;
+	sm->sm_skel->rodata->keep_order = !(flags & SOCKMAP_F_NO_ORDER);
 	if (flags & SOCKMAP_F_NO_VERDICT)
 		bpf_program__set_autoload(sm->sm_skel->progs.slim_stream_verdict, false);
 	err = slim_sockmap_bpf__load(sm->sm_skel);

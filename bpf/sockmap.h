@@ -25,6 +25,11 @@ struct sockmap;
  * mapped socket receiving the TCP way (its peer not mapped) is readable but reports FIONREAD 0.
  */
 #define SOCKMAP_F_NO_VERDICT 0x1
+/*
+ * Do not keep a direction on TCP once a send found its peer unmapped. Only for the test that
+ * shows the overtaking hazard: without it, bytes sent before the peer is mapped can be overtaken.
+ */
+#define SOCKMAP_F_NO_ORDER 0x2
 
 struct sockmap_stats {
 	uint64_t sms_added;	 /* sockets put into the sockhash */

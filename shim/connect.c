@@ -19,13 +19,14 @@
  * memberships. The pod socket that was there is closed by dup3 (its epoll registrations are
  * removed first, since another reference to it could keep them alive).
  */
-static int connect_swap(int fd, int host_fd, struct fd_entry *e)
+static int connect_swap(int fd, int host_fd, struct fd_entry *e, bool *nonblocking)
 {
 	int fl = REAL(fcntl)(fd, F_GETFL);
 	int fdfl = REAL(fcntl)(fd, F_GETFD);
 
 	if (fl < 0 || fdfl < 0)
 		return -errno;
+	*nonblocking = fl & O_NONBLOCK;
 	if (e->regs)
 		readiness_epoll_unregister(fd, e->regs);
 	if (REAL(dup3)(host_fd, fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0) {
@@ -99,7 +100,7 @@ static void connect_return(int s, const struct fd_entry *e)
  * refuses it. On success the host socket is under fd. 0, 1 = fallback, or -errno for the app.
  */
 static int connect_governed(int fd, struct fd_entry *e, const struct sockaddr_in *dst,
-			    uint16_t flags)
+			    uint16_t flags, bool *nonblocking)
 {
 	int s = pool_take(), err, action, error = 0;
 
@@ -139,7 +140,7 @@ static int connect_governed(int fd, struct fd_entry *e, const struct sockaddr_in
 			REAL(close)(s);
 		return 1;
 	}
-	err = connect_swap(fd, s, e);
+	err = connect_swap(fd, s, e, nonblocking);
 	if (err < 0) {
 		REAL(close)(s);
 		shim_log("connect: fd %d swap failed (%s): plain connect", fd, strerror(-err));
@@ -175,13 +176,6 @@ static int connect_kernel(int fd, struct fd_entry *e)
 	return rc;
 }
 
-static bool fd_is_nonblocking(int fd)
-{
-	int fl = REAL(fcntl)(fd, F_GETFL);
-
-	return fl >= 0 && (fl & O_NONBLOCK);
-}
-
 /*
  * A failed host socket is under fd and the next attempt goes over the overlay: it needs a pod
  * socket again (the process runs in the pod's namespace, so a new socket is one).
@@ -212,19 +206,20 @@ static int connect_plain(int fd, struct fd_entry *e, const struct sockaddr_in *d
 int connect_slim(int fd, const struct sockaddr_in *dst)
 {
 	struct fd_entry *e = fdtab_get(fd);
+	bool nonblocking = false;
 	int rc, error = 0;
 
 	if (e->kind == FD_SLIM_CONN && e->state != CONN_FAILED)
 		return connect_kernel(fd, e);
 	garbage_collect();
-	rc = connect_governed(fd, e, dst, 0);
+	rc = connect_governed(fd, e, dst, 0, &nonblocking);
 	if (rc > 0)
 		return connect_plain(fd, e, dst);
 	if (rc < 0) {
 		errno = -rc;
 		return -1;
 	}
-	if (fd_is_nonblocking(fd)) {
+	if (nonblocking) {
 		errno = EINPROGRESS;
 		return -1;
 	}

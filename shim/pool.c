@@ -37,6 +37,7 @@ static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Under pool_lock: */
 static int pool_link = -1;
 static pid_t pool_link_pid;
+static pid_t pool_pid; /* ours: set at load and in a forked child, so no getpid() per connect */
 static bool pool_inflight;
 static bool pool_link_lost; /* the app took the number: never read, write or close it */
 static uint32_t pool_next_id;
@@ -77,7 +78,7 @@ static int pool_link_open(void)
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int fd;
 
-	if (pool_link >= 0 && pool_link_pid == getpid())
+	if (pool_link >= 0 && pool_link_pid == pool_pid)
 		return 0;
 	pool_link_close();
 	if (pool_retry_after && pool_now_ns() < pool_retry_after)
@@ -94,7 +95,7 @@ static int pool_link_open(void)
 		return err;
 	}
 	pool_link = shim_fd_relocate(fd);
-	pool_link_pid = getpid();
+	pool_link_pid = pool_pid;
 	fdtab_set_private(pool_link);
 	pool_retry_after = 0;
 	return 0;
@@ -270,8 +271,8 @@ static void pool_refill(bool wait)
 		return;
 	}
 	refilling = true;
-	if (pool_link >= 0 && (pool_link_pid != getpid() || pool_link_lost))
-		pool_link_close(); /* a child made without fork handlers, or the app took it */
+	if (pool_link >= 0 && (pool_link_pid != pool_pid || pool_link_lost))
+		pool_link_close(); /* the app took it */
 	if (pool_inflight && (err = pool_collect(0)) == -EAGAIN)
 		err = 0; /* not there yet */
 	/* Another thread may have refilled while we waited for the lock. */
@@ -340,6 +341,7 @@ void pool_forget(int fd)
  */
 static void pool_after_fork_child(void)
 {
+	pool_pid = getpid();
 	pool_drain();
 	atomic_store(&pool_count, 0);
 	atomic_store(&pool_batch, POOL_FIRST);
@@ -353,5 +355,6 @@ static void pool_after_fork_child(void)
 
 void pool_init(void)
 {
+	pool_pid = getpid();
 	pthread_atfork(NULL, NULL, pool_after_fork_child);
 }

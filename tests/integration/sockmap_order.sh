@@ -5,8 +5,10 @@
 # and an app byte stream; the server must read the preamble first and then exactly the stream.
 # Also with TCP_DEFER_ACCEPT and with TCP Fast Open (both must fall back to TCP, in order), and
 # with the handshake's final ACK dropped (client established before the server's child exists).
-# Without sockmap_client_established the dropped-ACK case must show the overtaking hazard, which
-# proves the check can fail.
+# Without sockmap_client_established the sk_msg program's own rule (a direction that found its
+# peer unmapped stays on TCP; what apps get, who connect their sockets themselves) must still keep
+# the order; without both, the dropped-ACK case must show the overtaking hazard, which proves the
+# check can fail.
 # timeout: 90
 . "$(dirname "$0")/../lib.sh"
 
@@ -75,11 +77,15 @@ NFT
 order -n 200 --port $port || fail "dropped final ACK: $out"
 log "$out"
 assert_eq "$(left_to_tcp "$out")" 200 "dropped final ACK: connections left to TCP"
-if order -n 200 --port $port --no-settle; then
-	fail "without sockmap_client_established the hazard did not show: $out"
+order -n 200 --port $port --no-settle ||
+	fail "without sockmap_client_established the sk_msg program must keep the order: $out"
+log "$out"
+assert_eq "$(misordered "$out")" 0 "misordered connections with the sk_msg ordering rule"
+if order -n 200 --port $port --no-settle --no-order; then
+	fail "without either ordering rule the hazard did not show: $out"
 fi
 log "$out"
 bad=$(misordered "$out")
-assert_ge "$bad" 1 "misordered connections without sockmap_client_established"
+assert_ge "$bad" 1 "misordered connections without any ordering rule"
 [ ! -e "$cg" ] || fail "cgroup $cg left behind"
 log "pass"

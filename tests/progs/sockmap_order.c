@@ -7,9 +7,11 @@
  * server-first: the server answers the preamble alone before the client sends app bytes.
  *
  *   sockmap_order --cgroup DIR --host-ip A [-n N] [--defer-accept] [--no-verdict] [--tfo]
- *                 [--no-settle] [--no-load] [--port P]
+ *                 [--no-settle] [--no-order] [--no-load] [--port P]
  * --tfo sends the preamble in the SYN (TCP_FASTOPEN_CONNECT) as the cross-host path does;
- * --no-settle skips sockmap_client_established (shows the hazard it prevents);
+ * --no-settle skips sockmap_client_established; --no-order turns off the sk_msg program's own
+ * ordering rule (a direction whose peer was unmapped stays on TCP): both together show the
+ * hazard they prevent;
  * --no-load runs without the fast path (a baseline that must always pass).
  * Prints one summary line; exit 0 when every connection was in order.
  */
@@ -178,6 +180,7 @@ int main(int argc, char **argv)
 		{"no-verdict", no_argument, NULL, 'v'},
 		{"tfo", no_argument, &opt_tfo, 1},
 		{"no-settle", no_argument, &opt_no_settle, 1},
+		{"no-order", no_argument, NULL, 'o'},
 		{"no-load", no_argument, &opt_no_load, 1},
 		{"port", required_argument, NULL, 'p'},
 		{},
@@ -203,6 +206,8 @@ int main(int argc, char **argv)
 			port = atoi(optarg);
 		else if (o == 'v')
 			open_flags |= SOCKMAP_F_NO_VERDICT;
+		else if (o == 'o')
+			open_flags |= SOCKMAP_F_NO_ORDER;
 		else if (o != 0)
 			die("usage: %s --cgroup DIR --host-ip A [-n N] [options]", argv[0]);
 	}
@@ -288,12 +293,13 @@ int main(int argc, char **argv)
 		close(c);
 	}
 	pthread_join(t, (void **)&res);
-	printf("order: %d connections%s%s%s%s%s: %d preamble first + exact stream, %d app bytes "
+	printf("order: %d connections%s%s%s%s%s%s: %d preamble first + exact stream, %d app bytes "
 	       "before the preamble, %d stream corrupt; at client establishment: client unmapped "
 	       "%d, server child unmapped %d; left to TCP by sockmap_client_established %d; server "
 	       "child mapped when read %d\n",
 	       n_conns, opt_no_load ? " (no fast path)" : "", opt_defer ? " defer-accept" : "",
-	       open_flags ? " no-verdict" : "", opt_tfo ? " tfo" : "",
+	       open_flags & SOCKMAP_F_NO_VERDICT ? " no-verdict" : "",
+	       open_flags & SOCKMAP_F_NO_ORDER ? " no-order" : "", opt_tfo ? " tfo" : "",
 	       opt_no_settle ? " no-settle" : "", res->or_ok, res->or_bad_preamble,
 	       res->or_bad_stream, client_unmapped, peer_unmapped, detached, res->or_server_mapped);
 	if (prog_sm && sockmap_entries(prog_sm) != 0)
