@@ -16,19 +16,19 @@
 
 /* The spec's error codes (CNI 1.0.0 and 1.1.0). */
 enum cni_code {
-	CNI_ERR_VERSION = 1,	   /* incompatible CNI version */
-	CNI_ERR_UNSUPPORTED = 2,   /* unsupported field in the network config */
-	CNI_ERR_NO_CONTAINER = 3,  /* container unknown or does not exist */
-	CNI_ERR_ENV = 4,	   /* invalid necessary environment variables */
-	CNI_ERR_IO = 5,		   /* I/O failure */
-	CNI_ERR_DECODE = 6,	   /* failed to decode content */
-	CNI_ERR_CONFIG = 7,	   /* invalid network config */
-	CNI_ERR_TRY_AGAIN = 11,	   /* try again later */
-	CNI_ERR_UNAVAILABLE = 50,  /* STATUS: the plugin is not available */
-	CNI_ERR_CHECK = 100,	   /* plugin-specific: CHECK found the attachment wrong */
+	CNI_ERR_VERSION = 1,	  /* incompatible CNI version */
+	CNI_ERR_UNSUPPORTED = 2,  /* unsupported field in the network config */
+	CNI_ERR_NO_CONTAINER = 3, /* container unknown or does not exist */
+	CNI_ERR_ENV = 4,	  /* invalid necessary environment variables */
+	CNI_ERR_IO = 5,		  /* I/O failure */
+	CNI_ERR_DECODE = 6,	  /* failed to decode content */
+	CNI_ERR_CONFIG = 7,	  /* invalid network config */
+	CNI_ERR_TRY_AGAIN = 11,	  /* try again later */
+	CNI_ERR_UNAVAILABLE = 50, /* STATUS: the plugin is not available */
+	CNI_ERR_CHECK = 100,	  /* plugin-specific: CHECK found the attachment wrong */
 };
 
-#define CNI_MSG_MAX 256
+#define CNI_MSG_MAX	256
 #define CNI_DETAILS_MAX 512
 
 /* What went wrong, as the runtime will be told it. */
@@ -45,26 +45,26 @@ int cni_fail(struct cni_err *e, int code, const char *fmt, ...)
 /* ---------------------------------------------------------------- conf.c */
 
 #define CNI_DEFAULT_BRIDGE "cni0"
-#define CNI_DEFAULT_MTU 1450
-#define CNI_NAME_MAX 64 /* the router's pod name, NUL included */
-#define CNI_SOCKET_MAX 108
+#define CNI_DEFAULT_MTU	   1450
+#define CNI_NAME_MAX	   64 /* the router's pod name, NUL included */
+#define CNI_SOCKET_MAX	   108
 
 /* The versions this plugin speaks; the result format is 1.0.0's (0.4.0 adds ips[].version). */
 extern const char *const cni_versions[];
 
 /* A network config as given on stdin, validated. */
 struct cni_conf {
-	char cc_version[16];			/* cniVersion */
-	char cc_name[256];			/* the network's name */
-	char cc_bridge[IF_NAMESIZE];		/* bridge: host bridge the veths join */
-	unsigned cc_mtu;			/* mtu */
-	char cc_router_socket[CNI_SOCKET_MAX];	/* routerSocket */
-	char cc_ipam_type[64];			/* ipam.type, "" when there is no ipam */
-	json_t *cc_labels;			/* args.labels + runtimeConfig.labels, merged */
-	json_t *cc_dns;				/* dns, or NULL */
-	json_t *cc_prev;			/* prevResult, or NULL */
-	json_t *cc_valid;			/* GC: cni.dev/valid-attachments, or NULL */
-	json_t *cc_root;			/* the whole document (owns the others) */
+	char cc_version[16];		       /* cniVersion */
+	char cc_name[256];		       /* the network's name */
+	char cc_bridge[IF_NAMESIZE];	       /* bridge: host bridge the veths join */
+	unsigned cc_mtu;		       /* mtu */
+	char cc_router_socket[CNI_SOCKET_MAX]; /* routerSocket */
+	char cc_ipam_type[64];		       /* ipam.type, "" when there is no ipam */
+	json_t *cc_labels;		       /* args.labels + runtimeConfig.labels, merged */
+	json_t *cc_dns;			       /* dns, or NULL */
+	json_t *cc_prev;		       /* prevResult, or NULL */
+	json_t *cc_valid;		       /* GC: cni.dev/valid-attachments, or NULL */
+	json_t *cc_root;		       /* the whole document (owns the others) */
 };
 
 /* The runtime's environment (CNI_*), checked as the command needs it. */
@@ -75,8 +75,8 @@ struct cni_env {
 	const char *ce_ifname;
 	const char *ce_args;
 	const char *ce_path;
-	char ce_podname[CNI_NAME_MAX];	/* K8S_POD_NAME, else the container id (shortened) */
-	json_t *ce_labels;		/* SLIM_LABELS of CNI_ARGS, an object */
+	char ce_podname[CNI_NAME_MAX]; /* K8S_POD_NAME, else the container id (shortened) */
+	json_t *ce_labels;	       /* SLIM_LABELS of CNI_ARGS, an object */
 };
 
 /* Parses and validates a network config. 0, or -1 with e filled; on success free with
@@ -107,11 +107,11 @@ void cni_host_ifname(const char *containerid, const char *ifname, char out[IF_NA
 
 struct cni_link {
 	int cl_index;
-	int cl_master;		/* ifindex of the bridge it is a port of, 0 if none */
+	int cl_master; /* ifindex of the bridge it is a port of, 0 if none */
 	unsigned cl_mtu;
-	unsigned cl_flags;	/* IFF_* */
+	unsigned cl_flags; /* IFF_* */
 	uint8_t cl_mac[6];
-	uint32_t cl_addr;	/* first IPv4 address (network order), 0 if none */
+	uint32_t cl_addr; /* first IPv4 address (network order), 0 if none */
 	unsigned cl_prefix;
 };
 

@@ -41,11 +41,12 @@ static int conf_string(json_t *root, const char *key, char *out, size_t cap, boo
 		return 0;
 	}
 	if (!json_is_string(v) || !json_string_length(v))
-		return cni_fail(e, CNI_ERR_CONFIG, "network config: \"%s\" must be a non-empty "
-				"string", key);
+		return cni_fail(e, CNI_ERR_CONFIG,
+				"network config: \"%s\" must be a non-empty string", key);
 	if (json_string_length(v) >= cap)
-		return cni_fail(e, CNI_ERR_CONFIG, "network config: \"%s\" is longer than %zu "
-				"characters", key, cap - 1);
+		return cni_fail(e, CNI_ERR_CONFIG,
+				"network config: \"%s\" is longer than %zu characters", key,
+				cap - 1);
 	memcpy(out, json_string_value(v), json_string_length(v) + 1);
 	return 0;
 }
@@ -62,8 +63,9 @@ static int conf_labels(json_t *labels, const char *where, json_t *into, struct c
 		return cni_fail(e, CNI_ERR_CONFIG, "network config: %s must be an object", where);
 	json_object_foreach(labels, key, v) {
 		if (!*key || !json_is_string(v))
-			return cni_fail(e, CNI_ERR_CONFIG, "network config: %s: label \"%s\" must "
-					"have a string value", where, key);
+			return cni_fail(e, CNI_ERR_CONFIG,
+					"network config: %s: label \"%s\" must have a string value",
+					where, key);
 		json_object_set(into, key, v);
 	}
 	return 0;
@@ -82,11 +84,24 @@ static bool conf_ifname_ok(const char *s)
 /* The keys of a plugin's config this plugin understands; any other is refused (code 2). */
 static const char *const conf_keys[] = {
 	/* the spec's and its conventions' */
-	"cniVersion", "cniVersions", "name", "type", "args", "ipMasq", "ipam", "dns",
-	"runtimeConfig", "prevResult", "capabilities", "cni.dev/valid-attachments",
+	"cniVersion",
+	"cniVersions",
+	"name",
+	"type",
+	"args",
+	"ipMasq",
+	"ipam",
+	"dns",
+	"runtimeConfig",
+	"prevResult",
+	"capabilities",
+	"cni.dev/valid-attachments",
 	"cni.dev/attachments",
 	/* slim's */
-	"bridge", "mtu", "routerSocket", NULL,
+	"bridge",
+	"mtu",
+	"routerSocket",
+	NULL,
 };
 
 int cni_conf_parse(const char *text, size_t len, bool need_ipam, struct cni_conf *c,
@@ -125,11 +140,11 @@ int cni_conf_parse(const char *text, size_t len, bool need_ipam, struct cni_conf
 		return -1;
 	/* The name is part of each registration's attachment label "network/id/ifname". */
 	if (strchr(c->cc_name, '/'))
-		return cni_fail(e, CNI_ERR_CONFIG, "network config: \"name\" must not contain "
-				"'/'");
+		return cni_fail(e, CNI_ERR_CONFIG, "network config: \"name\" must not contain '/'");
 	if (!cni_version_supported(c->cc_version))
-		return cni_fail(e, CNI_ERR_VERSION, "cniVersion %s is not supported (0.4.0, "
-				"1.0.0, 1.1.0 are)", c->cc_version);
+		return cni_fail(e, CNI_ERR_VERSION,
+				"cniVersion %s is not supported (0.4.0, 1.0.0, 1.1.0 are)",
+				c->cc_version);
 	v = json_object_get(root, "type");
 	if (v && !json_is_string(v))
 		return cni_fail(e, CNI_ERR_CONFIG, "network config: \"type\" must be a string");
@@ -138,16 +153,18 @@ int cni_conf_parse(const char *text, size_t len, bool need_ipam, struct cni_conf
 	if (conf_string(root, "bridge", c->cc_bridge, sizeof(c->cc_bridge), false, e))
 		return -1;
 	if (!conf_ifname_ok(c->cc_bridge))
-		return cni_fail(e, CNI_ERR_CONFIG, "network config: bridge \"%s\" is not an "
-				"interface name", c->cc_bridge);
+		return cni_fail(e, CNI_ERR_CONFIG,
+				"network config: bridge \"%s\" is not an interface name",
+				c->cc_bridge);
 
 	c->cc_mtu = CNI_DEFAULT_MTU;
 	v = json_object_get(root, "mtu");
 	if (v) {
 		if (!json_is_integer(v) || json_integer_value(v) < 68 ||
 		    json_integer_value(v) > 65535)
-			return cni_fail(e, CNI_ERR_CONFIG, "network config: \"mtu\" must be an "
-					"integer from 68 to 65535");
+			return cni_fail(
+				e, CNI_ERR_CONFIG,
+				"network config: \"mtu\" must be an integer from 68 to 65535");
 		c->cc_mtu = (unsigned)json_integer_value(v);
 	}
 
@@ -156,22 +173,23 @@ int cni_conf_parse(const char *text, size_t len, bool need_ipam, struct cni_conf
 			false, e))
 		return -1;
 	if (c->cc_router_socket[0] != '/')
-		return cni_fail(e, CNI_ERR_CONFIG, "network config: \"routerSocket\" must be an "
-				"absolute path");
+		return cni_fail(e, CNI_ERR_CONFIG,
+				"network config: \"routerSocket\" must be an absolute path");
 
 	ipam = json_object_get(root, "ipam");
 	if (ipam && !json_is_object(ipam))
 		return cni_fail(e, CNI_ERR_CONFIG, "network config: \"ipam\" must be an object");
 	if (ipam && json_object_get(ipam, "type") &&
 	    conf_string(ipam, "type", c->cc_ipam_type, sizeof(c->cc_ipam_type), false, e))
-		return cni_fail(e, CNI_ERR_CONFIG, "network config: \"ipam.type\" must be a "
-				"plugin name");
+		return cni_fail(e, CNI_ERR_CONFIG,
+				"network config: \"ipam.type\" must be a plugin name");
 	if (strchr(c->cc_ipam_type, '/'))
-		return cni_fail(e, CNI_ERR_CONFIG, "network config: \"ipam.type\" must be a "
-				"plugin name, not a path");
+		return cni_fail(e, CNI_ERR_CONFIG,
+				"network config: \"ipam.type\" must be a plugin name, not a path");
 	if (need_ipam && !c->cc_ipam_type[0])
-		return cni_fail(e, CNI_ERR_CONFIG, "network config: \"ipam\" with a \"type\" is "
-				"required (e.g. host-local)");
+		return cni_fail(
+			e, CNI_ERR_CONFIG,
+			"network config: \"ipam\" with a \"type\" is required (e.g. host-local)");
 
 	/* Labels: the config's args.labels, then the runtime's runtimeConfig.labels on top. */
 	args = json_object_get(root, "args");
@@ -181,10 +199,10 @@ int cni_conf_parse(const char *text, size_t len, bool need_ipam, struct cni_conf
 		return -1;
 	rc = json_object_get(root, "runtimeConfig");
 	if (rc && !json_is_object(rc))
-		return cni_fail(e, CNI_ERR_CONFIG, "network config: \"runtimeConfig\" must be an "
-				"object");
-	if (rc && conf_labels(json_object_get(rc, "labels"), "runtimeConfig.labels",
-			      c->cc_labels, e))
+		return cni_fail(e, CNI_ERR_CONFIG,
+				"network config: \"runtimeConfig\" must be an object");
+	if (rc &&
+	    conf_labels(json_object_get(rc, "labels"), "runtimeConfig.labels", c->cc_labels, e))
 		return -1;
 
 	c->cc_dns = json_object_get(root, "dns");
@@ -192,12 +210,12 @@ int cni_conf_parse(const char *text, size_t len, bool need_ipam, struct cni_conf
 		return cni_fail(e, CNI_ERR_CONFIG, "network config: \"dns\" must be an object");
 	c->cc_prev = json_object_get(root, "prevResult");
 	if (c->cc_prev && !json_is_object(c->cc_prev))
-		return cni_fail(e, CNI_ERR_CONFIG, "network config: \"prevResult\" must be an "
-				"object");
+		return cni_fail(e, CNI_ERR_CONFIG,
+				"network config: \"prevResult\" must be an object");
 	c->cc_valid = json_object_get(root, "cni.dev/valid-attachments");
 	if (c->cc_valid && !json_is_array(c->cc_valid))
-		return cni_fail(e, CNI_ERR_CONFIG, "network config: "
-				"\"cni.dev/valid-attachments\" must be an array");
+		return cni_fail(e, CNI_ERR_CONFIG,
+				"network config: \"cni.dev/valid-attachments\" must be an array");
 	return 0;
 }
 
@@ -273,8 +291,10 @@ int cni_args_parse(const char *args, const char *containerid, struct cni_env *en
 			ignore_unknown = !strcmp(val, "1") || !strcasecmp(val, "true");
 		} else if (!strcmp(kv, "K8S_POD_NAME")) {
 			if (strlen(val) >= CNI_NAME_MAX)
-				ret = cni_fail(e, CNI_ERR_ENV, "CNI_ARGS: K8S_POD_NAME is longer "
-					       "than %d characters", CNI_NAME_MAX - 1);
+				ret = cni_fail(
+					e, CNI_ERR_ENV,
+					"CNI_ARGS: K8S_POD_NAME is longer than %d characters",
+					CNI_NAME_MAX - 1);
 			else
 				snprintf(env->ce_podname, sizeof(env->ce_podname), "%s", val);
 		} else if (!strcmp(kv, "SLIM_LABELS")) {
@@ -288,8 +308,9 @@ int cni_args_parse(const char *args, const char *containerid, struct cni_env *en
 		return -1;
 	/* Kubernetes' keys are known to every runtime that sets them: never an error. */
 	if (unknown[0] && !ignore_unknown && strncmp(unknown, "K8S_", 4))
-		return cni_fail(e, CNI_ERR_ENV, "CNI_ARGS: unknown key \"%s\" (IgnoreUnknown=1 "
-				"lets it pass)", unknown);
+		return cni_fail(e, CNI_ERR_ENV,
+				"CNI_ARGS: unknown key \"%s\" (IgnoreUnknown=1 lets it pass)",
+				unknown);
 	/* A container id is 64 hex digits with most runtimes: its first 12 name the pod, as
 	 * docker and podman shorten it. */
 	if (!env->ce_podname[0] && containerid)

@@ -25,8 +25,8 @@ static int ipam_find(const char *type, char *out, size_t cap, struct cni_err *e)
 	int found = 0;
 
 	if (!path || !*path)
-		return cni_fail(e, CNI_ERR_ENV, "CNI_PATH is not set (needed to find the IPAM "
-				"plugin %s)", type);
+		return cni_fail(e, CNI_ERR_ENV,
+				"CNI_PATH is not set (needed to find the IPAM plugin %s)", type);
 	copy = strdup(path);
 	if (!copy)
 		return cni_fail(e, CNI_ERR_IO, "out of memory");
@@ -123,8 +123,8 @@ static void ipam_error(const char *type, const char *command, const char *out, s
 	json_decref(doc);
 }
 
-static int ipam_run(const struct cni_conf *conf, const char *command, const char *text,
-		    size_t len, json_t **result, struct cni_err *e)
+static int ipam_run(const struct cni_conf *conf, const char *command, const char *text, size_t len,
+		    json_t **result, struct cni_err *e)
 {
 	int in[2] = {-1, -1}, out[2] = {-1, -1}, status, ret;
 	char plugin[PATH_MAX], *output = NULL;
@@ -178,8 +178,9 @@ static int ipam_run(const struct cni_conf *conf, const char *command, const char
 		if (!*result || !json_is_object(*result)) {
 			json_decref(*result);
 			*result = NULL;
-			ret = cni_fail(e, CNI_ERR_DECODE, "IPAM %s %s: result is not a JSON "
-				       "object: %s", conf->cc_ipam_type, command, jerr.text);
+			ret = cni_fail(e, CNI_ERR_DECODE,
+				       "IPAM %s %s: result is not a JSON object: %s",
+				       conf->cc_ipam_type, command, jerr.text);
 		}
 	}
 out:

@@ -126,9 +126,9 @@ static int link_addr_cb(const struct nlmsghdr *nlh, void *data)
 
 	if (ifa->ifa_family != AF_INET || (int)ifa->ifa_index != l->cl_index || l->cl_addr)
 		return MNL_CB_OK;
-	mnl_attr_for_each(attr, nlh, sizeof(*ifa)) {
-		if (mnl_attr_get_type(attr) == IFA_LOCAL &&
-		    mnl_attr_get_payload_len(attr) == 4) {
+	mnl_attr_for_each(attr, nlh, sizeof(*ifa))
+	{
+		if (mnl_attr_get_type(attr) == IFA_LOCAL && mnl_attr_get_payload_len(attr) == 4) {
 			memcpy(&l->cl_addr, mnl_attr_get_payload(attr), 4);
 			l->cl_prefix = ifa->ifa_prefixlen;
 		}
@@ -280,10 +280,10 @@ static int link_addr_match_cb(const struct nlmsghdr *nlh, void *data)
 	if (ifa->ifa_family != AF_INET || (int)ifa->ifa_index != m->am_index ||
 	    ifa->ifa_prefixlen != m->am_prefix)
 		return MNL_CB_OK;
-	mnl_attr_for_each(attr, nlh, sizeof(*ifa))
-		if (mnl_attr_get_type(attr) == IFA_LOCAL && mnl_attr_get_payload_len(attr) == 4 &&
-		    !memcmp(mnl_attr_get_payload(attr), &m->am_addr, 4))
-			m->am_found = true;
+	mnl_attr_for_each(attr, nlh, sizeof(*ifa)) if (mnl_attr_get_type(attr) == IFA_LOCAL &&
+						       mnl_attr_get_payload_len(attr) == 4 &&
+						       !memcmp(mnl_attr_get_payload(attr),
+							       &m->am_addr, 4)) m->am_found = true;
 	return MNL_CB_OK;
 }
 
@@ -346,7 +346,8 @@ static int link_route_match_cb(const struct nlmsghdr *nlh, void *data)
 	if (rtm->rtm_family != AF_INET || rtm->rtm_dst_len != m->rm_len ||
 	    rtm->rtm_table != RT_TABLE_MAIN)
 		return MNL_CB_OK;
-	mnl_attr_for_each(attr, nlh, sizeof(*rtm)) {
+	mnl_attr_for_each(attr, nlh, sizeof(*rtm))
+	{
 		if (mnl_attr_get_payload_len(attr) != 4)
 			continue;
 		if (mnl_attr_get_type(attr) == RTA_DST)

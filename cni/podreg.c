@@ -37,8 +37,9 @@ int podreg_add(const char *sock, const char *netns, const char *ip, const char *
 {
 	json_t *rep;
 
-	if (podreg_call(sock, json_pack("{s:s, s:s, s:s, s:s, s:O}", "cmd", "pod.add", "netns",
-					netns, "ip", ip, "name", name, "labels", labels),
+	if (podreg_call(sock,
+			json_pack("{s:s, s:s, s:s, s:s, s:O}", "cmd", "pod.add", "netns", netns,
+				  "ip", ip, "name", name, "labels", labels),
 			&rep, e))
 		return -1;
 	json_decref(rep);
@@ -63,8 +64,8 @@ static json_t *podreg_list(const char *sock, json_t **rep, struct cni_err *e)
 
 static const char *podreg_attachment(json_t *pod)
 {
-	return json_string_value(json_object_get(json_object_get(pod, "labels"),
-						 CNI_LABEL_ATTACHMENT));
+	return json_string_value(
+		json_object_get(json_object_get(pod, "labels"), CNI_LABEL_ATTACHMENT));
 }
 
 static int podreg_del_name(const char *sock, const char *name, struct cni_err *e)
@@ -121,8 +122,9 @@ int podreg_check(const char *sock, const char *attachment, const char *ip, struc
 	}
 	json_decref(rep);
 	if (!found)
-		return cni_fail(e, CNI_ERR_CHECK, "slim router at %s has no pod with ip %s for "
-				"attachment %s", sock, ip, attachment);
+		return cni_fail(e, CNI_ERR_CHECK,
+				"slim router at %s has no pod with ip %s for attachment %s", sock,
+				ip, attachment);
 	return 0;
 }
 

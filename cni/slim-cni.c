@@ -179,7 +179,8 @@ static int cni_add_container(const struct cni_env *env, int netns_fd, json_t *ip
 
 		if (cni_parse_cidr(json_string_value(json_object_get(r, "dst")), &dst, &plen) ||
 		    plen == 0)
-			continue; /* the default route is set above; IPv6 ones are refused earlier */
+			continue; /* the default route is set above; IPv6 ones are refused earlier
+				   */
 		if (json_object_get(r, "gw"))
 			cni_parse_ip(json_string_value(json_object_get(r, "gw")), &rgw);
 		if ((ret = link_route_add(peer->cl_index, dst, plen, rgw)) && ret != -EEXIST) {
@@ -193,8 +194,11 @@ static int cni_add_container(const struct cni_env *env, int netns_fd, json_t *ip
 	ret = 0;
 out:
 	if (link_netns_leave(saved) < 0) /* never go on in the container's namespace */
-		exit(cni_print_error(e->ce_code ? e : &(struct cni_err){CNI_ERR_IO,
-				     "cannot return to the host network namespace", ""}));
+		exit(cni_print_error(
+			e->ce_code ? e
+				   : &(struct cni_err){
+					     CNI_ERR_IO,
+					     "cannot return to the host network namespace", ""}));
 	return ret ? -1 : 0;
 }
 
@@ -216,18 +220,19 @@ static int cni_check_ipam_result(json_t *res, json_t **ips, json_t **routes, str
 		uint32_t a;
 		unsigned l;
 
-		if (cni_parse_cidr(s, &a, &l) ||
-		    (gw && cni_parse_ip(json_string_value(gw), &a)))
-			return cni_fail(e, CNI_ERR_CONFIG, "IPAM returned %s: slim supports IPv4 "
-					"addresses only", s ? s : "an address that is no string");
+		if (cni_parse_cidr(s, &a, &l) || (gw && cni_parse_ip(json_string_value(gw), &a)))
+			return cni_fail(e, CNI_ERR_CONFIG,
+					"IPAM returned %s: slim supports IPv4 addresses only",
+					s ? s : "an address that is no string");
 	}
 	json_array_foreach(*routes, i, r) {
 		uint32_t a;
 		unsigned l;
 
 		if (cni_parse_cidr(json_string_value(json_object_get(r, "dst")), &a, &l))
-			return cni_fail(e, CNI_ERR_CONFIG, "IPAM returned a route that is not "
-					"IPv4: slim supports IPv4 only");
+			return cni_fail(
+				e, CNI_ERR_CONFIG,
+				"IPAM returned a route that is not IPv4: slim supports IPv4 only");
 	}
 	return 0;
 }
@@ -288,8 +293,8 @@ static int cmd_add(const struct cni_conf *conf, const struct cni_env *env, const
 
 	netns_fd = open(env->ce_netns, O_RDONLY | O_CLOEXEC);
 	if (netns_fd < 0)
-		return cni_fail(e, CNI_ERR_NO_CONTAINER, "network namespace %s: %s",
-				env->ce_netns, strerror(errno));
+		return cni_fail(e, CNI_ERR_NO_CONTAINER, "network namespace %s: %s", env->ce_netns,
+				strerror(errno));
 	if ((ret = link_get(conf->cc_bridge, &bridge))) {
 		cni_fail(e, CNI_ERR_CONFIG, "bridge %s: %s", conf->cc_bridge, strerror(-ret));
 		goto out;
@@ -320,17 +325,19 @@ static int cmd_add(const struct cni_conf *conf, const struct cni_env *env, const
 	/* The default route goes via the bridge's own address, as in slimlab's pods; IPAM's
 	 * gateway only when the bridge has none. */
 	gw = bridge.cl_addr;
-	if (!gw && cni_parse_ip(json_string_value(json_object_get(json_array_get(ips, 0),
-								  "gateway")), &gw)) {
-		cni_fail(e, CNI_ERR_CONFIG, "bridge %s has no IPv4 address and IPAM gave no "
-			 "gateway: no default route", conf->cc_bridge);
+	if (!gw &&
+	    cni_parse_ip(json_string_value(json_object_get(json_array_get(ips, 0), "gateway")),
+			 &gw)) {
+		cni_fail(e, CNI_ERR_CONFIG,
+			 "bridge %s has no IPv4 address and IPAM gave no gateway: no default route",
+			 conf->cc_bridge);
 		goto fail;
 	}
 	if (cni_add_container(env, netns_fd, ips, routes, gw, &peer, e))
 		goto fail;
 
-	cni_parse_cidr(json_string_value(json_object_get(json_array_get(ips, 0), "address")),
-		       &addr, &plen);
+	cni_parse_cidr(json_string_value(json_object_get(json_array_get(ips, 0), "address")), &addr,
+		       &plen);
 	cni_ntoa(addr, ip);
 	labels = json_deep_copy(conf->cc_labels);
 	json_object_update(labels, env->ce_labels);
@@ -376,8 +383,7 @@ static int cmd_del(const struct cni_conf *conf, const struct cni_env *env, const
 	    step.ce_code != CNI_ERR_TRY_AGAIN)
 		*e = step;
 	memset(&step, 0, sizeof(step));
-	if (conf->cc_ipam_type[0] && ipam_exec(conf, "DEL", text, len, NULL, &step) &&
-	    !e->ce_code)
+	if (conf->cc_ipam_type[0] && ipam_exec(conf, "DEL", text, len, NULL, &step) && !e->ce_code)
 		*e = step;
 	cni_host_ifname(env->ce_containerid, env->ce_ifname, host);
 	ret = link_del(host);
@@ -404,8 +410,8 @@ static int cmd_check(const struct cni_conf *conf, const struct cni_env *env, con
 		return cni_fail(e, CNI_ERR_CONFIG, "prevResult has no ips");
 	netns_fd = open(env->ce_netns, O_RDONLY | O_CLOEXEC);
 	if (netns_fd < 0)
-		return cni_fail(e, CNI_ERR_NO_CONTAINER, "network namespace %s: %s",
-				env->ce_netns, strerror(errno));
+		return cni_fail(e, CNI_ERR_NO_CONTAINER, "network namespace %s: %s", env->ce_netns,
+				strerror(errno));
 	cni_host_ifname(env->ce_containerid, env->ce_ifname, host_name);
 	if ((ret = link_get(conf->cc_bridge, &bridge)) || (ret = link_get(host_name, &host)) ||
 	    host.cl_master != bridge.cl_index) {
@@ -449,12 +455,12 @@ static int cmd_check(const struct cni_conf *conf, const struct cni_env *env, con
 	ret = 0;
 out:
 	if (link_netns_leave(saved) < 0)
-		exit(cni_print_error(&(struct cni_err){CNI_ERR_IO, "cannot return to the host "
-						       "network namespace", ""}));
+		exit(cni_print_error(&(struct cni_err){
+			CNI_ERR_IO, "cannot return to the host network namespace", ""}));
 	if (ret)
 		return -1;
-	cni_parse_cidr(json_string_value(json_object_get(json_array_get(ips, 0), "address")),
-		       &addr, &plen);
+	cni_parse_cidr(json_string_value(json_object_get(json_array_get(ips, 0), "address")), &addr,
+		       &plen);
 	podreg_attachment_name(conf->cc_name, env->ce_containerid, env->ce_ifname, attachment,
 			       sizeof(attachment));
 	if (podreg_check(conf->cc_router_socket, attachment, cni_ntoa(addr, ipbuf), e))
@@ -572,8 +578,9 @@ int main(void)
 		ret = cmd_check(&conf, &env, text, len, &e);
 	else if (!strcmp(cmd, "GC") || !strcmp(cmd, "STATUS")) {
 		if (strcmp(conf.cc_version, "1.1.0"))
-			cni_fail(&e, CNI_ERR_VERSION, "%s needs cniVersion 1.1.0, the config has "
-				 "%s", cmd, conf.cc_version);
+			cni_fail(&e, CNI_ERR_VERSION,
+				 "%s needs cniVersion 1.1.0, the config has %s", cmd,
+				 conf.cc_version);
 		else
 			ret = !strcmp(cmd, "GC") ? cmd_gc(&conf, text, len, &e)
 						 : cmd_status(&conf, &e);

@@ -93,9 +93,9 @@ int ctlcall(const char *path, json_t *req, json_t **rep, char *err, size_t errle
 		if (n <= 0) {
 			ret = n == 0 ? -ECONNRESET : (int)n;
 			snprintf(err, errlen, "receive from %s: %s", path,
-				 n == 0		 ? "the router closed the connection"
+				 n == 0		? "the router closed the connection"
 				 : n == -EAGAIN ? "timed out"
-						 : strerror((int)-n));
+						: strerror((int)-n));
 			goto out;
 		}
 		if (slim_msg_check_reply(buf, (size_t)n, SLIM_MSG_CTL_REP, id) < 0) {

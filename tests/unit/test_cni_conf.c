@@ -20,7 +20,9 @@ TEST(defaults)
 	struct cni_err e;
 
 	if (!ASSERT_OK(parse("{\"cniVersion\": \"1.0.0\", \"name\": \"slim\", \"type\": "
-			     "\"slim-cni\", " IPAM "}", true, &c, &e), e.ce_msg))
+			     "\"slim-cni\", " IPAM "}",
+			     true, &c, &e),
+		       e.ce_msg))
 		return;
 	ASSERT_STREQ(c.cc_version, "1.0.0", "cniVersion");
 	ASSERT_STREQ(c.cc_name, "slim", "name");
@@ -38,13 +40,12 @@ TEST(all_keys)
 	struct cni_conf c;
 	struct cni_err e;
 	const char *text =
-		"{\"cniVersion\": \"1.1.0\", \"name\": \"n1\", \"type\": \"slim-cni\", "
-		"\"bridge\": \"br9\", \"mtu\": 9000, \"routerSocket\": \"/run/slim/x/r.sock\", "
-		IPAM ", \"dns\": {\"nameservers\": [\"10.0.0.10\"]}, "
-		"\"args\": {\"labels\": {\"app\": \"web\", \"tier\": \"a\"}, \"cni\": {}}, "
-		"\"runtimeConfig\": {\"labels\": {\"tier\": \"b\"}, \"portMappings\": []}, "
-		"\"capabilities\": {\"portMappings\": true}, \"ipMasq\": false, "
-		"\"prevResult\": {\"ips\": []}}";
+		"{\"cniVersion\": \"1.1.0\", \"name\": \"n1\", \"type\": \"slim-cni\", \"bridge\": "
+		"\"br9\", \"mtu\": 9000, \"routerSocket\": \"/run/slim/x/r.sock\", " IPAM
+		", \"dns\": {\"nameservers\": [\"10.0.0.10\"]}, \"args\": {\"labels\": {\"app\": "
+		"\"web\", \"tier\": \"a\"}, \"cni\": {}}, \"runtimeConfig\": {\"labels\": "
+		"{\"tier\": \"b\"}, \"portMappings\": []}, \"capabilities\": {\"portMappings\": "
+		"true}, \"ipMasq\": false, \"prevResult\": {\"ips\": []}}";
 
 	if (!ASSERT_OK(parse(text, true, &c, &e), e.ce_msg))
 		return;
@@ -65,8 +66,10 @@ TEST(unknown_key_is_named)
 	struct cni_conf c;
 	struct cni_err e;
 
-	ASSERT_EQ(parse("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", " IPAM ", \"brigde\": "
-			"\"cni0\"}", true, &c, &e), -1, "parse");
+	ASSERT_EQ(parse("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", " IPAM
+			", \"brigde\": \"cni0\"}",
+			true, &c, &e),
+		  -1, "parse");
 	ASSERT_EQ(e.ce_code, CNI_ERR_UNSUPPORTED, "code 2: unsupported field");
 	ASSERT_TRUE(strstr(e.ce_msg, "\"brigde\"") != NULL, e.ce_msg);
 	ASSERT_STREQ(e.ce_details, "brigde: \"cni0\"", "details: key and value");
@@ -84,27 +87,33 @@ TEST(refusals)
 		{"{\"cniVersion\": \"1.0.0\", \"name\": ", CNI_ERR_DECODE, "line"},
 		{"[1]", CNI_ERR_DECODE, "object"},
 		{"{\"name\": \"n\", " IPAM "}", CNI_ERR_CONFIG, "cniVersion"},
-		{"{\"cniVersion\": \"0.3.1\", \"name\": \"n\", " IPAM "}", CNI_ERR_VERSION, "0.3.1"},
+		{"{\"cniVersion\": \"0.3.1\", \"name\": \"n\", " IPAM "}", CNI_ERR_VERSION,
+		 "0.3.1"},
 		{"{\"cniVersion\": \"1.0.0\", " IPAM "}", CNI_ERR_CONFIG, "name"},
 		{"{\"cniVersion\": \"1.0.0\", \"name\": \"a/b\", " IPAM "}", CNI_ERR_CONFIG, "'/'"},
 		{"{\"cniVersion\": \"1.0.0\", \"name\": \"n\"}", CNI_ERR_CONFIG, "ipam"},
-		{"{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"ipam\": {}}", CNI_ERR_CONFIG, "ipam"},
+		{"{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"ipam\": {}}", CNI_ERR_CONFIG,
+		 "ipam"},
 		{"{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"ipam\": {\"type\": \"../x\"}}",
 		 CNI_ERR_CONFIG, "ipam.type"},
-		{"{\"cniVersion\": \"1.0.0\", \"name\": \"n\", " IPAM ", \"mtu\": 67}", CNI_ERR_CONFIG,
-		 "mtu"},
+		{"{\"cniVersion\": \"1.0.0\", \"name\": \"n\", " IPAM ", \"mtu\": 67}",
+		 CNI_ERR_CONFIG, "mtu"},
 		{"{\"cniVersion\": \"1.0.0\", \"name\": \"n\", " IPAM ", \"mtu\": \"1450\"}",
 		 CNI_ERR_CONFIG, "mtu"},
-		{"{\"cniVersion\": \"1.0.0\", \"name\": \"n\", " IPAM ", \"bridge\": "
-		 "\"averyveryverylongname\"}", CNI_ERR_CONFIG, "bridge"},
+		{"{\"cniVersion\": \"1.0.0\", \"name\": \"n\", " IPAM
+		 ", \"bridge\": \"averyveryverylongname\"}",
+		 CNI_ERR_CONFIG, "bridge"},
 		{"{\"cniVersion\": \"1.0.0\", \"name\": \"n\", " IPAM ", \"bridge\": \"a/b\"}",
 		 CNI_ERR_CONFIG, "bridge"},
-		{"{\"cniVersion\": \"1.0.0\", \"name\": \"n\", " IPAM ", \"routerSocket\": \"r.sock\"}",
+		{"{\"cniVersion\": \"1.0.0\", \"name\": \"n\", " IPAM
+		 ", \"routerSocket\": \"r.sock\"}",
 		 CNI_ERR_CONFIG, "absolute"},
-		{"{\"cniVersion\": \"1.0.0\", \"name\": \"n\", " IPAM ", \"args\": {\"labels\": "
-		 "{\"a\": 1}}}", CNI_ERR_CONFIG, "args.labels"},
-		{"{\"cniVersion\": \"1.0.0\", \"name\": \"n\", " IPAM ", \"runtimeConfig\": "
-		 "{\"labels\": []}}", CNI_ERR_CONFIG, "runtimeConfig.labels"},
+		{"{\"cniVersion\": \"1.0.0\", \"name\": \"n\", " IPAM
+		 ", \"args\": {\"labels\": {\"a\": 1}}}",
+		 CNI_ERR_CONFIG, "args.labels"},
+		{"{\"cniVersion\": \"1.0.0\", \"name\": \"n\", " IPAM
+		 ", \"runtimeConfig\": {\"labels\": []}}",
+		 CNI_ERR_CONFIG, "runtimeConfig.labels"},
 		{"{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"name\": \"m\", " IPAM "}",
 		 CNI_ERR_DECODE, "duplicate"},
 	};
@@ -126,9 +135,11 @@ TEST(no_ipam_for_status_and_gc)
 	struct cni_conf c;
 	struct cni_err e;
 
-	ASSERT_OK(parse("{\"cniVersion\": \"1.1.0\", \"name\": \"n\", \"cni.dev/valid-attachments\":"
-			" [{\"containerID\": \"a\", \"ifname\": \"eth0\"}]}", false, &c, &e),
-		  e.ce_msg);
+	ASSERT_OK(
+		parse("{\"cniVersion\": \"1.1.0\", \"name\": \"n\", \"cni.dev/valid-attachments\": "
+		      "[{\"containerID\": \"a\", \"ifname\": \"eth0\"}]}",
+		      false, &c, &e),
+		e.ce_msg);
 	ASSERT_EQ(json_array_size(c.cc_valid), 1, "valid attachments");
 	cni_conf_free(&c);
 }
@@ -138,11 +149,13 @@ TEST(args)
 	struct cni_env env;
 	struct cni_err e = {0};
 
-	if (ASSERT_OK(cni_args_parse("IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=web-1;"
-				     "SLIM_LABELS=app:web,tier:db:x;FOO=bar",
-				     "0123456789abcdef", &env, &e), e.ce_msg)) {
+	if (ASSERT_OK(cni_args_parse("IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=web-1;SLIM_"
+				     "LABELS=app:web,tier:db:x;FOO=bar",
+				     "0123456789abcdef", &env, &e),
+		      e.ce_msg)) {
 		ASSERT_STREQ(env.ce_podname, "web-1", "K8S_POD_NAME names the pod");
-		ASSERT_STREQ(json_string_value(json_object_get(env.ce_labels, "app")), "web", "app");
+		ASSERT_STREQ(json_string_value(json_object_get(env.ce_labels, "app")), "web",
+			     "app");
 		ASSERT_STREQ(json_string_value(json_object_get(env.ce_labels, "tier")), "db:x",
 			     "a value may hold ':'");
 	}
@@ -152,12 +165,16 @@ TEST(args)
 	if (ASSERT_OK(cni_args_parse(NULL, "abc", &env, &e), e.ce_msg))
 		ASSERT_STREQ(env.ce_podname, "abc", "short id as is");
 	cni_env_free(&env);
-	if (ASSERT_OK(cni_args_parse("", "0123456789abcdef0123456789abcdef0123456789abcdef0123456"
-				     "789abcdef", &env, &e), e.ce_msg))
+	if (ASSERT_OK(cni_args_parse(
+			      "",
+			      "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+			      &env, &e),
+		      e.ce_msg))
 		ASSERT_STREQ(env.ce_podname, "0123456789ab", "long id shortened");
 	cni_env_free(&env);
 
-	ASSERT_EQ(cni_args_parse("FOO=bar", "x", &env, &e), -1, "unknown key without IgnoreUnknown");
+	ASSERT_EQ(cni_args_parse("FOO=bar", "x", &env, &e), -1,
+		  "unknown key without IgnoreUnknown");
 	ASSERT_EQ(e.ce_code, CNI_ERR_ENV, "code 4");
 	ASSERT_TRUE(strstr(e.ce_msg, "FOO") != NULL, e.ce_msg);
 	cni_env_free(&env);
