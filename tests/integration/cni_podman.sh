@@ -8,8 +8,9 @@
 # server container on h2 and one on h1 over slim: the server sees the client's container
 # address, the router lists the connection, and neither the overlay (flannel.1) nor the
 # containers' veths carried the bytes. The ADD result reached podman (its MAC is the
-# container's), the pods are registered with their labels, and `podman rm -f` leaves no veth,
-# no host-local reservation and no router pod entry.
+# container's), the pods are registered with their labels, `podman rm -f` leaves no veth, no
+# host-local reservation and no router pod entry, and a container that exits is detached by
+# podman's own cleanup.
 #
 # How podman is run here, and why:
 # - `nsenter --net=/run/netns/P-h<i>`, not `ip netns exec`: ip netns exec remounts /sys for the
@@ -148,7 +149,9 @@ run() {
 ctl() { "$BIN/slimctl" -s "/run/slim/$PREFIX/h$1/router.sock" "${@:2}"; }
 ip_of() { pm "$1" inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$2"; }
 logs_have() { pm "$1" logs "$2" 2>&1 | grep -q "$3"; }
-host_listener() { ctl "$1" --json listeners | jq -e --arg o "$2" 'any(.listeners[]; .overlay == $o)'; }
+host_listener() {
+	ctl "$1" --json listeners | jq -e --arg o "$2" 'any(.listeners[]; .overlay == $o)'
+}
 # Bytes (rx + tx) of h<I>'s links whose names start with PREFIX.
 link_bytes() {
 	in_ns "h$1" ip -s -j link show | jq --arg p "$2" \
@@ -215,8 +218,8 @@ transfer() {
 	logs_have "$sh" "$sname" "server got $BYTES bytes from $cip:" ||
 		fail "$case: the server did not see the client as $cip"
 	# The router of h1 lists the connection (the client holds it open).
-	conn=$(ctl 1 --json conns | jq -c --arg d "$sip:$port" --arg s "$cip" \
-		'[.conns[] | select(.overlay_dst == $d and (.overlay_src | startswith($s + ":")))] | .[0] // empty')
+	conn=$(ctl 1 --json conns | jq -c --arg d "$sip:$port" --arg s "$cip:" '[.conns[] |
+		select(.overlay_dst == $d and (.overlay_src | startswith($s)))] | .[0] // empty')
 	[ -n "$conn" ] || fail "$case: h1's router does not list $cip -> $sip:$port: $(ctl 1 conns)"
 	log "$case: h1 router conn: $conn"
 	log "$case: h1 flannel.1 carried $((fl1 - fl0)) bytes, the containers' veths $((ve1 - ve0))"
@@ -237,6 +240,23 @@ t2=$(date +%s%N)
 pm 1 rm -f -t 0 cli_cross cli_samehost srv1 >/dev/null
 pm 2 rm -f -t 0 srv2 >/dev/null
 log "4 containers removed in $((($(date +%s%N) - t2) / 1000000)) ms"
+
+# A container whose process ends: podman's cleanup (from conmon) detaches it, before any rm.
+# (The 4 removed above are gone by now, so whatever is attached on h1 is this one.)
+run 1 short app:short python3 -c 'print("short done")'
+attached() { [ -n "$(ctl 1 --json pod list | jq -r '.pods[].name')$(in_ns h1 ip -j link show |
+	jq -r '.[].ifname | select(startswith("slim"))')" ]; }
+wait_for 20 logs_have 1 short "short done"
+t3=$(date +%s%N)
+deadline=$(($(date +%s) + 20))
+while attached; do
+	[ "$(date +%s)" -lt "$deadline" ] || fail "the exited container is still attached"
+	sleep 0.05
+done
+log "the exited container was detached by podman's cleanup" \
+	"$((($(date +%s%N) - t3) / 1000000)) ms after its output"
+pm 1 rm short >/dev/null
+
 for i in 1 2; do
 	left=$(in_ns "h$i" ip -j link show | jq -r '[.[].ifname | select(startswith("slim"))] | join(" ")')
 	[ -z "$left" ] || fail "h$i: veths left after podman rm: $left"
@@ -247,4 +267,6 @@ for i in 1 2; do
 	[ -z "$(pm "$i" ps -aq)" ] || fail "h$i: podman still has containers"
 done
 [ ! -e "$sandbox" ] || fail "srv2's network namespace $sandbox is left"
-log "ok: no veth, reservation, router pod or container left; total $((($(date +%s%N) - t0) / 1000000)) ms"
+
+log "ok: no veth, reservation, router pod or container left;" \
+	"total $((($(date +%s%N) - t0) / 1000000)) ms"
