@@ -177,10 +177,10 @@ static int cni_add_container(const struct cni_env *env, int netns_fd, json_t *ip
 		uint32_t dst, rgw = gw;
 		unsigned plen;
 
+		/* The default route is set above (IPv6 routes were refused earlier). */
 		if (cni_parse_cidr(json_string_value(json_object_get(r, "dst")), &dst, &plen) ||
 		    plen == 0)
-			continue; /* the default route is set above; IPv6 ones are refused earlier
-				   */
+			continue;
 		if (json_object_get(r, "gw"))
 			cni_parse_ip(json_string_value(json_object_get(r, "gw")), &rgw);
 		if ((ret = link_route_add(peer->cl_index, dst, plen, rgw)) && ret != -EEXIST) {
@@ -317,9 +317,10 @@ static int cmd_add(const struct cni_conf *conf, const struct cni_env *env, const
 		goto fail;
 	}
 
+	/* A delegate that failed half-way may hold an address: its DEL is part of the undo. */
+	a.ca_ipam = true;
 	if (ipam_exec(conf, "ADD", text, len, &res, e))
 		goto fail;
-	a.ca_ipam = true;
 	if (cni_check_ipam_result(res, &ips, &routes, e))
 		goto fail;
 	/* The default route goes via the bridge's own address, as in slimlab's pods; IPAM's
