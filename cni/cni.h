@@ -147,6 +147,8 @@ int link_netns_leave(int saved);
  * parsed result. 0, or -1 with e filled (the plugin's own error JSON when it printed one). */
 int ipam_exec(const struct cni_conf *conf, const char *command, const char *text, size_t len,
 	      json_t **result, struct cni_err *e);
+/* 1 when the IPAM plugin's VERSION lists version, 0 when not, -1 with e filled on failure. */
+int ipam_supports(const struct cni_conf *conf, const char *version, struct cni_err *e);
 
 /* ---------------------------------------------------------------- podreg.c */
 

@@ -218,3 +218,19 @@ int ipam_exec(const struct cni_conf *conf, const char *command, const char *text
 	free(otext);
 	return ret;
 }
+
+int ipam_supports(const struct cni_conf *conf, const char *version, struct cni_err *e)
+{
+	static const char query[] = "{\"cniVersion\": \"1.1.0\"}";
+	json_t *res, *v;
+	int found = 0;
+	size_t i;
+
+	if (ipam_run(conf, "VERSION", query, sizeof(query) - 1, &res, e))
+		return -1;
+	json_array_foreach(json_object_get(res, "supportedVersions"), i, v)
+		if (json_is_string(v) && !strcmp(json_string_value(v), version))
+			found = 1;
+	json_decref(res);
+	return found;
+}

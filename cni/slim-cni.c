@@ -502,16 +502,35 @@ static void cni_gc_stale(const char *containerid, const char *ifname, void *arg)
 	}
 }
 
+/* GC: the router's registrations of attachments the runtime no longer lists are released with
+ * their veth and address; then the IPAM delegate collects its own, when it knows GC (1.1.0). */
 static int cmd_gc(const struct cni_conf *conf, const char *text, size_t len, struct cni_err *e)
 {
 	struct cni_gc g = {.g_conf = conf, .g_text = text, .g_len = len};
 	json_t *keep = conf->cc_valid ? conf->cc_valid : json_array();
+	struct cni_err step = {0};
+	int gc;
 
-	if (podreg_gc(conf->cc_router_socket, conf->cc_name, keep, cni_gc_stale, &g, e) &&
-	    e->ce_code != CNI_ERR_TRY_AGAIN)
+	/* A router that cannot be reached has no registrations to collect. */
+	if (podreg_gc(conf->cc_router_socket, conf->cc_name, keep, cni_gc_stale, &g, &step) &&
+	    step.ce_code != CNI_ERR_TRY_AGAIN) {
+		*e = step;
 		g.g_failed++;
+	}
 	if (!conf->cc_valid)
 		json_decref(keep);
+	if (conf->cc_ipam_type[0]) {
+		memset(&step, 0, sizeof(step));
+		gc = ipam_supports(conf, "1.1.0", &step);
+		if (gc > 0 && ipam_exec(conf, "GC", text, len, NULL, &step))
+			gc = -1;
+		if (gc < 0) {
+			fprintf(stderr, "slim-cni: GC: %s\n", step.ce_msg);
+			if (!e->ce_code)
+				*e = step;
+			g.g_failed++;
+		}
+	}
 	if (g.g_failed && !e->ce_code)
 		cni_fail(e, CNI_ERR_IO, "GC: %d release(s) failed (see stderr)", g.g_failed);
 	return g.g_failed ? -1 : 0;

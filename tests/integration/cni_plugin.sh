@@ -5,9 +5,9 @@
 # stdin, host-local from /usr/lib/cni) in a lab host's network namespace, for what podman 4.3 never
 # asks: VERSION; ADD's complete result (the container's MAC, sandbox, interface index, route via
 # the bridge); a second ADD refused; CHECK passing, then failing once the address is gone; DEL
-# twice; GC releasing only attachments the runtime no longer lists; STATUS; the error codes of an
-# unknown key (2), a missing namespace (3) and an unreachable router (11, with nothing left
-# behind).
+# twice; GC releasing only attachments the runtime no longer lists (and delegated to an IPAM
+# plugin that knows GC); STATUS; the error codes of an unknown key (2), a missing namespace (3),
+# an unsupported version (1) and an unreachable router (11, with nothing left behind).
 . "$(dirname "$0")/../lib.sh"
 
 need_root
@@ -29,12 +29,25 @@ CONF=$(jq -cn --arg sock "$SOCK" --arg data "$TMP/ipam" '{
 	ipam: {type: "host-local", ranges: [[{subnet: "10.244.1.0/24", rangeStart: "10.244.1.150"}]],
 	       dataDir: $data}}')
 
+# gcipam: host-local as a 1.1.0 IPAM plugin that knows GC would be (Debian 12's does not): it
+# says so on VERSION and records the GC it is given; everything else is host-local's.
+mkdir -p "$TMP/cnibin"
+cat >"$TMP/cnibin/gcipam" <<EOF
+#!/bin/sh
+case \$CNI_COMMAND in
+VERSION) echo '{"cniVersion": "1.1.0", "supportedVersions": ["1.0.0", "1.1.0"]}' ;;
+GC) cat >"$TMP/cnibin/gc.in" ;;
+*) exec /usr/lib/cni/host-local ;;
+esac
+EOF
+chmod +x "$TMP/cnibin/gcipam"
+
 # cni COMMAND ID NETNS [CONFIG]: runs the plugin in h1 as a runtime would; its stdout goes to
 # $TMP/out, its exit status is returned.
 cni() {
 	local cmd=$1 id=$2 ns=$3 conf=${4:-$CONF}
 	printf '%s' "$conf" | env CNI_COMMAND="$cmd" CNI_CONTAINERID="$id" CNI_IFNAME=eth0 \
-		CNI_NETNS="${ns:+/run/netns/$PREFIX-$ns}" CNI_PATH=/usr/lib/cni \
+		CNI_NETNS="${ns:+/run/netns/$PREFIX-$ns}" CNI_PATH="$TMP/cnibin:/usr/lib/cni" \
 		CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAME=pod-$id;SLIM_LABELS=app:demo" \
 		nsenter --net="/run/netns/$PREFIX-h1" "$BIN/slim-cni" >"$TMP/out" 2>"$TMP/err"
 }
@@ -114,6 +127,11 @@ assert_eq "$(pods)" pod-k2 "after GC: router pods"
 assert_eq "$(reserved)" "${k2ip%/*}" "after GC: reservations"
 assert_eq "$(ip -n "$PREFIX-c2" -j link show | jq -r '[.[].ifname] | join(" ")')" lo \
 	"after GC: k3's container has no eth0"
+# Debian's host-local was not asked to GC (it does not list 1.1.0); a delegate that does is.
+[ ! -e "$TMP/cnibin/gc.in" ] || fail "GC was delegated to host-local, which does not know it"
+cni GC "" "" "$(jq -c '.ipam.type = "gcipam"' <<<"$gc_conf")" || fail "GC with gcipam"
+assert_eq "$(jq -c '.["cni.dev/valid-attachments"]' "$TMP/cnibin/gc.in")" \
+	'[{"containerID":"k2","ifname":"eth0"}]' "what the IPAM delegate's GC was given"
 cni DEL k2 c1 || fail "DEL k2"
 assert_clean "" "after GC and DEL" "" ""
 
