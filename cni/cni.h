@@ -131,9 +131,6 @@ int link_addr_has(int index, uint32_t addr, unsigned prefix);
 int link_route_add(int index, uint32_t dst, unsigned len, uint32_t gw);
 /* True when a route dst/len via gw exists (main table). */
 int link_route_has(uint32_t dst, unsigned len, uint32_t gw);
-/* Names of the links whose master is bridge_index and whose name starts with prefix; calls fn. */
-int link_ports(int bridge_index, const char *prefix, void (*fn)(const char *name, void *arg),
-	       void *arg);
 /* Waits (bounded) until the link's carrier is up, so the first packets are not dropped. */
 int link_wait_running(int index, unsigned timeout_ms);
 /* Enters the network namespace of fd; *saved gets the current one to return to. */
