@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 # Top-level Makefile: dispatches to one directory per deliverable; everything lands in build/.
-SUBDIRS := common bpf router shim ctl lab tests
+SUBDIRS := common bpf router shim ctl cni lab tests
 
 .PHONY: all deps $(SUBDIRS) check unit integration demo bench clean
 
@@ -19,6 +19,8 @@ shim: common
 	$(MAKE) -C shim
 ctl: common
 	$(MAKE) -C ctl
+cni: common
+	$(MAKE) -C cni
 lab:
 	$(MAKE) -C lab
 tests: common shim bpf

@@ -10,18 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/un.h>
 
 #include <jansson.h>
 
 #include "ctl.h"
-#include "msg.h"
-
-#define CTL_TIMEOUT_S 10
-#define CTL_REPLY_MAX (64 << 20) /* refuse to buffer more than this */
+#include "ctlcall.h"
+#include "proto.h"
 
 static const char *ctl_argv0 = "slimctl";
 
@@ -238,83 +232,14 @@ static const struct ctl_command *ctl_lookup(int argc, char **argv, int *nwords)
 	return NULL;
 }
 
-static int ctl_connect(const char *path)
-{
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	struct timeval tv = {.tv_sec = CTL_TIMEOUT_S};
-	int fd;
-
-	if (strlen(path) >= sizeof(sun.sun_path))
-		ctl_die("socket path too long: %s", path);
-	strcpy(sun.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		ctl_die("socket: %s", strerror(errno));
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
-		ctl_die("cannot reach the router at %s: %s", path, strerror(errno));
-	/* Never hang on a router that stopped answering. */
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
-/* Sends req and returns the whole answer, parsed. */
+/* Sends req and returns the whole answer, parsed; dies when the router cannot be asked. */
 static json_t *ctl_request(const char *path, json_t *req)
 {
-	static uint8_t buf[SLIM_MSG_MAX];
-	const uint32_t id = (uint32_t)getpid();
-	char *text = json_dumps(req, JSON_COMPACT), *all = NULL;
-	size_t len, total = 0;
-	struct slim_msg_hdr h = {.type = SLIM_MSG_CTL_REQ, .id = id};
-	json_error_t jerr;
+	char err[512];
 	json_t *rep;
-	int fd, ret;
 
-	if (!text)
-		ctl_die("out of memory");
-	len = strlen(text);
-	if (sizeof(h) + len > SLIM_MSG_MAX)
-		ctl_die("request too large");
-	h.len = (uint32_t)(sizeof(h) + len);
-	memcpy(buf, &h, sizeof(h));
-	memcpy(buf + sizeof(h), text, len);
-	free(text);
-
-	fd = ctl_connect(path);
-	ret = slim_msg_send(fd, buf, h.len, -1);
-	if (ret < 0)
-		ctl_die("send to %s: %s", path, strerror(-ret));
-	for (;;) {
-		const struct slim_msg_hdr *rh = (const void *)buf;
-		int pfd;
-		ssize_t n = slim_msg_recv(fd, buf, sizeof(buf), &pfd, 0);
-		size_t body;
-
-		if (pfd >= 0)
-			close(pfd);
-		if (n == 0)
-			ctl_die("the router closed the connection");
-		if (n < 0)
-			ctl_die("receive from %s: %s", path,
-				n == -EAGAIN ? "timed out" : strerror((int)-n));
-		if (slim_msg_check_reply(buf, (size_t)n, SLIM_MSG_CTL_REP, id) < 0)
-			ctl_die("malformed reply from the router");
-		body = (size_t)n - sizeof(*rh);
-		if (total + body > CTL_REPLY_MAX)
-			ctl_die("reply larger than %d bytes", CTL_REPLY_MAX);
-		all = realloc(all, total + body + 1);
-		if (!all)
-			ctl_die("out of memory");
-		memcpy(all + total, buf + sizeof(*rh), body);
-		total += body;
-		if (!(rh->flags & SLIM_MSGF_MORE))
-			break;
-	}
-	close(fd);
-	rep = json_loadb(all ? all : "", total, 0, &jerr);
-	free(all);
-	if (!rep || !json_is_object(rep))
-		ctl_die("the router's reply is not a JSON object: %s", rep ? "" : jerr.text);
+	if (ctlcall(path, req, &rep, err, sizeof(err)) < 0)
+		ctl_die("%s", err);
 	return rep;
 }
 

@@ -17,9 +17,13 @@ _cleanups=()
 # cleanup CMD...: run CMD at exit, last registered first.
 cleanup() { _cleanups+=("$*"); }
 _run_cleanups() {
-	local rc=$? i
+	# _ci, not i: the cleanups are eval'ed here, and one that loops over "i" must not move
+	# this loop (it repeated a cleanup forever).
+	local rc=$? _ci
 	set +e
-	for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[$i]}" >/dev/null 2>&1; done
+	for ((_ci = ${#_cleanups[@]} - 1; _ci >= 0; _ci--)); do
+		eval "${_cleanups[$_ci]}" >/dev/null 2>&1
+	done
 	rm -rf "$TMP"
 	exit $rc
 }
