@@ -63,7 +63,7 @@ SHIM_EXPORT int socket(int domain, int type, int protocol)
 	if ((domain == AF_INET || domain == AF_INET6) && (type & 0xff) == SOCK_STREAM &&
 	    (protocol == 0 || protocol == IPPROTO_TCP) && shim_config.enabled &&
 	    (e = fdtab_slot(fd))) {
-		/* IPv6 sockets only for their listen(): a dual-stack listener takes IPv4 clients. */
+		/* IPv6 sockets for their IPv4 peers: a dual-stack listener's, a v4-mapped connect. */
 		e->kind = FD_TCP;
 		e->v6 = domain == AF_INET6;
 	}
@@ -75,36 +75,69 @@ SHIM_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
 	int rc = REAL(bind)(fd, addr, len);
 	struct fd_entry *e;
 
-	if (rc == 0 && (e = fdtab_get(fd)) && e->kind == FD_TCP && !e->v6 &&
-	    len >= sizeof(e->bound)) {
-		socklen_t l = sizeof(e->bound);
+	if (rc == 0 && (e = fdtab_get(fd)) && e->kind == FD_TCP) {
+		struct sockaddr_in6 sin6;
+		socklen_t l = sizeof(sin6);
 
-		/* Port 0 means the kernel chose one: record the real one. */
-		REAL(getsockname)(fd, (struct sockaddr *)&e->bound, &l);
+		/* Port 0 means the kernel chose one: record the real one (the port of an IPv6
+		 * socket too, so that a bound socket of either family is seen as bound). */
+		if (REAL(getsockname)(fd, (struct sockaddr *)&sin6, &l) == 0) {
+			if (sin6.sin6_family == AF_INET)
+				memcpy(&e->bound, &sin6, sizeof(e->bound));
+			else
+				e->bound.sin_port = sin6.sin6_port;
+		}
 	}
 	return rc;
+}
+
+/*
+ * The IPv4 destination of a connect: an AF_INET address, or the v4-mapped AF_INET6 address an
+ * IPv6 socket connects to (::ffff:a.b.c.d: what Java and gRPC do with their default dual-stack
+ * sockets). false for anything else.
+ */
+static bool connect_ipv4_dst(const struct fd_entry *e, const struct sockaddr *addr, socklen_t len,
+			     struct sockaddr_in *dst)
+{
+	if (!addr)
+		return false;
+	if (!e->v6 && addr->sa_family == AF_INET && len >= sizeof(*dst)) {
+		memcpy(dst, addr, sizeof(*dst));
+		return true;
+	}
+	if (e->v6 && addr->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)addr;
+
+		if (!IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+			return false;
+		*dst = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = sin6->sin6_port};
+		memcpy(&dst->sin_addr, &sin6->sin6_addr.s6_addr[12], 4);
+		return true;
+	}
+	return false;
 }
 
 SHIM_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	struct fd_entry *e = fdtab_get(fd);
-	const struct sockaddr_in *dst = (const struct sockaddr_in *)addr;
+	struct sockaddr_in dst;
 
 	if (!e || (e->kind != FD_TCP && e->kind != FD_SLIM_CONN))
 		return REAL(connect)(fd, addr, len);
+	if (e->kind == FD_SLIM_CONN && connect_ipv4_dst(e, addr, len, &dst))
+		return connect_slim(fd, &dst);
 	/*
 	 * A socket the app bound before connecting keeps its port on the overlay: the kernel
 	 * names a governed socket by the port it was given, not one the app chose.
 	 */
-	if (e->kind == FD_TCP &&
-	    (e->v6 || e->bound.sin_port || !addr || len < sizeof(*dst) ||
-	     addr->sa_family != AF_INET ||
-	     !(config_is_overlay(dst->sin_addr.s_addr) || config_is_loopback(dst->sin_addr.s_addr)) ||
-	     !shim_config.enabled)) {
-		e->kind = FD_PLAIN;
+	if (e->kind != FD_TCP || e->bound.sin_port || !shim_config.enabled ||
+	    !connect_ipv4_dst(e, addr, len, &dst) ||
+	    !(config_is_overlay(dst.sin_addr.s_addr) || config_is_loopback(dst.sin_addr.s_addr))) {
+		if (e->kind == FD_TCP)
+			e->kind = FD_PLAIN;
 		return REAL(connect)(fd, addr, len);
 	}
-	return connect_slim(fd, dst);
+	return connect_slim(fd, &dst);
 }
 
 SHIM_EXPORT int listen(int fd, int backlog)
@@ -290,8 +323,9 @@ SHIM_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen
 
 /*
  * The kernel names host sockets by their overlay addresses itself (the governance programs), on
- * both ends and whoever holds them. What is left to the shim: a dual-stack listener's accepted
- * connections, whose app expects IPv4 addresses as ::ffff:a.b.c.d on an AF_INET host socket.
+ * both ends and whoever holds them. What is left to the shim: the IPv6 sockets whose host socket
+ * is AF_INET (a dual-stack listener's accepted connections, a connect to ::ffff:a.b.c.d), whose
+ * app expects IPv4 addresses as ::ffff:a.b.c.d.
  */
 static int sockname_overlay(int (*fn)(int, struct sockaddr *, socklen_t *), int fd,
 			    struct sockaddr *addr, socklen_t *len)
@@ -301,7 +335,7 @@ static int sockname_overlay(int (*fn)(int, struct sockaddr *, socklen_t *), int 
 	socklen_t slen = sizeof(sin);
 	int rc;
 
-	if (!e || !e->v6 || e->kind != FD_SLIM_ACCEPTED)
+	if (!e || !e->v6 || (e->kind != FD_SLIM_ACCEPTED && e->kind != FD_SLIM_CONN))
 		return fn(fd, addr, len);
 	rc = fn(fd, addr ? (struct sockaddr *)&sin : NULL, len ? &slen : NULL);
 	if (rc == 0)
