@@ -1,21 +1,28 @@
 // SPDX-License-Identifier: MIT
 /*
  * Control-socket clients: the listening socket, identifying each caller by the kernel
- * (SO_PEERCRED -> /proc/<pid>/ns/net), reading requests fairly and queueing replies.
+ * (SO_PEERCRED -> /proc/<pid>/ns), deciding who is the host's administrator, reading requests
+ * fairly and queueing replies.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 
 #include "log.h"
 #include "msg.h"
 #include "router.h"
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5; older headers lack it */
+#endif
 
 /* A reply the client's socket had no room for. */
 struct outmsg {
@@ -31,6 +38,8 @@ static int client_listen_fd = -1;
 static int client_spare_fd = -1;   /* kept free for accept() at EMFILE */
 static struct client *client_busy; /* the client whose requests are being handled right now */
 static bool client_busy_closed;
+static struct ns_id client_admin_ns[CLIENT_NS_N]; /* the host administrator's namespaces */
+static bool client_admin_known;
 
 static void client_event(struct event_loop *loop, int fd, uint32_t events, void *arg);
 
@@ -228,25 +237,79 @@ static void client_event(struct event_loop *loop, int fd, uint32_t events, void 
 	}
 }
 
-/* The caller's network namespace, as the kernel sees it (not as the caller claims). */
+/* The names of enum client_ns's entries under /proc/PID/ns/. */
+static const char *const client_ns_names[CLIENT_NS_N] = {"user", "mnt", "net", "pid", "ipc"};
+
+/* Reads dir/<name> for every namespace of enum client_ns. 0 or -errno. */
+static int client_read_ns(const char *dir, struct ns_id ns[CLIENT_NS_N])
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	for (int i = 0; i < CLIENT_NS_N; i++) {
+		if (snprintf(path, sizeof(path), "%s/%s", dir, client_ns_names[i]) >=
+		    (int)sizeof(path))
+			return -ENAMETOOLONG;
+		if (stat(path, &st) < 0)
+			return -errno;
+		ns[i].ni_dev = st.st_dev;
+		ns[i].ni_ino = st.st_ino;
+	}
+	return 0;
+}
+
+int client_admin_init(const char *nsdir)
+{
+	int ret = client_read_ns(nsdir, client_admin_ns);
+
+	client_admin_known = ret == 0;
+	return ret;
+}
+
+bool client_is_host_admin(const struct client *c)
+{
+	if (c->cs_uid != 0 || !client_admin_known)
+		return false;
+	for (int i = 0; i < CLIENT_NS_N; i++)
+		if (c->cs_ns[i].ni_dev != client_admin_ns[i].ni_dev ||
+		    c->cs_ns[i].ni_ino != client_admin_ns[i].ni_ino)
+			return false;
+	/* Never a pod's process, even should the administrator's netns be registered as one. */
+	return !pod_find_ns(c->cs_ns_dev, c->cs_ns_ino);
+}
+
+/*
+ * The caller's namespaces, as the kernel sees them (not as the caller claims). SO_PEERCRED names
+ * the process that connected; should it have exited before we read /proc, its pid may already
+ * be another process's. The pidfd (Linux >= 6.5) pins the process: when it is still alive
+ * after the reads, they were of the right process.
+ */
 static int client_identify(struct client *c)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	char path[64];
-	struct stat st;
+	int pidfd = -1, ret;
+	char dir[32];
 
 	if (getsockopt(c->cs_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
 		return -errno;
 	if (cred.pid <= 0)
 		return -ESRCH;
-	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)cred.pid);
-	if (stat(path, &st) < 0)
-		return -errno;
+	len = sizeof(pidfd);
+	if (getsockopt(c->cs_fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0)
+		pidfd = -1;
+	snprintf(dir, sizeof(dir), "/proc/%d/ns", (int)cred.pid);
+	ret = client_read_ns(dir, c->cs_ns);
+	if (ret == 0 && pidfd >= 0 && syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
+		ret = -ESRCH;
+	if (pidfd >= 0)
+		close(pidfd);
+	if (ret < 0)
+		return ret;
 	c->cs_pid = cred.pid;
 	c->cs_uid = cred.uid;
-	c->cs_ns_dev = st.st_dev;
-	c->cs_ns_ino = st.st_ino;
+	c->cs_ns_dev = c->cs_ns[CLIENT_NS_NET].ni_dev;
+	c->cs_ns_ino = c->cs_ns[CLIENT_NS_NET].ni_ino;
 	return 0;
 }
 

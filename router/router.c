@@ -218,7 +218,7 @@ void router_dispatch(struct client *c, const void *msg, size_t len)
 		router_lookup(c, p, msg);
 		break;
 	case SLIM_MSG_CTL_REQ:
-		if (c->cs_uid != 0 || p) {
+		if (!client_is_host_admin(c)) {
 			static const char denied[] =
 				"{\"ok\":false,\"error\":\"permission denied\"}";
 			uint8_t buf[sizeof(struct slim_msg_hdr) + sizeof(denied)];
@@ -453,7 +453,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: slimrouterd [--socket PATH] [--cluster FILE] [--node NAME]\n"
 		"                   [--log-level error|warn|info|debug] [--cgroup NAME] [--no-sockmap]\n"
-		"                   [--policy FILE] [-n] [--help]\n"
+		"                   [--policy FILE] [--admin-ns DIR] [-n] [--help]\n"
 		"  --socket PATH    control socket (default %s)\n"
 		"  --cluster FILE   cluster description (default %s, else the built-in lab plan)\n"
 		"  --node NAME      this node's name in the cluster (default: by local address)\n"
@@ -461,6 +461,8 @@ static void usage(FILE *f)
 		"                   sockets: the same-host fast path (default slim/NODE-PID)\n"
 		"  --no-sockmap     no same-host fast path (sockmap redirect)\n"
 		"  --policy FILE    network policy to enforce from the start (docs/policy.md)\n"
+		"  --admin-ns DIR   who may use the control commands: root in the namespaces of\n"
+		"                   DIR (a /proc/PID/ns directory; default /proc/self/ns, ours)\n"
 		"  -n               check the cluster file (and the policy file) and exit\n",
 		SLIM_DEFAULT_SOCKET, DEFAULT_CLUSTER_FILE);
 }
@@ -490,6 +492,7 @@ int main(int argc, char **argv)
 		{"cgroup", required_argument, NULL, 'g'},
 		{"no-sockmap", no_argument, NULL, 'S'},
 		{"policy", required_argument, NULL, 'P'},
+		{"admin-ns", required_argument, NULL, 'A'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -497,7 +500,7 @@ int main(int argc, char **argv)
 	const struct cluster_node *self;
 	int level = LOG_LVL_INFO, opt, sigfd, ret;
 	bool check_only = false, sockmap = true;
-	const char *cgroup_name = NULL, *policy_path = NULL;
+	const char *cgroup_name = NULL, *policy_path = NULL, *admin_ns = "/proc/self/ns";
 	char err[512], cgroup_default[NAME_MAX_LEN + 32];
 	struct stat st;
 
@@ -531,6 +534,9 @@ int main(int argc, char **argv)
 			break;
 		case 'P':
 			policy_path = optarg;
+			break;
+		case 'A':
+			admin_ns = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -599,6 +605,11 @@ int main(int argc, char **argv)
 		fatal("stat /proc/self/ns/net");
 	router.r_ns_dev = st.st_dev;
 	router.r_ns_ino = st.st_ino;
+	/* Now, before the fast path may give us a mount namespace of our own. */
+	if ((ret = client_admin_init(admin_ns)) < 0) {
+		errno = -ret;
+		fatal("--admin-ns %s", admin_ns);
+	}
 
 	signal(SIGPIPE, SIG_IGN);
 	router_raise_nofile();

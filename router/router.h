@@ -291,12 +291,23 @@ int sockdiag_destroy(const struct tuple4 *t);
 struct pending;
 struct outmsg;
 
+/* A namespace as the kernel names it: the (device, inode) of its nsfs file. */
+struct ns_id {
+	dev_t ni_dev;
+	ino_t ni_ino;
+};
+
+/* The namespaces that make a caller the host's administrator (client_is_host_admin). */
+enum client_ns { CLIENT_NS_USER, CLIENT_NS_MNT, CLIENT_NS_NET, CLIENT_NS_PID, CLIENT_NS_IPC,
+		 CLIENT_NS_N };
+
 struct client {
 	int cs_fd;
 	pid_t cs_pid;
 	uid_t cs_uid;
 	dev_t cs_ns_dev; /* the caller's network namespace, from /proc/<pid>/ns/net */
 	ino_t cs_ns_ino;
+	struct ns_id cs_ns[CLIENT_NS_N]; /* all of them, read once when it connected */
 	unsigned cs_npending;
 	TAILQ_HEAD(, pending) cs_pending;
 	STAILQ_HEAD(, outmsg) cs_outq;
@@ -306,6 +317,16 @@ struct client {
 	TAILQ_ENTRY(client) cs_entry;
 };
 
+/*
+ * Records the host administrator's namespaces from nsdir (a /proc/PID/ns directory, read now:
+ * call it before the router makes namespaces of its own). 0 or -errno.
+ */
+int client_admin_init(const char *nsdir);
+/*
+ * Whether c may use the control commands: root, in exactly the namespaces (user, mount, net, pid,
+ * ipc) client_admin_init() recorded, and not in a registered pod's network namespace.
+ */
+bool client_is_host_admin(const struct client *c);
 /* Creates the control socket at path (refusing when a router already answers there). */
 int client_listen(const char *path);
 void client_close_all(void);
