@@ -56,7 +56,7 @@ enum slim_msg_type {
 };
 
 /* hdr.flags */
-#define SLIM_MSGF_MORE 0x0001 /* CTL_REP: more fragments of this reply follow */
+#define SLIM_MSGF_MORE 0x0001 /* CTL_REQ/CTL_REP: more fragments of this message follow */
 
 struct slim_msg_hdr {
 	uint16_t type;
@@ -155,7 +155,16 @@ struct slim_lookup_rep {
 	uint16_t local_port, remote_port;
 };
 
-/* CTL_REQ / CTL_REP: hdr followed by UTF-8 JSON text (not NUL-terminated). */
+/*
+ * CTL_REQ / CTL_REP: hdr followed by UTF-8 JSON text (not NUL-terminated). A request may carry a
+ * document after its JSON, separated by one NUL byte (policy apply sends the policy itself, never
+ * a path for the router to open). Either may be split into fragments of one message each, same
+ * id, SLIM_MSGF_MORE on all but the last. A request's fragments add up to at most
+ * SLIM_CTL_REQ_MAX bytes of payload; the router buffers them only for the host administrator.
+ * A request may pass one descriptor, on its first fragment (pod add: the pod's netns).
+ */
+#define SLIM_CTL_DOC_MAX (16 << 20) /* largest document slimctl sends */
+#define SLIM_CTL_REQ_MAX (SLIM_CTL_DOC_MAX + SLIM_MSG_MAX)
 
 /* Fabric: RESOLVE_REQ asks the router owning pod_ip where (pod_ip, port) listens on its host. */
 struct slim_resolve_req {

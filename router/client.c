@@ -56,7 +56,19 @@ static void client_update_mask(struct client *c)
 
 static void client_free(struct client *c)
 {
+	free(c->cs_req);
 	free(c);
+}
+
+static void client_req_reset(struct client *c)
+{
+	free(c->cs_req);
+	c->cs_req = NULL;
+	c->cs_reqlen = c->cs_reqcap = 0;
+	c->cs_req_open = c->cs_req_discard = false;
+	if (c->cs_req_fd >= 0)
+		close(c->cs_req_fd);
+	c->cs_req_fd = -1;
 }
 
 void client_close(struct client *c)
@@ -71,6 +83,7 @@ void client_close(struct client *c)
 	c->cs_fd = -1;
 	resolve_client_gone(c);
 	router_client_gone(c);
+	control_client_gone(c);
 	while ((om = STAILQ_FIRST(&c->cs_outq))) {
 		STAILQ_REMOVE_HEAD(&c->cs_outq, om_entry);
 		if (om->om_fd >= 0)
@@ -78,6 +91,7 @@ void client_close(struct client *c)
 		free(om);
 	}
 	c->cs_noutq = 0;
+	client_req_reset(c);
 	TAILQ_REMOVE(&client_list, c, cs_entry);
 	client_n--;
 	/* The request loop still holds c: it frees it when it unwinds. */
@@ -171,6 +185,105 @@ void client_pending_done(struct client *c)
 	}
 }
 
+/* Hands a whole control request to the router, the descriptor it passed (if any) with it. */
+static void client_req_dispatch(struct client *c, const void *msg, size_t len, int fd)
+{
+	c->cs_req_fd = fd;
+	router_dispatch(c, msg, len);
+	/* Whatever control.c did not take (or client_close did not close already). */
+	if (c->cs_req_fd >= 0)
+		close(c->cs_req_fd);
+	c->cs_req_fd = -1;
+}
+
+/*
+ * One CTL_REQ message: a whole request, or a fragment of one (SLIM_MSGF_MORE on all but the last).
+ * Only the host administrator's fragments are buffered (up to SLIM_CTL_REQ_MAX); anyone else's
+ * are dropped unread and their last one is dispatched alone, to be refused. Returns false when c
+ * was closed.
+ */
+static bool client_req_fragment(struct client *c, const uint8_t *buf, size_t n, int fd)
+{
+	const struct slim_msg_hdr *h = (const void *)buf;
+	bool more = h->flags & SLIM_MSGF_MORE;
+	size_t body = n - sizeof(*h);
+	uint8_t *req;
+	size_t len;
+
+	if (c->cs_req_open && h->id != c->cs_req_id) {
+		log_warnx("%s: client pid %d: fragment of request %u inside request %u: closing it",
+			  __func__, (int)c->cs_pid, h->id, c->cs_req_id);
+		if (fd >= 0)
+			close(fd);
+		client_close(c);
+		return false;
+	}
+	if (!c->cs_req_open) {
+		if (!more) {
+			client_req_dispatch(c, buf, n, fd); /* the common case: no copy */
+			return true;
+		}
+		c->cs_req_open = true;
+		c->cs_req_id = h->id;
+		c->cs_req_discard = !client_is_host_admin(c);
+		if (c->cs_req_discard && fd >= 0)
+			close(fd);
+		else
+			c->cs_req_fd = fd;
+		fd = -1;
+	} else if (fd >= 0) {
+		close(fd); /* only the first fragment may pass one */
+	}
+	if (c->cs_req_discard) {
+		if (!more) {
+			client_req_reset(c);
+			client_req_dispatch(c, buf, n, -1); /* refused, unread */
+		}
+		return true;
+	}
+	if (c->cs_reqlen == 0)
+		c->cs_reqlen = sizeof(*h);
+	if (c->cs_reqlen - sizeof(*h) + body > SLIM_CTL_REQ_MAX) {
+		log_warnx("%s: client pid %d: control request larger than %d bytes: closing it",
+			  __func__, (int)c->cs_pid, SLIM_CTL_REQ_MAX);
+		client_close(c);
+		return false;
+	}
+	if (c->cs_reqlen + body > c->cs_reqcap) {
+		size_t cap = c->cs_reqcap ? c->cs_reqcap : SLIM_MSG_MAX;
+		uint8_t *b;
+
+		while (cap < c->cs_reqlen + body)
+			cap *= 2;
+		b = realloc(c->cs_req, cap);
+		if (!b) {
+			log_warnx("%s: client pid %d: out of memory: closing it", __func__,
+				  (int)c->cs_pid);
+			client_close(c);
+			return false;
+		}
+		c->cs_req = b;
+		c->cs_reqcap = cap;
+	}
+	memcpy(c->cs_req + c->cs_reqlen, buf + sizeof(*h), body);
+	c->cs_reqlen += body;
+	if (more)
+		return true;
+	/* The last fragment: dispatch the whole request as one message. */
+	req = c->cs_req;
+	len = c->cs_reqlen;
+	fd = c->cs_req_fd;
+	c->cs_req = NULL;
+	c->cs_req_fd = -1;
+	client_req_reset(c);
+	memcpy(req, h, sizeof(*h));
+	((struct slim_msg_hdr *)(void *)req)->flags = 0;
+	((struct slim_msg_hdr *)(void *)req)->len = (uint32_t)len;
+	client_req_dispatch(c, req, len, fd);
+	free(req);
+	return true;
+}
+
 /* Handles up to CLIENT_BATCH messages, so one busy client cannot starve the others. */
 static void client_read(struct client *c)
 {
@@ -197,8 +310,12 @@ static void client_read(struct client *c)
 		n = slim_msg_recv(c->cs_fd, buf, sizeof(msg.bytes), &fd, MSG_DONTWAIT);
 		if (n == -EAGAIN)
 			break;
-		if (fd >= 0)
-			close(fd); /* clients never pass descriptors to the router */
+		/* Only a control request may pass a descriptor (pod add's netns). */
+		if (fd >= 0 && (n <= 0 || slim_msg_check_request(buf, (size_t)n) < 0 ||
+				((struct slim_msg_hdr *)(void *)buf)->type != SLIM_MSG_CTL_REQ)) {
+			close(fd);
+			fd = -1;
+		}
 		if (n == 0) {
 			client_close(c);
 			break;
@@ -215,6 +332,11 @@ static void client_read(struct client *c)
 				  n < 0 ? "larger than SLIM_MSG_MAX" : "bad header or size");
 			client_close(c);
 			break;
+		}
+		if (((struct slim_msg_hdr *)(void *)buf)->type == SLIM_MSG_CTL_REQ) {
+			if (!client_req_fragment(c, buf, (size_t)n, fd))
+				break;
+			continue;
 		}
 		router_dispatch(c, buf, (size_t)n);
 	}
@@ -344,6 +466,7 @@ static void client_accept(struct event_loop *loop, int lfd, uint32_t events, voi
 			continue;
 		}
 		c->cs_fd = fd;
+		c->cs_req_fd = -1;
 		TAILQ_INIT(&c->cs_pending);
 		STAILQ_INIT(&c->cs_outq);
 		ret = client_identify(c);

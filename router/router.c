@@ -687,6 +687,7 @@ int main(int argc, char **argv)
 	}
 	event_loop_run(router.r_loop);
 
+	control_stop();
 	client_close_all();
 	unlink(socket_path);
 	fastpath_stop();

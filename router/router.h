@@ -131,7 +131,8 @@ struct pod {
 	char p_name[NAME_MAX_LEN];
 	dev_t p_ns_dev;
 	ino_t p_ns_ino;
-	char *p_netns;
+	char *p_netns;	 /* the name the administrator gave, for listings */
+	int p_netns_fd;	 /* the namespace itself (tc runs in it) */
 	json_t *p_labels;
 	time_t p_added;
 	TAILQ_HEAD(, listener) p_listeners;
@@ -146,11 +147,12 @@ struct pod *pod_find_name(const char *name);
 struct pod *pod_find_ns(dev_t dev, ino_t ino);
 /* Some registered pod whose IP is outside c, or NULL (used to validate a reload). */
 struct pod *pod_find_outside(const struct cidr *c);
-/* Validates and registers a pod (netns path must be a network namespace, ip inside this
- * node's pod_cidr, nothing duplicated). labels is borrowed (a reference is taken). 0 or -errno
- * with a message in err. */
-int pod_add(const char *netns, uint32_t ip, const char *name, json_t *labels, struct pod **out,
-	    char *err, size_t errlen);
+/* Validates and registers a pod (netns_fd must be a network namespace, which the caller
+ * opened: the router never opens a path a caller names; netns is its name, for listings; ip
+ * inside this node's pod_cidr, nothing duplicated). netns_fd and labels are borrowed (the pod
+ * keeps a duplicate, a reference). 0 or -errno with a message in err. */
+int pod_add(const char *netns, int netns_fd, uint32_t ip, const char *name, json_t *labels,
+	    struct pod **out, char *err, size_t errlen);
 /* Unregisters the pod and drops its listener entries. */
 void pod_del(struct pod *p);
 size_t pod_count(void);
@@ -314,6 +316,13 @@ struct client {
 	unsigned cs_noutq;
 	bool cs_reading; /* EPOLLIN is armed */
 	bool cs_closing;
+	/* A control request arriving in fragments (SLIM_MSGF_MORE): buffered for the host
+	 * administrator only, anyone else's fragments are dropped until the refusal. */
+	uint8_t *cs_req; /* header, then the payload so far */
+	size_t cs_reqlen, cs_reqcap;
+	uint32_t cs_req_id;
+	bool cs_req_open, cs_req_discard;
+	int cs_req_fd; /* the descriptor the request passed (pod add's netns), or -1 */
 	TAILQ_ENTRY(client) cs_entry;
 };
 
@@ -375,8 +384,13 @@ json_t *fastpath_status_json(void);
 
 /* ---- control.c: slimctl's JSON commands ---- */
 
-/* Handles one CTL_REQ payload and replies (fragmented when large). */
+/* Handles one CTL_REQ payload (JSON, then optionally a NUL and a document) and replies,
+ * fragmented when large; policy.apply replies later, once its document is in force. */
 void control_handle(struct client *c, uint32_t id, const char *json, size_t len);
+/* c is going away: work it asked for completes, unanswered. */
+void control_client_gone(struct client *c);
+/* Waits for the policy worker and drops queued work (shutdown). */
+void control_stop(void);
 
 /* ---- router.c: the daemon ---- */
 
@@ -515,9 +529,9 @@ void enforce_accepted(const struct tuple4 *overlay);
 
 /* ---- spawn.c: running nft and tc ---- */
 
-/* Runs argv (argv[0] a full path) with text on its stdin and waits. 0, -EIO when it exited
- * non-zero, -errno when it could not run. */
-int spawn_feed(const char *const argv[], const char *text, size_t len);
+/* Runs argv (argv[0] a full path) with text on its stdin, in network namespace netns_fd (-1:
+ * ours), and waits. 0, -EIO when it exited non-zero, -errno when it could not run. */
+int spawn_feed(const char *const argv[], int netns_fd, const char *text, size_t len);
 /* The full path of a system tool (static buffer), or NULL. */
 const char *spawn_find(const char *name);
 
