@@ -32,10 +32,21 @@ struct outmsg {
 	uint8_t om_buf[];
 };
 
+/* How many control connections one network namespace holds (CLIENT_MAX_PER_NETNS). */
+struct client_netns {
+	struct hnode cn_node;
+	struct ns_id cn_ns;
+	unsigned cn_n;
+};
+
 static TAILQ_HEAD(, client) client_list = TAILQ_HEAD_INITIALIZER(client_list);
 static size_t client_n;
+static uint64_t client_nrefused;
+/* The most requests one client ever had waiting, and replies queued: the per-client caps at
+ * work (status shows them, so a test can check the caps held without sampling). */
+static unsigned client_pending_hwm, client_queued_hwm;
+static struct htab client_by_netns;
 static int client_listen_fd = -1;
-static int client_spare_fd = -1;   /* kept free for accept() at EMFILE */
 static struct client *client_busy; /* the client whose requests are being handled right now */
 static bool client_busy_closed;
 static struct ns_id client_admin_ns[CLIENT_NS_N]; /* the host administrator's namespaces */
@@ -92,6 +103,11 @@ void client_close(struct client *c)
 	}
 	c->cs_noutq = 0;
 	client_req_reset(c);
+	if (c->cs_netns && --c->cs_netns->cn_n == 0) {
+		htab_remove(&client_by_netns, &c->cs_netns->cn_node);
+		free(c->cs_netns);
+	}
+	c->cs_netns = NULL;
 	TAILQ_REMOVE(&client_list, c, cs_entry);
 	client_n--;
 	/* The request loop still holds c: it frees it when it unwinds. */
@@ -149,8 +165,11 @@ int client_reply(struct client *c, const void *msg, size_t len, int fd, bool unl
 		}
 	}
 	if (!unlimited && c->cs_noutq >= CLIENT_MAX_QUEUED) {
-		log_warnx("%s: client pid %d does not read its replies (%u queued): closing it",
-			  __func__, (int)c->cs_pid, c->cs_noutq);
+		static struct log_ratelimit rl;
+
+		log_ratelimited(&rl, LOG_LVL_WARN,
+				"%s: client pid %d does not read its replies (%u queued): closing it",
+				__func__, (int)c->cs_pid, c->cs_noutq);
 		client_close(c);
 		return -EPIPE;
 	}
@@ -170,6 +189,8 @@ int client_reply(struct client *c, const void *msg, size_t len, int fd, bool unl
 	}
 	STAILQ_INSERT_TAIL(&c->cs_outq, om, om_entry);
 	c->cs_noutq++;
+	if (!unlimited && c->cs_noutq > client_queued_hwm)
+		client_queued_hwm = c->cs_noutq;
 	client_update_mask(c);
 	return 0;
 }
@@ -211,8 +232,12 @@ static bool client_req_fragment(struct client *c, const uint8_t *buf, size_t n, 
 	size_t len;
 
 	if (c->cs_req_open && h->id != c->cs_req_id) {
-		log_warnx("%s: client pid %d: fragment of request %u inside request %u: closing it",
-			  __func__, (int)c->cs_pid, h->id, c->cs_req_id);
+		static struct log_ratelimit rl;
+
+		log_ratelimited(&rl, LOG_LVL_WARN,
+				"%s: client pid %d: fragment of request %u inside request %u: "
+				"closing it",
+				__func__, (int)c->cs_pid, h->id, c->cs_req_id);
 		if (fd >= 0)
 			close(fd);
 		client_close(c);
@@ -327,9 +352,12 @@ static void client_read(struct client *c)
 			break;
 		}
 		if (n < 0 || slim_msg_check_request(buf, (size_t)n) < 0) {
-			log_warnx("%s: client pid %d: malformed message (%s): closing it", __func__,
-				  (int)c->cs_pid,
-				  n < 0 ? "larger than SLIM_MSG_MAX" : "bad header or size");
+			static struct log_ratelimit rl;
+
+			log_ratelimited(&rl, LOG_LVL_WARN,
+					"%s: client pid %d: malformed message (%s): closing it",
+					__func__, (int)c->cs_pid,
+					n < 0 ? "larger than SLIM_MSG_MAX" : "bad header or size");
 			client_close(c);
 			break;
 		}
@@ -339,6 +367,8 @@ static void client_read(struct client *c)
 			continue;
 		}
 		router_dispatch(c, buf, (size_t)n);
+		if (!client_busy_closed && c->cs_npending > client_pending_hwm)
+			client_pending_hwm = c->cs_npending;
 	}
 	client_busy = NULL;
 	if (client_busy_closed)
@@ -435,29 +465,70 @@ static int client_identify(struct client *c)
 	return 0;
 }
 
+static struct client_netns *client_netns_find(const struct ns_id *ns)
+{
+	uint64_t k[2] = {(uint64_t)ns->ni_dev, (uint64_t)ns->ni_ino};
+
+	for (struct hnode *h = htab_first(&client_by_netns, htab_hash_bytes(k, sizeof(k))); h;
+	     h = htab_next(h)) {
+		struct client_netns *cn = container_of(h, struct client_netns, cn_node);
+
+		if (cn->cn_ns.ni_dev == ns->ni_dev && cn->cn_ns.ni_ino == ns->ni_ino)
+			return cn;
+	}
+	return NULL;
+}
+
+/*
+ * Whether c may stay, by the caps on connections; if so it is counted against its namespace.
+ * The administrator is never refused for its namespace's count and may use the reserve: a pod
+ * holding connections open must not lock out `slimctl`.
+ */
+static bool client_admit(struct client *c)
+{
+	const struct ns_id *ns = &c->cs_ns[CLIENT_NS_NET];
+	struct client_netns *cn = client_netns_find(ns);
+	bool admin = client_is_host_admin(c);
+	static struct log_ratelimit rl;
+	const char *why = NULL;
+
+	if (client_n >= CLIENT_MAX)
+		why = "all";
+	else if (!admin && client_n >= CLIENT_MAX - CLIENT_ADMIN_RESERVE)
+		why = "all but the administrator's reserve of";
+	else if (!admin && cn && cn->cn_n >= CLIENT_MAX_PER_NETNS)
+		why = "its network namespace's share of";
+	if (why) {
+		client_nrefused++;
+		log_ratelimited(&rl, LOG_LVL_WARN,
+				"%s: client pid %d uid %d refused: it would exceed %s the control "
+				"connections (%zu open, %u from its netns)",
+				__func__, (int)c->cs_pid, (int)c->cs_uid, why, client_n,
+				cn ? cn->cn_n : 0);
+		return false;
+	}
+	if (!cn) {
+		uint64_t k[2] = {(uint64_t)ns->ni_dev, (uint64_t)ns->ni_ino};
+
+		cn = calloc(1, sizeof(*cn));
+		if (!cn)
+			return false;
+		cn->cn_ns = *ns;
+		htab_insert(&client_by_netns, &cn->cn_node, htab_hash_bytes(k, sizeof(k)));
+	}
+	cn->cn_n++;
+	c->cs_netns = cn;
+	return true;
+}
+
 static void client_accept(struct event_loop *loop, int lfd, uint32_t events, void *arg)
 {
 	for (int i = 0; i < 64; i++) {
 		struct client *c;
 		int fd, ret;
 
-		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
-			/*
-			 * Out of descriptors: the pending connection would keep the listener
-			 * readable and the loop spinning. Use the spare descriptor to accept and
-			 * drop it (the caller falls back), then take the spare back.
-			 */
-			log_warn("%s: accept", __func__);
-			if (client_spare_fd >= 0) {
-				close(client_spare_fd);
-				fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-				if (fd >= 0)
-					close(fd);
-				client_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-			}
-			return;
-		}
+		/* At EMFILE this sheds a connection and pauses us (accept.c). */
+		fd = accept_conn(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return;
 		c = calloc(1, sizeof(*c));
@@ -471,20 +542,33 @@ static void client_accept(struct event_loop *loop, int lfd, uint32_t events, voi
 		STAILQ_INIT(&c->cs_outq);
 		ret = client_identify(c);
 		if (ret < 0) {
-			log_warnx("%s: cannot identify the caller: %s", __func__, strerror(-ret));
+			static struct log_ratelimit rl;
+
+			log_ratelimited(&rl, LOG_LVL_WARN, "%s: cannot identify the caller: %s",
+					__func__, strerror(-ret));
+			close(fd);
+			free(c);
+			continue;
+		}
+		if (!client_admit(c)) {
 			close(fd);
 			free(c);
 			continue;
 		}
 		c->cs_reading = true;
 		if (event_add(router.r_loop, fd, EVENT_READ, client_event, c) < 0) {
+			if (--c->cs_netns->cn_n == 0) {
+				htab_remove(&client_by_netns, &c->cs_netns->cn_node);
+				free(c->cs_netns);
+			}
 			close(fd);
 			free(c);
 			continue;
 		}
 		TAILQ_INSERT_TAIL(&client_list, c, cs_entry);
 		client_n++;
-		log_debug("client pid %d uid %d connected", (int)c->cs_pid, (int)c->cs_uid);
+		if (router.r_debug)
+			log_debug("client pid %d uid %d connected", (int)c->cs_pid, (int)c->cs_uid);
 	}
 }
 
@@ -535,13 +619,16 @@ int client_listen(const char *path)
 		close(fd);
 		return ret;
 	}
+	if (htab_init(&client_by_netns, 64) < 0) {
+		close(fd);
+		return -ENOMEM;
+	}
 	ret = event_add(router.r_loop, fd, EVENT_READ, client_accept, NULL);
 	if (ret < 0) {
 		close(fd);
 		return ret;
 	}
 	client_listen_fd = fd;
-	client_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	return 0;
 }
 
@@ -556,13 +643,25 @@ void client_close_all(void)
 		close(client_listen_fd);
 		client_listen_fd = -1;
 	}
-	if (client_spare_fd >= 0) {
-		close(client_spare_fd);
-		client_spare_fd = -1;
-	}
+	htab_free(&client_by_netns); /* empty: every client is closed */
 }
 
 size_t client_count(void)
 {
 	return client_n;
+}
+
+uint64_t client_refused_count(void)
+{
+	return client_nrefused;
+}
+
+unsigned client_pending_max(void)
+{
+	return client_pending_hwm;
+}
+
+unsigned client_queued_max(void)
+{
+	return client_queued_hwm;
 }

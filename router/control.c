@@ -427,7 +427,7 @@ void control_stop(void)
 static json_t *control_status(void)
 {
 	const struct cluster *cl = router.r_cluster;
-	json_t *nodes = json_array();
+	json_t *nodes = json_array(), *doc;
 	char ip[INET_ADDRSTRLEN], net[INET_ADDRSTRLEN], cidr[INET_ADDRSTRLEN + 4];
 
 	for (size_t i = 0; i < cl->cl_nnodes; i++) {
@@ -441,7 +441,7 @@ static json_t *control_status(void)
 						       n == router.r_self));
 	}
 	inet_ntop(AF_INET, &router.r_fabric_ip, ip, sizeof(ip));
-	return control_ok(json_pack(
+	doc = json_pack(
 		"{s:s, s:s, s:i, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:{s:I, s:I, "
 		"s:I}, s:o}",
 		"node", router.r_node_name, "fabric_ip", ip, "peer_port", router.r_peer_port,
@@ -451,7 +451,18 @@ static json_t *control_status(void)
 		"resolving", (json_int_t)resolve_inflight_count(), "peers", peer_list_json(),
 		"uptime", (json_int_t)(time(NULL) - router.r_started), "counters", "connect",
 		(json_int_t)router.r_nconnect, "fallback", (json_int_t)router.r_nfallback, "listen",
-		(json_int_t)router.r_nlisten, "fastpath", fastpath_status_json()));
+		(json_int_t)router.r_nlisten, "fastpath", fastpath_status_json());
+	/* What the resource caps turned away (client.c, peer.c). */
+	if (doc)
+		json_object_set_new(
+			doc, "limits",
+			json_pack("{s:I, s:i, s:i, s:I, s:I}", "clients_refused",
+				  (json_int_t)client_refused_count(), "client_pending_max",
+				  (int)client_pending_max(), "client_queued_max",
+				  (int)client_queued_max(), "fabric_refused",
+				  (json_int_t)peer_refused_count(), "fabric_timed_out",
+				  (json_int_t)peer_timed_out_count()));
+	return control_ok(doc);
 }
 
 void control_handle(struct client *c, uint32_t id, const char *text, size_t len)

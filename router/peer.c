@@ -22,11 +22,25 @@
 #define PEER_IN_MAX  4096 /* a few whole messages; they are 24-28 bytes, POD_SYNC 536 */
 #define PEER_OUT_MAX (256 << 10)
 #define PEER_MSG_MAX 1024 /* larger than any fabric message: a longer length is malformed */
+/*
+ * Bounds on what a host on the fabric can hold. A message must arrive whole within
+ * PEER_MSG_TIMEOUT_MS of its first byte, and a new incoming connection must bring its first
+ * one as soon (a router always starts with POD_SYNC); idle connections between messages are
+ * fine. A node may have PEER_PENDING_PER_NODE incoming connections that have not sent a whole
+ * message yet (a newer one closes its oldest: a restarted router must get in), and there are at
+ * most PEER_INCOMING_MAX incoming connections in all.
+ */
+#define PEER_MSG_TIMEOUT_MS   5000
+#define PEER_SWEEP_MS	      500
+#define PEER_PENDING_PER_NODE 8
+#define PEER_INCOMING_MAX     1024
 
 struct peer {
 	int pe_fd;
 	bool pe_dialed;	   /* we connected (we send requests); else they did (we answer) */
 	bool pe_connected; /* the TCP handshake finished */
+	bool pe_heard;	   /* a whole message came */
+	uint64_t pe_waiting_since; /* ms: a message (or the first one) is due since; 0: none */
 	char pe_node[NAME_MAX_LEN];
 	uint32_t pe_ip;
 	uint16_t pe_port; /* network order */
@@ -39,16 +53,25 @@ struct peer {
 
 static TAILQ_HEAD(, peer) peer_list = TAILQ_HEAD_INITIALIZER(peer_list);
 static int peer_listen_fd = -1;
+static unsigned peer_nincoming;
+static uint64_t peer_nrefused, peer_ntimed_out;
 
 static void peer_event(struct event_loop *loop, int fd, uint32_t events, void *arg);
 
 static void peer_close(struct peer *pe, const char *why)
 {
+	/* Anyone on the fabric can make incoming connections close: their lines are limited. */
+	static struct log_ratelimit rl;
 	char a[ADDR_STRLEN];
 
-	log_msg(pe->pe_dialed ? LOG_LVL_WARN : LOG_LVL_INFO, "peer %s (%s, %s): closed: %s",
-		pe->pe_node, addr_str(a, sizeof(a), pe->pe_ip, pe->pe_port),
-		pe->pe_dialed ? "outgoing" : "incoming", why);
+	if (pe->pe_dialed)
+		log_warnx("peer %s (%s, outgoing): closed: %s", pe->pe_node,
+			  addr_str(a, sizeof(a), pe->pe_ip, pe->pe_port), why);
+	else
+		log_ratelimited(&rl, LOG_LVL_INFO, "peer %s (%s, incoming): closed: %s",
+				pe->pe_node, addr_str(a, sizeof(a), pe->pe_ip, pe->pe_port), why);
+	if (!pe->pe_dialed)
+		peer_nincoming--;
 	TAILQ_REMOVE(&peer_list, pe, pe_entry);
 	event_del(router.r_loop, pe->pe_fd);
 	close(pe->pe_fd);
@@ -214,6 +237,21 @@ static bool peer_handle_message(struct peer *pe, const uint8_t *raw, size_t len)
 	return false;
 }
 
+/*
+ * After a read: a message that started and is not whole yet is due within PEER_MSG_TIMEOUT_MS
+ * of when it started (or of the last whole one, when data kept coming), never of the last byte,
+ * so a trickle cannot hold a connection forever.
+ */
+static void peer_note_progress(struct peer *pe, bool whole)
+{
+	if (whole)
+		pe->pe_heard = true;
+	if (pe->pe_inlen == 0 && pe->pe_heard)
+		pe->pe_waiting_since = 0;
+	else if (whole || !pe->pe_waiting_since)
+		pe->pe_waiting_since = event_now_ms();
+}
+
 static void peer_read(struct peer *pe)
 {
 	/* A bounded number of reads per wakeup, so one busy peer cannot starve the loop. */
@@ -252,6 +290,7 @@ static void peer_read(struct peer *pe)
 		}
 		memmove(pe->pe_in, pe->pe_in + off, pe->pe_inlen - off);
 		pe->pe_inlen -= off;
+		peer_note_progress(pe, off > 0);
 	}
 }
 
@@ -298,6 +337,8 @@ static struct peer *peer_new(int fd, bool dialed, const char *node, uint32_t ip,
 	snprintf(pe->pe_node, sizeof(pe->pe_node), "%s", node);
 	pe->pe_ip = ip;
 	pe->pe_port = port;
+	/* An incoming connection owes us its first message. */
+	pe->pe_waiting_since = dialed ? 0 : event_now_ms();
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (event_add(router.r_loop, fd, EVENT_READ | (dialed ? EVENT_WRITE : 0), peer_event, pe) <
 	    0) {
@@ -305,11 +346,54 @@ static struct peer *peer_new(int fd, bool dialed, const char *node, uint32_t ip,
 		return NULL;
 	}
 	TAILQ_INSERT_TAIL(&peer_list, pe, pe_entry);
+	if (!dialed)
+		peer_nincoming++;
 	return pe;
+}
+
+/* Closes connections whose message is overdue. */
+static long peer_sweep(struct event_loop *loop, void *arg)
+{
+	uint64_t now = event_now_ms();
+	struct peer *pe, *next;
+
+	for (pe = TAILQ_FIRST(&peer_list); pe; pe = next) {
+		next = TAILQ_NEXT(pe, pe_entry);
+		if (pe->pe_waiting_since && now - pe->pe_waiting_since >= PEER_MSG_TIMEOUT_MS) {
+			peer_ntimed_out++;
+			peer_close(pe, pe->pe_heard || pe->pe_inlen ? "incomplete message for 5 s"
+								    : "nothing sent for 5 s");
+		}
+	}
+	return PEER_SWEEP_MS;
+}
+
+/* Makes room for one more incoming connection from node n: false when it must be refused. */
+static bool peer_admit(const struct cluster_node *n)
+{
+	struct peer *pe, *oldest = NULL;
+	unsigned pending = 0;
+
+	if (peer_nincoming >= PEER_INCOMING_MAX)
+		return false;
+	TAILQ_FOREACH(pe, &peer_list, pe_entry) {
+		if (pe->pe_dialed || pe->pe_heard || strcmp(pe->pe_node, n->cn_name))
+			continue;
+		if (!oldest)
+			oldest = pe; /* the list is in connection order */
+		pending++;
+	}
+	if (pending >= PEER_PENDING_PER_NODE) {
+		peer_nrefused++;
+		peer_close(oldest, "a newer connection from the same node");
+	}
+	return true;
 }
 
 static void peer_accept(struct event_loop *loop, int fd, uint32_t events, void *arg)
 {
+	static struct log_ratelimit rl;
+
 	for (int i = 0; i < 16; i++) {
 		struct sockaddr_in sin;
 		socklen_t len = sizeof(sin);
@@ -317,16 +401,32 @@ static void peer_accept(struct event_loop *loop, int fd, uint32_t events, void *
 		char a[ADDR_STRLEN];
 		int s;
 
-		s = accept4(fd, (struct sockaddr *)&sin, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		/* At EMFILE this sheds a connection and pauses us (accept.c). */
+		s = accept_conn(fd, (struct sockaddr *)&sin, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (s == -ECONNABORTED || s == -EINTR)
+			continue;
 		if (s < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				log_warn("%s: accept", __func__);
+			if (s != -EAGAIN && s != -EMFILE && s != -ENFILE)
+				log_ratelimited(&rl, LOG_LVL_WARN, "%s: accept: %s", __func__,
+						strerror(-s));
 			return;
 		}
 		n = cluster_node_by_ip(router.r_cluster, sin.sin_addr.s_addr);
 		if (!n || n == router.r_self) {
-			log_warnx("%s: refusing %s: not another node's fabric_ip", __func__,
-				  addr_str(a, sizeof(a), sin.sin_addr.s_addr, sin.sin_port));
+			peer_nrefused++;
+			log_ratelimited(&rl, LOG_LVL_WARN,
+					"%s: refusing %s: not another node's fabric_ip", __func__,
+					addr_str(a, sizeof(a), sin.sin_addr.s_addr, sin.sin_port));
+			close(s);
+			continue;
+		}
+		if (!peer_admit(n)) {
+			peer_nrefused++;
+			log_ratelimited(&rl, LOG_LVL_WARN,
+					"%s: refusing %s: %d incoming fabric connections already",
+					__func__,
+					addr_str(a, sizeof(a), sin.sin_addr.s_addr, sin.sin_port),
+					PEER_INCOMING_MAX);
 			close(s);
 			continue;
 		}
@@ -358,7 +458,18 @@ int peer_listen(uint32_t ip, uint16_t port)
 		return ret;
 	}
 	peer_listen_fd = fd;
+	event_timer_add(router.r_loop, PEER_SWEEP_MS, peer_sweep, NULL);
 	return 0;
+}
+
+uint64_t peer_refused_count(void)
+{
+	return peer_nrefused;
+}
+
+uint64_t peer_timed_out_count(void)
+{
+	return peer_ntimed_out;
 }
 
 /* A new connection we opened: the other router learns our pods from scratch (queued until the

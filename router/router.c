@@ -638,6 +638,8 @@ int main(int argc, char **argv)
 			 policy_doc_rules(pd));
 	}
 
+	if (accept_init() < 0)
+		fatal("spare descriptor");
 	sigfd = router_signalfd();
 	if (sigfd < 0 || event_add(router.r_loop, sigfd, EVENT_READ, router_signal, NULL) < 0)
 		fatal("signalfd");
@@ -689,6 +691,7 @@ int main(int argc, char **argv)
 
 	control_stop();
 	client_close_all();
+	accept_free();
 	unlink(socket_path);
 	fastpath_stop();
 	peer_close_all();

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <sys/epoll.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -27,6 +28,12 @@
 #define CLIENT_BATCH	   16 /* messages handled per client per loop iteration */
 #define CLIENT_MAX_PENDING 64 /* requests waiting on a remote resolution */
 #define CLIENT_MAX_QUEUED  64 /* replies queued while the client's socket is full */
+/* Resource caps on control connections (see client.c): per network namespace (a pod, whose
+ * every shimmed thread holds one), and in all, of which the last CLIENT_ADMIN_RESERVE are only
+ * for the host administrator. Beyond them a connection is closed at once: the shim falls back. */
+#define CLIENT_MAX_PER_NETNS 512
+#define CLIENT_MAX	     16384
+#define CLIENT_ADMIN_RESERVE 64
 
 #define RESOLVE_TIMEOUT_MS	1000
 #define RESOLVE_TTL_FOUND_MS	30000
@@ -240,6 +247,9 @@ void peer_broadcast_invalidate(uint32_t ip, uint16_t port);
 /* The cluster changed: close connections to nodes that left or moved. */
 void peer_cluster_changed(void);
 json_t *peer_list_json(void);
+/* Incoming fabric connections refused or closed by the caps, and closed for an overdue message. */
+uint64_t peer_refused_count(void);
+uint64_t peer_timed_out_count(void);
 
 /* ---- conn.c: live slim connections ---- */
 
@@ -288,6 +298,16 @@ int sockdiag_listener_exists(uint32_t ip, uint16_t port);
  * connection reset. 0 or -errno (-ENOENT when there is no such socket). */
 int sockdiag_destroy(const struct tuple4 *t);
 
+/* ---- accept.c: accepting when descriptors run out ---- */
+
+struct sockaddr;
+/* The spare descriptor accept_conn() gives up at EMFILE. 0 or -errno. */
+int accept_init(void);
+void accept_free(void);
+/* accept4() on listener lfd (registered for EVENT_READ); at EMFILE/ENFILE sheds one pending
+ * connection, pauses the listener briefly and logs (rate-limited). The fd or -errno. */
+int accept_conn(int lfd, struct sockaddr *sa, socklen_t *salen, int flags);
+
 /* ---- client.c: control-socket clients ---- */
 
 struct pending;
@@ -323,6 +343,7 @@ struct client {
 	uint32_t cs_req_id;
 	bool cs_req_open, cs_req_discard;
 	int cs_req_fd; /* the descriptor the request passed (pod add's netns), or -1 */
+	struct client_netns *cs_netns; /* its namespace's connection count */
 	TAILQ_ENTRY(client) cs_entry;
 };
 
@@ -350,6 +371,12 @@ void client_close(struct client *c);
 /* A request of c's that waited on a resolution has been answered (or dropped). */
 void client_pending_done(struct client *c);
 size_t client_count(void);
+/* Connections closed at once because of the caps above. */
+uint64_t client_refused_count(void);
+/* The most requests any one client had waiting (CLIENT_MAX_PENDING) and replies queued
+ * (CLIENT_MAX_QUEUED) at once, since start. */
+unsigned client_pending_max(void);
+unsigned client_queued_max(void);
 
 /* ---- hostsock.c: creating host sockets ---- */
 
