@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <ifaddrs.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -453,7 +454,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: slimrouterd [--socket PATH] [--cluster FILE] [--node NAME]\n"
 		"                   [--log-level error|warn|info|debug] [--cgroup NAME] [--no-sockmap]\n"
-		"                   [--policy FILE] [--admin-ns DIR] [-n] [--help]\n"
+		"                   [--policy FILE] [--admin-ns DIR] [--pidfile FILE] [-n] [--help]\n"
 		"  --socket PATH    control socket (default %s)\n"
 		"  --cluster FILE   cluster description (default %s, else the built-in lab plan)\n"
 		"  --node NAME      this node's name in the cluster (default: by local address)\n"
@@ -463,8 +464,36 @@ static void usage(FILE *f)
 		"  --policy FILE    network policy to enforce from the start (docs/policy.md)\n"
 		"  --admin-ns DIR   who may use the control commands: root in the namespaces of\n"
 		"                   DIR (a /proc/PID/ns directory; default /proc/self/ns, ours)\n"
+		"  --pidfile FILE   write our pid there once started (in our namespaces, serving)\n"
 		"  -n               check the cluster file (and the policy file) and exit\n",
 		SLIM_DEFAULT_SOCKET, DEFAULT_CLUSTER_FILE);
+}
+
+/*
+ * Written once we are in our namespaces and serving, never before: whoever reads it (slimlab)
+ * finds the router itself, in the namespaces it runs in. Atomic (rename), so it is never seen
+ * half-written.
+ */
+static int router_write_pidfile(const char *path)
+{
+	char tmp[PATH_MAX], buf[32];
+	int fd, len, ret = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	len = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (write(fd, buf, (size_t)len) != len)
+		ret = -EIO;
+	if (close(fd) < 0 && !ret)
+		ret = -errno;
+	if (!ret && rename(tmp, path) < 0)
+		ret = -errno;
+	if (ret)
+		unlink(tmp);
+	return ret;
 }
 
 static int router_signalfd(void)
@@ -493,6 +522,7 @@ int main(int argc, char **argv)
 		{"no-sockmap", no_argument, NULL, 'S'},
 		{"policy", required_argument, NULL, 'P'},
 		{"admin-ns", required_argument, NULL, 'A'},
+		{"pidfile", required_argument, NULL, 'p'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -501,6 +531,7 @@ int main(int argc, char **argv)
 	int level = LOG_LVL_INFO, opt, sigfd, ret;
 	bool check_only = false, sockmap = true;
 	const char *cgroup_name = NULL, *policy_path = NULL, *admin_ns = "/proc/self/ns";
+	const char *pidfile = NULL;
 	char err[512], cgroup_default[NAME_MAX_LEN + 32];
 	struct stat st;
 
@@ -537,6 +568,9 @@ int main(int argc, char **argv)
 			break;
 		case 'A':
 			admin_ns = optarg;
+			break;
+		case 'p':
+			pidfile = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -686,6 +720,10 @@ int main(int argc, char **argv)
 			 router.r_node_name,
 			 addr_str(a, sizeof(a), router.r_fabric_ip, htons(router.r_peer_port)),
 			 router.r_cluster->cl_origin, router.r_cluster->cl_nnodes, socket_path);
+	}
+	if (pidfile && (ret = router_write_pidfile(pidfile)) < 0) {
+		errno = -ret;
+		log_warn("%s: pid file %s", __func__, pidfile);
 	}
 	event_loop_run(router.r_loop);
 
