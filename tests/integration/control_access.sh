@@ -14,6 +14,11 @@ CTL=$BIN/slimctl
 
 lab_up >/dev/null
 S1=/run/slim/$PREFIX/h1/router.sock
+# Right after up, the pid file names the router itself, already in h1's netns (the router
+# writes it once started, not the lab when it launches ip netns exec).
+pid=$(cat "/run/slim/$PREFIX/h1/router.pid")
+assert_eq "$(readlink "/proc/$pid/ns/net")" "net:[$(stat -L -c %i "/run/netns/$PREFIX-h1")]" "router pid's netns"
+assert_eq "$(readlink "/proc/$pid/exe")" "$(readlink -f "$BIN/slimrouterd")" "router pid's program"
 LOG1=/run/slim/$PREFIX/h1/router.log
 ctl1() { "$CTL" -s "$S1" "$@"; }
 
