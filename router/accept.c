@@ -69,6 +69,7 @@ int accept_conn(int lfd, struct sockaddr *sa, socklen_t *salen, int flags)
 		accept_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	}
 	if (event_set_mask(router.r_loop, lfd, 0) == 0)
-		event_timer_add(router.r_loop, ACCEPT_PAUSE_MS, accept_resume, (void *)(intptr_t)lfd);
+		event_timer_add(router.r_loop, ACCEPT_PAUSE_MS, accept_resume,
+				(void *)(intptr_t)lfd);
 	return -err;
 }

@@ -167,9 +167,10 @@ int client_reply(struct client *c, const void *msg, size_t len, int fd, bool unl
 	if (!unlimited && c->cs_noutq >= CLIENT_MAX_QUEUED) {
 		static struct log_ratelimit rl;
 
-		log_ratelimited(&rl, LOG_LVL_WARN,
-				"%s: client pid %d does not read its replies (%u queued): closing it",
-				__func__, (int)c->cs_pid, c->cs_noutq);
+		log_ratelimited(
+			&rl, LOG_LVL_WARN,
+			"%s: client pid %d does not read its replies (%u queued): closing it",
+			__func__, (int)c->cs_pid, c->cs_noutq);
 		client_close(c);
 		return -EPIPE;
 	}

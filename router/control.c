@@ -330,13 +330,12 @@ static void control_job_done(struct event_loop *loop, int fd, uint32_t events, v
 			 j->cj_name, policy_doc_count(d), policy_doc_rules(d), r.er_revoked,
 			 r.er_checked, (unsigned long long)r.er_usec,
 			 (unsigned long long)(event_now_ms() - j->cj_queued_ms));
-		doc = control_ok(json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I}", "origin",
-					   j->cj_name, "policies", (json_int_t)policy_doc_count(d),
-					   "rules", (json_int_t)policy_doc_rules(d), "checked",
-					   (json_int_t)r.er_checked, "revoked",
-					   (json_int_t)r.er_revoked, "failed", (json_int_t)r.er_failed,
-					   "overlay_filter", r.er_nft == 0, "usec",
-					   (json_int_t)r.er_usec));
+		doc = control_ok(json_pack(
+			"{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I}", "origin", j->cj_name,
+			"policies", (json_int_t)policy_doc_count(d), "rules",
+			(json_int_t)policy_doc_rules(d), "checked", (json_int_t)r.er_checked,
+			"revoked", (json_int_t)r.er_revoked, "failed", (json_int_t)r.er_failed,
+			"overlay_filter", r.er_nft == 0, "usec", (json_int_t)r.er_usec));
 	}
 	if (!doc)
 		doc = control_error("out of memory");
@@ -454,14 +453,14 @@ static json_t *control_status(void)
 		(json_int_t)router.r_nlisten, "fastpath", fastpath_status_json());
 	/* What the resource caps turned away (client.c, peer.c). */
 	if (doc)
-		json_object_set_new(
-			doc, "limits",
-			json_pack("{s:I, s:i, s:i, s:I, s:I}", "clients_refused",
-				  (json_int_t)client_refused_count(), "client_pending_max",
-				  (int)client_pending_max(), "client_queued_max",
-				  (int)client_queued_max(), "fabric_refused",
-				  (json_int_t)peer_refused_count(), "fabric_timed_out",
-				  (json_int_t)peer_timed_out_count()));
+		json_object_set_new(doc, "limits",
+				    json_pack("{s:I, s:i, s:i, s:I, s:I}", "clients_refused",
+					      (json_int_t)client_refused_count(),
+					      "client_pending_max", (int)client_pending_max(),
+					      "client_queued_max", (int)client_queued_max(),
+					      "fabric_refused", (json_int_t)peer_refused_count(),
+					      "fabric_timed_out",
+					      (json_int_t)peer_timed_out_count()));
 	return control_ok(doc);
 }
 

@@ -544,8 +544,8 @@ int policy_parse(const char *text, size_t len, const char *origin, struct policy
 		if (other) {
 			policy_path(p, sizeof(p), "policies[%zu].name", i);
 			ret = policy_error(err, errlen, origin, p,
-					   "duplicate name \"%s\" (also policies[%td])", it->pi_name,
-					   other - d->pd_items);
+					   "duplicate name \"%s\" (also policies[%td])",
+					   it->pi_name, other - d->pd_items);
 			goto fail;
 		}
 		htab_insert(&names, &it->pi_by_name, htab_hash_str(it->pi_name));

@@ -348,10 +348,18 @@ static void router_reload(void)
 	ret = cluster_load(router.r_cluster_path, &nc, err, sizeof(err));
 	if (ret == 0)
 		ret = router_check_reload(nc, err, sizeof(err));
+	/* A new secret is for new fabric connections; established ones stay. */
+	if (ret == 0 && nc->cl_secret_file)
+		ret = auth_load(nc->cl_secret_file, err, sizeof(err));
 	if (ret < 0) {
 		log_error("reload failed, keeping the current cluster: %s", err);
 		cluster_free(nc);
 		return;
+	}
+	if (!nc->cl_secret_file && auth_enabled()) {
+		auth_clear();
+		log_warnx("reload: no secret_file any more: new fabric connections are not "
+			  "authenticated");
 	}
 	cluster_free(router.r_cluster);
 	router.r_cluster = nc;
@@ -598,6 +606,13 @@ int main(int argc, char **argv)
 		}
 		printf("cluster %s: ok (%zu nodes)\n", router.r_cluster->cl_origin,
 		       router.r_cluster->cl_nnodes);
+		if (router.r_cluster->cl_secret_file) {
+			if (auth_load(router.r_cluster->cl_secret_file, err, sizeof(err)) < 0) {
+				fprintf(stderr, "%s: %s\n", router.r_cluster->cl_origin, err);
+				return 1;
+			}
+			printf("secret_file %s: ok\n", router.r_cluster->cl_secret_file);
+		}
 		if (policy_path) {
 			struct policy_doc *pd;
 
@@ -616,6 +631,15 @@ int main(int argc, char **argv)
 		fatal("%s", err);
 	}
 	router.r_cluster_path = cluster_path ? realpath(cluster_path, NULL) : NULL;
+	if (router.r_cluster->cl_secret_file) {
+		if (auth_load(router.r_cluster->cl_secret_file, err, sizeof(err)) < 0) {
+			errno = 0;
+			fatal("%s: %s", router.r_cluster->cl_origin, err);
+		}
+	} else {
+		log_warnx("%s has no secret_file: fabric connections are not authenticated",
+			  router.r_cluster->cl_origin);
+	}
 
 	if (node) {
 		self = cluster_node_by_name(router.r_cluster, node);
@@ -746,6 +770,7 @@ int main(int argc, char **argv)
 	close(sigfd);
 	event_loop_free(router.r_loop);
 	cluster_free(router.r_cluster);
+	auth_clear();
 	free(router.r_cluster_path);
 	free(router.r_socket_path);
 	log_info("stopped");

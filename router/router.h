@@ -105,6 +105,7 @@ struct cluster {
 	char *cl_origin; /* the file it came from, or "(built-in)" */
 	struct cidr cl_overlay;
 	uint16_t cl_peer_port; /* host order */
+	char *cl_secret_file;  /* the routers' shared secret (auth.c), or NULL: no authentication */
 	size_t cl_nnodes;
 	struct cluster_node *cl_nodes;
 	struct htab cl_by_cidr; /* (net, len) of each pod_cidr -> node */
@@ -250,6 +251,28 @@ json_t *peer_list_json(void);
 /* Incoming fabric connections refused or closed by the caps, and closed for an overdue message. */
 uint64_t peer_refused_count(void);
 uint64_t peer_timed_out_count(void);
+
+/* ---- auth.c: the fabric's shared secret and challenge-response ---- */
+
+enum auth_role { AUTH_DIALER = 0, AUTH_ACCEPTOR = 1 };
+
+/* Reads the secret (a file of ours, mode 0600, 32-1024 bytes) and uses it from now on. 0, or
+ * -errno with err filled (the old secret stays). */
+int auth_load(const char *path, char *err, size_t errlen);
+/* No secret: fabric connections are not authenticated. */
+void auth_clear(void);
+bool auth_enabled(void);
+/* A fresh random nonce. 0 or -EIO. */
+int auth_nonce(uint8_t nonce[SLIM_AUTH_NONCE]);
+/* role's proof of the secret for a connection: over the acceptor's challenge, the dialer's
+ * nonce and both fabric addresses (network order). 0 or -errno. */
+int auth_prove(enum auth_role role, const uint8_t challenge[SLIM_AUTH_NONCE],
+	       const uint8_t nonce[SLIM_AUTH_NONCE], uint32_t dialer_ip, uint32_t acceptor_ip,
+	       uint8_t mac[SLIM_AUTH_MAC]);
+/* Whether mac is role's proof (constant-time comparison). */
+bool auth_check(enum auth_role role, const uint8_t challenge[SLIM_AUTH_NONCE],
+		const uint8_t nonce[SLIM_AUTH_NONCE], uint32_t dialer_ip, uint32_t acceptor_ip,
+		const uint8_t mac[SLIM_AUTH_MAC]);
 
 /* ---- conn.c: live slim connections ---- */
 

@@ -81,9 +81,10 @@ assert_ge "$(sed 's/.* ms \([0-9]*\).*/\1/' <<<"$out")" 3000 "burst duration (ms
 
 log "fabric: malformed peer messages and non-node sources close only that connection"
 cat >"$TMP/peer.py" <<'EOF'
-import socket, struct, sys
-# Sends one message to h1's router on the fabric and prints "closed" when it hangs up.
-kind = sys.argv[1]
+import hashlib, hmac, os, socket, struct, sys
+# peer.py KIND KEYFILE: authenticates to h1's router with the lab's secret (as the node whose
+# address it has), sends one message and prints "closed" when the router hangs up.
+kind, key = sys.argv[1], open(sys.argv[2], "rb").read()
 if kind == "length":
     msg = struct.pack("!HHIII", 32, 0, 100000, 1, 0)
 elif kind == "type":  # an answer sent to the answering side
@@ -91,11 +92,21 @@ elif kind == "type":  # an answer sent to the answering side
 else:  # a valid request: must be answered, and the connection kept
     msg = struct.pack("!HHIIIIHHI", 32, 0, 28, 5, 0, 0x0201f40a, 80, 0, 0x0202f40a)
 s = socket.create_connection(("198.18.0.1", 7471), timeout=5)
-s.sendall(msg)
 try:
+    hdr = s.recv(16, socket.MSG_WAITALL)
+    if len(hdr) == 16 and struct.unpack("!H", hdr[:2])[0] == 36:
+        challenge, nonce = s.recv(32, socket.MSG_WAITALL), os.urandom(32)
+        me, peer = s.getsockname()[0], "198.18.0.1"
+        mac = hmac.new(key, b"slim fabric v1 dialer\0" + challenge + nonce + socket.inet_aton(me) +
+                       socket.inet_aton(peer), hashlib.sha256).digest()
+        s.sendall(struct.pack("!HHIII", 37, 0, 80, 0, 0) + nonce + mac)
+        s.recv(48, socket.MSG_WAITALL)  # AUTH_OK
+    s.sendall(msg)
     data = s.recv(100)
-except (ConnectionResetError, socket.timeout) as e:
-    data = b"" if isinstance(e, ConnectionResetError) else None
+except (ConnectionResetError, BrokenPipeError):
+    data = b""
+except socket.timeout:
+    data = None
 if data == b"":
     print("closed")
 elif data is None:
@@ -105,11 +116,12 @@ else:
     print("answer type %d len %d id %d status %d" % (hdr[0], hdr[1 + 1], hdr[3],
           struct.unpack("!I", data[16:20])[0]))
 EOF
-assert_eq "$(inside h2 python3 "$TMP/peer.py" length)" closed "bad length"
-assert_eq "$(inside h2 python3 "$TMP/peer.py" type)" closed "wrong type"
+KEY=/run/slim/$PREFIX/cluster.key
+assert_eq "$(inside h2 python3 "$TMP/peer.py" length "$KEY")" closed "bad length"
+assert_eq "$(inside h2 python3 "$TMP/peer.py" type "$KEY")" closed "wrong type"
 # 10.244.2.1 is no pod of h1: NO_POD (3), and the connection stays up.
-assert_eq "$(inside h2 python3 "$TMP/peer.py" request)" "answer type 33 len 28 id 5 status 3" "request"
-assert_eq "$(inside h1/p1 python3 "$TMP/peer.py" request)" closed "from a pod address"
+assert_eq "$(inside h2 python3 "$TMP/peer.py" request "$KEY")" "answer type 33 len 28 id 5 status 3" "request"
+assert_eq "$(inside h1/p1 python3 "$TMP/peer.py" request "$KEY")" closed "from a pod address"
 grep -q "refusing 10.244.1.2:[0-9]*: not another node's fabric_ip" "/run/slim/$PREFIX/h1/router.log" ||
 	fail "no log line about the refused source"
 grep -q "closed: malformed message length" "/run/slim/$PREFIX/h1/router.log" || fail "no length log"

@@ -111,9 +111,14 @@ t0 = time.time()
 p = select.poll()
 for s in socks:
     p.register(s, select.POLLIN | select.POLLHUP)
-when = {}
+when, byfd = {}, {s.fileno(): s for s in socks}
 while len(when) < len(socks) and time.time() < t0 + 15:
     for fd, ev in p.poll(100):
+        try:
+            if ev & select.POLLIN and byfd[fd].recv(4096, socket.MSG_DONTWAIT):
+                continue  # the router's challenge (with a cluster secret): still open
+        except (ConnectionResetError, BlockingIOError):
+            pass
         when[fd] = time.time() - t0
         p.unregister(fd)
 last = sorted(when.values())
@@ -149,7 +154,7 @@ awk -v l="$(sed 's/.*silent closed 20 after [0-9.]*-\([0-9.]*\) s.*/\1/' <<<"$ou
 st=$(status)
 log "  after: $(jq -c '.limits' <<<"$st")"
 assert_ge "$(jq .limits.fabric_timed_out <<<"$st")" 1 "closed by the timeout"
-grep -q "closed: nothing sent for 5 s\|closed: incomplete message for 5 s" "$LOG1" ||
+grep -q "closed: nothing sent for 5 s\|closed: incomplete message for 5 s\|closed: not authenticated within 5 s" "$LOG1" ||
 	fail "no log line for a timed-out connection"
 lines=$(grep -c "(incoming): closed\|, incoming): closed" "$LOG1")
 [ "$lines" -le 40 ] || fail "$lines log lines for 2,020 closed fabric connections (not rate-limited)"
