@@ -222,6 +222,7 @@ void router_dispatch(struct client *c, const void *msg, size_t len)
 		if (!client_is_host_admin(c)) {
 			static const char denied[] =
 				"{\"ok\":false,\"error\":\"permission denied\"}";
+			static struct log_ratelimit rl; /* a pod may ask in a loop */
 			uint8_t buf[sizeof(struct slim_msg_hdr) + sizeof(denied)];
 			struct slim_msg_hdr rh = {
 				.type = SLIM_MSG_CTL_REP,
@@ -229,8 +230,9 @@ void router_dispatch(struct client *c, const void *msg, size_t len)
 				.id = h->id,
 			};
 
-			log_warnx("%s: control request from pid %d uid %d%s: denied", __func__,
-				  (int)c->cs_pid, (int)c->cs_uid, p ? " inside a pod" : "");
+			log_ratelimited(&rl, LOG_LVL_WARN,
+					"%s: control request from pid %d uid %d%s: denied", __func__,
+					(int)c->cs_pid, (int)c->cs_uid, p ? " inside a pod" : "");
 			memcpy(buf, &rh, sizeof(rh));
 			memcpy(buf + sizeof(rh), denied, sizeof(denied) - 1);
 			client_reply(c, buf, rh.len, -1, false);
