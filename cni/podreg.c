@@ -2,14 +2,18 @@
 /* slim-cni's side of the router's pod table: register, find, delete and collect pods, each
  * tagged with the attachment that made it (label CNI_LABEL_ATTACHMENT: network/id/ifname). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cni.h"
 #include "ctlcall.h"
 
-/* One request; 0 with *rep the router's successful answer, or -1 with e filled. */
-static int podreg_call(const char *sock, json_t *req, json_t **rep, struct cni_err *e)
+/* One request (pass_fd: a descriptor it carries, or -1); 0 with *rep the router's successful
+ * answer, or -1 with e filled. */
+static int podreg_call_fd(const char *sock, json_t *req, int pass_fd, json_t **rep,
+			  struct cni_err *e)
 {
 	char err[CNI_MSG_MAX - 32];
 	const char *why;
@@ -18,7 +22,7 @@ static int podreg_call(const char *sock, json_t *req, json_t **rep, struct cni_e
 	*rep = NULL;
 	if (!req)
 		return cni_fail(e, CNI_ERR_IO, "out of memory");
-	ret = ctlcall(sock, req, rep, err, sizeof(err));
+	ret = ctlcall_doc(sock, req, NULL, 0, pass_fd, rep, err, sizeof(err));
 	json_decref(req);
 	if (ret < 0)
 		/* No router (yet): the runtime may retry, so say "try again later". */
@@ -32,15 +36,26 @@ static int podreg_call(const char *sock, json_t *req, json_t **rep, struct cni_e
 	return -1;
 }
 
+static int podreg_call(const char *sock, json_t *req, json_t **rep, struct cni_err *e)
+{
+	return podreg_call_fd(sock, req, -1, rep, e);
+}
+
 int podreg_add(const char *sock, const char *netns, const char *ip, const char *name,
 	       json_t *labels, struct cni_err *e)
 {
+	/* The router never opens a path a caller names: it gets the namespace itself. */
+	int fd = open(netns, O_RDONLY | O_CLOEXEC), ret;
 	json_t *rep;
 
-	if (podreg_call(sock,
-			json_pack("{s:s, s:s, s:s, s:s, s:O}", "cmd", "pod.add", "netns", netns,
-				  "ip", ip, "name", name, "labels", labels),
-			&rep, e))
+	if (fd < 0)
+		return cni_fail(e, CNI_ERR_IO, "open %s: %s", netns, strerror(errno));
+	ret = podreg_call_fd(sock,
+			     json_pack("{s:s, s:s, s:s, s:s, s:O}", "cmd", "pod.add", "netns", netns,
+				       "ip", ip, "name", name, "labels", labels),
+			     fd, &rep, e);
+	close(fd);
+	if (ret)
 		return -1;
 	json_decref(rep);
 	return 0;

@@ -46,10 +46,16 @@ static int ctlcall_connect(const char *path, char *err, size_t errlen)
 
 int ctlcall(const char *path, json_t *req, json_t **rep, char *err, size_t errlen)
 {
+	return ctlcall_doc(path, req, NULL, 0, -1, rep, err, errlen);
+}
+
+int ctlcall_doc(const char *path, json_t *req, const void *doc, size_t doclen, int pass_fd,
+		json_t **rep, char *err, size_t errlen)
+{
+	const size_t chunk = SLIM_MSG_MAX - sizeof(struct slim_msg_hdr);
 	const uint32_t id = (uint32_t)getpid();
-	struct slim_msg_hdr h = {.type = SLIM_MSG_CTL_REQ, .id = id};
-	size_t len, total = 0;
-	char *text, *all = NULL;
+	size_t len, jlen, off = 0, total = 0;
+	char *text, *all = NULL, *out = NULL;
 	uint8_t *buf = NULL;
 	json_error_t jerr;
 	int fd = -1, ret;
@@ -62,26 +68,50 @@ int ctlcall(const char *path, json_t *req, json_t **rep, char *err, size_t errle
 		ret = -ENOMEM;
 		goto out;
 	}
-	len = strlen(text);
-	if (sizeof(h) + len > SLIM_MSG_MAX) {
-		snprintf(err, errlen, "request too large");
+	jlen = strlen(text);
+	len = jlen + (doc ? 1 + doclen : 0);
+	if (len > SLIM_CTL_REQ_MAX) {
+		snprintf(err, errlen, "request too large (%zu bytes, at most %d)", len,
+			 SLIM_CTL_REQ_MAX);
 		ret = -EMSGSIZE;
 		goto out;
 	}
-	h.len = (uint32_t)(sizeof(h) + len);
-	memcpy(buf, &h, sizeof(h));
-	memcpy(buf + sizeof(h), text, len);
+	out = malloc(len);
+	if (!out) {
+		snprintf(err, errlen, "out of memory");
+		ret = -ENOMEM;
+		goto out;
+	}
+	memcpy(out, text, jlen);
+	if (doc) {
+		out[jlen] = '\0';
+		memcpy(out + jlen + 1, doc, doclen);
+	}
 
 	fd = ctlcall_connect(path, err, errlen);
 	if (fd < 0) {
 		ret = fd;
 		goto out;
 	}
-	ret = slim_msg_send(fd, buf, h.len, -1);
-	if (ret < 0) {
-		snprintf(err, errlen, "send to %s: %s", path, strerror(-ret));
-		goto out;
-	}
+	do {
+		size_t n = len - off < chunk ? len - off : chunk;
+		struct slim_msg_hdr h = {
+			.type = SLIM_MSG_CTL_REQ,
+			.flags = off + n < len ? SLIM_MSGF_MORE : 0,
+			.len = (uint32_t)(sizeof(h) + n),
+			.id = id,
+		};
+
+		memcpy(buf, &h, sizeof(h));
+		memcpy(buf + sizeof(h), out + off, n);
+		ret = slim_msg_send(fd, buf, h.len, off == 0 ? pass_fd : -1);
+		if (ret < 0) {
+			snprintf(err, errlen, "send to %s: %s", path,
+				 ret == -EAGAIN ? "timed out" : strerror(-ret));
+			goto out;
+		}
+		off += n;
+	} while (off < len);
 	for (;;) {
 		const struct slim_msg_hdr *rh = (const void *)buf;
 		ssize_t n = slim_msg_recv(fd, buf, SLIM_MSG_MAX, &ret, 0);
@@ -135,6 +165,7 @@ out:
 	if (fd >= 0)
 		close(fd);
 	free(all);
+	free(out);
 	free(buf);
 	free(text);
 	return ret;

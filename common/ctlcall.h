@@ -17,4 +17,13 @@
  */
 int ctlcall(const char *path, json_t *req, json_t **rep, char *err, size_t errlen);
 
+/*
+ * The same with a document after the request's JSON (separated by a NUL; NULL for none) and a
+ * descriptor passed with the first fragment (-1 for none): the request goes in CTL_REQ
+ * fragments of at most SLIM_MSG_MAX bytes, SLIM_MSGF_MORE on all but the last, at most
+ * SLIM_CTL_REQ_MAX bytes in all.
+ */
+int ctlcall_doc(const char *path, json_t *req, const void *doc, size_t doclen, int pass_fd,
+		json_t **rep, char *err, size_t errlen);
+
 #endif

@@ -68,6 +68,33 @@ void log_warn(const char *fmt, ...)
 	va_end(ap);
 }
 
+void log_ratelimited(struct log_ratelimit *rl, enum log_level level, const char *fmt, ...)
+{
+	unsigned long long now;
+	struct timespec ts;
+	va_list ap;
+
+	if (level > log_threshold)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+	if (!rl->lr_start_ms || now - rl->lr_start_ms >= LOG_RATELIMIT_INTERVAL_MS) {
+		if (rl->lr_dropped)
+			log_msg(level, "(%u similar messages dropped in %u ms)", rl->lr_dropped,
+				(unsigned)(now - rl->lr_start_ms));
+		rl->lr_start_ms = now ? now : 1;
+		rl->lr_logged = rl->lr_dropped = 0;
+	}
+	if (rl->lr_logged >= LOG_RATELIMIT_BURST) {
+		rl->lr_dropped++;
+		return;
+	}
+	rl->lr_logged++;
+	va_start(ap, fmt);
+	log_vwrite(level, fmt, ap, NULL);
+	va_end(ap);
+}
+
 void fatal(const char *fmt, ...)
 {
 	const char *why = errno ? strerror(errno) : NULL;

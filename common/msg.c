@@ -85,7 +85,9 @@ int slim_msg_check_fabric(const void *buf, size_t n)
 		return -EBADMSG;
 	type = ntohs(h->type);
 	if (type != SLIM_MSG_RESOLVE_REQ && type != SLIM_MSG_RESOLVE_REP &&
-	    type != SLIM_MSG_INVALIDATE && type != SLIM_MSG_POD_SYNC)
+	    type != SLIM_MSG_INVALIDATE && type != SLIM_MSG_POD_SYNC &&
+	    type != SLIM_MSG_AUTH_CHALLENGE && type != SLIM_MSG_AUTH_RESPONSE &&
+	    type != SLIM_MSG_AUTH_OK)
 		return -EBADMSG;
 	return n == slim_msg_fixed_len(type) ? 0 : -EBADMSG;
 }

@@ -22,7 +22,8 @@ int slim_msg_check_request(const void *buf, size_t n);
 /* Checks a reply of n bytes against the type and id the requester expects. 0 or -EBADMSG. */
 int slim_msg_check_reply(const void *buf, size_t n, uint16_t type, uint32_t id);
 
-/* Checks a fabric message (RESOLVE_REQ/REP, INVALIDATE) whose header is in network order. */
+/* Checks a fabric message (RESOLVE_REQ/REP, INVALIDATE, POD_SYNC, AUTH_*) whose header is in
+ * network order. */
 int slim_msg_check_fabric(const void *buf, size_t n);
 
 /* Byte size of a LISTEN_REQ carrying nopts options. */

@@ -52,10 +52,15 @@ enum slim_msg_type {
 	SLIM_MSG_INVALIDATE = 34,
 	/* router -> router, one-way, on connections it opened: its pods, for policy selectors */
 	SLIM_MSG_POD_SYNC = 35,
+	/* router <-> router, first on every connection when the cluster has a secret: the
+	 * acceptor's challenge, the dialer's response, the acceptor's proof (slim_auth_*) */
+	SLIM_MSG_AUTH_CHALLENGE = 36,
+	SLIM_MSG_AUTH_RESPONSE = 37,
+	SLIM_MSG_AUTH_OK = 38,
 };
 
 /* hdr.flags */
-#define SLIM_MSGF_MORE 0x0001 /* CTL_REP: more fragments of this reply follow */
+#define SLIM_MSGF_MORE 0x0001 /* CTL_REQ/CTL_REP: more fragments of this message follow */
 
 struct slim_msg_hdr {
 	uint16_t type;
@@ -135,7 +140,16 @@ struct slim_listen_rep {
 	uint16_t pad;
 };
 
-/* CTL_REQ / CTL_REP: hdr followed by UTF-8 JSON text (not NUL-terminated). */
+/*
+ * CTL_REQ / CTL_REP: hdr followed by UTF-8 JSON text (not NUL-terminated). A request may carry a
+ * document after its JSON, separated by one NUL byte (policy apply sends the policy itself, never
+ * a path for the router to open). Either may be split into fragments of one message each, same
+ * id, SLIM_MSGF_MORE on all but the last. A request's fragments add up to at most
+ * SLIM_CTL_REQ_MAX bytes of payload; the router buffers them only for the host administrator.
+ * A request may pass one descriptor, on its first fragment (pod add: the pod's netns).
+ */
+#define SLIM_CTL_DOC_MAX (16 << 20) /* largest document slimctl sends */
+#define SLIM_CTL_REQ_MAX (SLIM_CTL_DOC_MAX + SLIM_MSG_MAX)
 
 /* Fabric: RESOLVE_REQ asks the router owning pod_ip where (pod_ip, port) listens on its host. */
 struct slim_resolve_req {
@@ -197,6 +211,33 @@ struct slim_pod_sync {
 };
 
 /*
+ * Fabric authentication (when the cluster has a secret_file). The acceptor speaks first:
+ * AUTH_CHALLENGE with a fresh nonce; the dialer answers AUTH_RESPONSE with its own nonce and
+ * HMAC-SHA256(secret, "slim fabric v1 dialer\0" || challenge || nonce || dialer fabric IP ||
+ * acceptor fabric IP); the acceptor checks it and sends AUTH_OK with the same HMAC under the label
+ * "slim fabric v1 acceptor\0". Neither side acts on (or sends) anything else before that; any
+ * other message, or a wrong MAC, closes the connection.
+ */
+#define SLIM_AUTH_NONCE 32
+#define SLIM_AUTH_MAC	32
+
+struct slim_auth_challenge {
+	struct slim_msg_hdr hdr;
+	uint8_t nonce[SLIM_AUTH_NONCE];
+};
+
+struct slim_auth_response {
+	struct slim_msg_hdr hdr;
+	uint8_t nonce[SLIM_AUTH_NONCE];
+	uint8_t mac[SLIM_AUTH_MAC];
+};
+
+struct slim_auth_ok {
+	struct slim_msg_hdr hdr;
+	uint8_t mac[SLIM_AUTH_MAC];
+};
+
+/*
  * Returns the exact size of a fixed-layout message type (0 for variable-length ones: CTL_*),
  * so both the router and the fuzzers check sizes from one table.
  */
@@ -221,6 +262,12 @@ static inline uint32_t slim_msg_fixed_len(uint16_t type)
 		return sizeof(struct slim_invalidate);
 	case SLIM_MSG_POD_SYNC:
 		return sizeof(struct slim_pod_sync);
+	case SLIM_MSG_AUTH_CHALLENGE:
+		return sizeof(struct slim_auth_challenge);
+	case SLIM_MSG_AUTH_RESPONSE:
+		return sizeof(struct slim_auth_response);
+	case SLIM_MSG_AUTH_OK:
+		return sizeof(struct slim_auth_ok);
 	default:
 		return 0;
 	}

@@ -4,12 +4,18 @@
  * router's control socket, reads the CTL_REP fragments and prints the answer.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
 
 #include <jansson.h>
 
@@ -18,6 +24,10 @@
 #include "proto.h"
 
 static const char *ctl_argv0 = "slimctl";
+/* What the command sends besides its JSON: a document (policy apply), a descriptor (pod add). */
+static char *ctl_doc;
+static size_t ctl_doc_len;
+static int ctl_pass_fd = -1;
 
 void ctl_die(const char *fmt, ...)
 {
@@ -42,6 +52,7 @@ static void ctl_build_pod_add(int argc, char **argv, json_t *req)
 		{NULL, 0, NULL, 0},
 	};
 	json_t *labels = json_object();
+	const char *path;
 	int opt;
 
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -73,6 +84,12 @@ static void ctl_build_pod_add(int argc, char **argv, json_t *req)
 	if (!json_object_get(req, "netns") || !json_object_get(req, "ip"))
 		ctl_die("pod add needs --netns PATH and --ip IP");
 	json_object_set_new(req, "labels", labels);
+	/* We open the namespace, with our rights, and pass it: the router never opens a path we
+	 * name (O_NONBLOCK: a FIFO put there must not hang us either). */
+	path = json_string_value(json_object_get(req, "netns"));
+	ctl_pass_fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (ctl_pass_fd < 0)
+		ctl_die("%s: %s", path, strerror(errno));
 }
 
 /* pod del (--name N | --ip IP) */
@@ -146,19 +163,76 @@ static void ctl_build_pod_set(int argc, char **argv, json_t *req)
 		ctl_die("pod set: unexpected argument \"%s\"", argv[optind]);
 }
 
-/* policy apply FILE: the router reads the file itself (it may be far larger than a message),
- * so it gets the absolute path. */
+/*
+ * Reads a document the router is to parse: a regular file (or "-", standard input) of at most
+ * SLIM_CTL_DOC_MAX bytes, read with the caller's rights. Anything else is refused here: a FIFO
+ * or a device could block us forever or never end. Returns the bytes (NUL-free is not required:
+ * the router parses exactly len bytes) and sets *len.
+ */
+static char *ctl_read_doc(const char *path, size_t *len)
+{
+	bool is_stdin = !strcmp(path, "-");
+	size_t cap = 1 << 16, off = 0;
+	struct stat st;
+	char *buf;
+	int fd;
+
+	fd = is_stdin ? 0 : open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		ctl_die("%s: %s", path, strerror(errno));
+	if (!is_stdin) {
+		if (fstat(fd, &st) < 0)
+			ctl_die("%s: %s", path, strerror(errno));
+		if (!S_ISREG(st.st_mode))
+			ctl_die("%s: not a regular file (give a file, or - for standard input)",
+				path);
+		if (st.st_size > SLIM_CTL_DOC_MAX)
+			ctl_die("%s: %lld bytes, more than the %d bytes a document may have", path,
+				(long long)st.st_size, SLIM_CTL_DOC_MAX);
+	}
+	buf = malloc(cap);
+	for (;;) {
+		ssize_t n;
+
+		if (!buf)
+			ctl_die("out of memory");
+		if (off == cap) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			continue;
+		}
+		n = read(fd, buf + off, cap - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			ctl_die("%s: %s", path, strerror(errno));
+		if (n == 0)
+			break;
+		off += (size_t)n;
+		/* A file may grow while we read it; standard input has no size to check first. */
+		if (off > SLIM_CTL_DOC_MAX)
+			ctl_die("%s: more than the %d bytes a document may have", path,
+				SLIM_CTL_DOC_MAX);
+	}
+	if (!is_stdin)
+		close(fd);
+	*len = off;
+	return buf;
+}
+
+/* policy apply FILE|-: we read the document (with our rights) and send it; the router never
+ * opens a path we name. The name only labels its messages. */
 static void ctl_build_policy_apply(int argc, char **argv, json_t *req)
 {
-	char *path;
+	char *abs;
 
-	if (argc != 2 || argv[1][0] == '-')
-		ctl_die("usage: policy apply FILE");
-	path = realpath(argv[1], NULL);
-	if (!path)
-		ctl_die("%s: %s", argv[1], strerror(errno));
-	json_object_set_new(req, "path", json_string(path));
-	free(path);
+	if (argc != 2 || (argv[1][0] == '-' && argv[1][1]))
+		ctl_die("usage: policy apply FILE|-");
+	ctl_doc = ctl_read_doc(argv[1], &ctl_doc_len);
+	abs = strcmp(argv[1], "-") ? realpath(argv[1], NULL) : NULL;
+	json_object_set_new(req, "name",
+			    json_string(abs ? abs : strcmp(argv[1], "-") ? argv[1] : "(stdin)"));
+	free(abs);
 }
 
 static void ctl_build_none(int argc, char **argv, json_t *req)
@@ -199,7 +273,7 @@ static const struct ctl_command ctl_commands[] = {
 	 "policy.apply",
 	 ctl_build_policy_apply,
 	 ctl_show_policy_applied,
-	 "policy apply FILE"},
+	 "policy apply FILE|-"},
 	{{"policy", "show"}, "policy.show", ctl_build_none, ctl_show_policy, "policy show"},
 	{{"directory", NULL}, "directory", ctl_build_none, ctl_show_directory, "directory"},
 };
@@ -232,13 +306,16 @@ static const struct ctl_command *ctl_lookup(int argc, char **argv, int *nwords)
 	return NULL;
 }
 
-/* Sends req and returns the whole answer, parsed; dies when the router cannot be asked. */
+/*
+ * Sends req (its JSON, then a NUL and ctl_doc when there is one; ctl_pass_fd with it) and returns
+ * the whole answer, parsed; dies when the router cannot be asked.
+ */
 static json_t *ctl_request(const char *path, json_t *req)
 {
 	char err[512];
 	json_t *rep;
 
-	if (ctlcall(path, req, &rep, err, sizeof(err)) < 0)
+	if (ctlcall_doc(path, req, ctl_doc, ctl_doc_len, ctl_pass_fd, &rep, err, sizeof(err)) < 0)
 		ctl_die("%s", err);
 	return rep;
 }

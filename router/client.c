@@ -1,21 +1,28 @@
 // SPDX-License-Identifier: MIT
 /*
  * Control-socket clients: the listening socket, identifying each caller by the kernel
- * (SO_PEERCRED -> /proc/<pid>/ns/net), reading requests fairly and queueing replies.
+ * (SO_PEERCRED -> /proc/<pid>/ns), deciding who is the host's administrator, reading requests
+ * fairly and queueing replies.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 
 #include "log.h"
 #include "msg.h"
 #include "router.h"
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5; older headers lack it */
+#endif
 
 /* A reply the client's socket had no room for. */
 struct outmsg {
@@ -26,12 +33,25 @@ struct outmsg {
 	uint8_t om_buf[];
 };
 
+/* How many control connections one network namespace holds (CLIENT_MAX_PER_NETNS). */
+struct client_netns {
+	struct hnode cn_node;
+	struct ns_id cn_ns;
+	unsigned cn_n;
+};
+
 static TAILQ_HEAD(, client) client_list = TAILQ_HEAD_INITIALIZER(client_list);
 static size_t client_n;
+static uint64_t client_nrefused;
+/* The most requests one client ever had waiting, and replies queued: the per-client caps at
+ * work (status shows them, so a test can check the caps held without sampling). */
+static unsigned client_pending_hwm, client_queued_hwm;
+static struct htab client_by_netns;
 static int client_listen_fd = -1;
-static int client_spare_fd = -1;   /* kept free for accept() at EMFILE */
 static struct client *client_busy; /* the client whose requests are being handled right now */
 static bool client_busy_closed;
+static struct ns_id client_admin_ns[CLIENT_NS_N]; /* the host administrator's namespaces */
+static bool client_admin_known;
 
 static void client_event(struct event_loop *loop, int fd, uint32_t events, void *arg);
 
@@ -48,6 +68,7 @@ static void client_update_mask(struct client *c)
 
 static void client_free(struct client *c)
 {
+	free(c->cs_req);
 	free(c);
 }
 
@@ -56,6 +77,17 @@ static void client_outmsg_free(struct outmsg *om)
 	while (om->om_nfds)
 		close(om->om_fds[--om->om_nfds]);
 	free(om);
+}
+
+static void client_req_reset(struct client *c)
+{
+	free(c->cs_req);
+	c->cs_req = NULL;
+	c->cs_reqlen = c->cs_reqcap = 0;
+	c->cs_req_open = c->cs_req_discard = false;
+	if (c->cs_req_fd >= 0)
+		close(c->cs_req_fd);
+	c->cs_req_fd = -1;
 }
 
 void client_close(struct client *c)
@@ -70,11 +102,18 @@ void client_close(struct client *c)
 	c->cs_fd = -1;
 	resolve_client_gone(c);
 	router_client_gone(c);
+	control_client_gone(c);
 	while ((om = STAILQ_FIRST(&c->cs_outq))) {
 		STAILQ_REMOVE_HEAD(&c->cs_outq, om_entry);
 		client_outmsg_free(om);
 	}
 	c->cs_noutq = 0;
+	client_req_reset(c);
+	if (c->cs_netns && --c->cs_netns->cn_n == 0) {
+		htab_remove(&client_by_netns, &c->cs_netns->cn_node);
+		free(c->cs_netns);
+	}
+	c->cs_netns = NULL;
 	TAILQ_REMOVE(&client_list, c, cs_entry);
 	client_n--;
 	/* The request loop still holds c: it frees it when it unwinds. */
@@ -132,8 +171,12 @@ static int client_queue(struct client *c, const void *msg, size_t len, const int
 		}
 	}
 	if (!unlimited && c->cs_noutq >= CLIENT_MAX_QUEUED) {
-		log_warnx("%s: client pid %d does not read its replies (%u queued): closing it",
-			  __func__, (int)c->cs_pid, c->cs_noutq);
+		static struct log_ratelimit rl;
+
+		log_ratelimited(
+			&rl, LOG_LVL_WARN,
+			"%s: client pid %d does not read its replies (%u queued): closing it",
+			__func__, (int)c->cs_pid, c->cs_noutq);
 		client_close(c);
 		return -EPIPE;
 	}
@@ -157,6 +200,8 @@ static int client_queue(struct client *c, const void *msg, size_t len, const int
 	}
 	STAILQ_INSERT_TAIL(&c->cs_outq, om, om_entry);
 	c->cs_noutq++;
+	if (!unlimited && c->cs_noutq > client_queued_hwm)
+		client_queued_hwm = c->cs_noutq;
 	client_update_mask(c);
 	return 0;
 }
@@ -181,6 +226,109 @@ void client_pending_done(struct client *c)
 		c->cs_reading = true;
 		client_update_mask(c);
 	}
+}
+
+/* Hands a whole control request to the router, the descriptor it passed (if any) with it. */
+static void client_req_dispatch(struct client *c, const void *msg, size_t len, int fd)
+{
+	c->cs_req_fd = fd;
+	router_dispatch(c, msg, len);
+	/* Whatever control.c did not take (or client_close did not close already). */
+	if (c->cs_req_fd >= 0)
+		close(c->cs_req_fd);
+	c->cs_req_fd = -1;
+}
+
+/*
+ * One CTL_REQ message: a whole request, or a fragment of one (SLIM_MSGF_MORE on all but the last).
+ * Only the host administrator's fragments are buffered (up to SLIM_CTL_REQ_MAX); anyone else's
+ * are dropped unread and their last one is dispatched alone, to be refused. Returns false when c
+ * was closed.
+ */
+static bool client_req_fragment(struct client *c, const uint8_t *buf, size_t n, int fd)
+{
+	const struct slim_msg_hdr *h = (const void *)buf;
+	bool more = h->flags & SLIM_MSGF_MORE;
+	size_t body = n - sizeof(*h);
+	uint8_t *req;
+	size_t len;
+
+	if (c->cs_req_open && h->id != c->cs_req_id) {
+		static struct log_ratelimit rl;
+
+		log_ratelimited(&rl, LOG_LVL_WARN,
+				"%s: client pid %d: fragment of request %u inside request %u: "
+				"closing it",
+				__func__, (int)c->cs_pid, h->id, c->cs_req_id);
+		if (fd >= 0)
+			close(fd);
+		client_close(c);
+		return false;
+	}
+	if (!c->cs_req_open) {
+		if (!more) {
+			client_req_dispatch(c, buf, n, fd); /* the common case: no copy */
+			return true;
+		}
+		c->cs_req_open = true;
+		c->cs_req_id = h->id;
+		c->cs_req_discard = !client_is_host_admin(c);
+		if (c->cs_req_discard && fd >= 0)
+			close(fd);
+		else
+			c->cs_req_fd = fd;
+		fd = -1;
+	} else if (fd >= 0) {
+		close(fd); /* only the first fragment may pass one */
+	}
+	if (c->cs_req_discard) {
+		if (!more) {
+			client_req_reset(c);
+			client_req_dispatch(c, buf, n, -1); /* refused, unread */
+		}
+		return true;
+	}
+	if (c->cs_reqlen == 0)
+		c->cs_reqlen = sizeof(*h);
+	if (c->cs_reqlen - sizeof(*h) + body > SLIM_CTL_REQ_MAX) {
+		log_warnx("%s: client pid %d: control request larger than %d bytes: closing it",
+			  __func__, (int)c->cs_pid, SLIM_CTL_REQ_MAX);
+		client_close(c);
+		return false;
+	}
+	if (c->cs_reqlen + body > c->cs_reqcap) {
+		size_t cap = c->cs_reqcap ? c->cs_reqcap : SLIM_MSG_MAX;
+		uint8_t *b;
+
+		while (cap < c->cs_reqlen + body)
+			cap *= 2;
+		b = realloc(c->cs_req, cap);
+		if (!b) {
+			log_warnx("%s: client pid %d: out of memory: closing it", __func__,
+				  (int)c->cs_pid);
+			client_close(c);
+			return false;
+		}
+		c->cs_req = b;
+		c->cs_reqcap = cap;
+	}
+	memcpy(c->cs_req + c->cs_reqlen, buf + sizeof(*h), body);
+	c->cs_reqlen += body;
+	if (more)
+		return true;
+	/* The last fragment: dispatch the whole request as one message. */
+	req = c->cs_req;
+	len = c->cs_reqlen;
+	fd = c->cs_req_fd;
+	c->cs_req = NULL;
+	c->cs_req_fd = -1;
+	client_req_reset(c);
+	memcpy(req, h, sizeof(*h));
+	((struct slim_msg_hdr *)(void *)req)->flags = 0;
+	((struct slim_msg_hdr *)(void *)req)->len = (uint32_t)len;
+	client_req_dispatch(c, req, len, fd);
+	free(req);
+	return true;
 }
 
 /* Handles up to CLIENT_BATCH messages, so one busy client cannot starve the others. */
@@ -209,8 +357,12 @@ static void client_read(struct client *c)
 		n = slim_msg_recv(c->cs_fd, buf, sizeof(msg.bytes), &fd, MSG_DONTWAIT);
 		if (n == -EAGAIN)
 			break;
-		if (fd >= 0)
-			close(fd); /* clients never pass descriptors to the router */
+		/* Only a control request may pass a descriptor (pod add's netns). */
+		if (fd >= 0 && (n <= 0 || slim_msg_check_request(buf, (size_t)n) < 0 ||
+				((struct slim_msg_hdr *)(void *)buf)->type != SLIM_MSG_CTL_REQ)) {
+			close(fd);
+			fd = -1;
+		}
 		if (n == 0) {
 			client_close(c);
 			break;
@@ -222,13 +374,23 @@ static void client_read(struct client *c)
 			break;
 		}
 		if (n < 0 || slim_msg_check_request(buf, (size_t)n) < 0) {
-			log_warnx("%s: client pid %d: malformed message (%s): closing it", __func__,
-				  (int)c->cs_pid,
-				  n < 0 ? "larger than SLIM_MSG_MAX" : "bad header or size");
+			static struct log_ratelimit rl;
+
+			log_ratelimited(&rl, LOG_LVL_WARN,
+					"%s: client pid %d: malformed message (%s): closing it",
+					__func__, (int)c->cs_pid,
+					n < 0 ? "larger than SLIM_MSG_MAX" : "bad header or size");
 			client_close(c);
 			break;
 		}
+		if (((struct slim_msg_hdr *)(void *)buf)->type == SLIM_MSG_CTL_REQ) {
+			if (!client_req_fragment(c, buf, (size_t)n, fd))
+				break;
+			continue;
+		}
 		router_dispatch(c, buf, (size_t)n);
+		if (!client_busy_closed && c->cs_npending > client_pending_hwm)
+			client_pending_hwm = c->cs_npending;
 	}
 	client_busy = NULL;
 	if (client_busy_closed)
@@ -249,26 +411,136 @@ static void client_event(struct event_loop *loop, int fd, uint32_t events, void 
 	}
 }
 
-/* The caller's network namespace, as the kernel sees it (not as the caller claims). */
+/* The names of enum client_ns's entries under /proc/PID/ns/. */
+static const char *const client_ns_names[CLIENT_NS_N] = {"user", "mnt", "net", "pid", "ipc"};
+
+/* Reads dir/<name> for every namespace of enum client_ns. 0 or -errno. */
+static int client_read_ns(const char *dir, struct ns_id ns[CLIENT_NS_N])
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	for (int i = 0; i < CLIENT_NS_N; i++) {
+		if (snprintf(path, sizeof(path), "%s/%s", dir, client_ns_names[i]) >=
+		    (int)sizeof(path))
+			return -ENAMETOOLONG;
+		if (stat(path, &st) < 0)
+			return -errno;
+		ns[i].ni_dev = st.st_dev;
+		ns[i].ni_ino = st.st_ino;
+	}
+	return 0;
+}
+
+int client_admin_init(const char *nsdir)
+{
+	int ret = client_read_ns(nsdir, client_admin_ns);
+
+	client_admin_known = ret == 0;
+	return ret;
+}
+
+bool client_is_host_admin(const struct client *c)
+{
+	if (c->cs_uid != 0 || !client_admin_known)
+		return false;
+	for (int i = 0; i < CLIENT_NS_N; i++)
+		if (c->cs_ns[i].ni_dev != client_admin_ns[i].ni_dev ||
+		    c->cs_ns[i].ni_ino != client_admin_ns[i].ni_ino)
+			return false;
+	/* Never a pod's process, even should the administrator's netns be registered as one. */
+	return !pod_find_ns(c->cs_ns_dev, c->cs_ns_ino);
+}
+
+/*
+ * The caller's namespaces, as the kernel sees them (not as the caller claims). SO_PEERCRED names
+ * the process that connected; should it have exited before we read /proc, its pid may already
+ * be another process's. The pidfd (Linux >= 6.5) pins the process: when it is still alive
+ * after the reads, they were of the right process.
+ */
 static int client_identify(struct client *c)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	char path[64];
-	struct stat st;
+	int pidfd = -1, ret;
+	char dir[32];
 
 	if (getsockopt(c->cs_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
 		return -errno;
 	if (cred.pid <= 0)
 		return -ESRCH;
-	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)cred.pid);
-	if (stat(path, &st) < 0)
-		return -errno;
+	len = sizeof(pidfd);
+	if (getsockopt(c->cs_fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0)
+		pidfd = -1;
+	snprintf(dir, sizeof(dir), "/proc/%d/ns", (int)cred.pid);
+	ret = client_read_ns(dir, c->cs_ns);
+	if (ret == 0 && pidfd >= 0 && syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
+		ret = -ESRCH;
+	if (pidfd >= 0)
+		close(pidfd);
+	if (ret < 0)
+		return ret;
 	c->cs_pid = cred.pid;
 	c->cs_uid = cred.uid;
-	c->cs_ns_dev = st.st_dev;
-	c->cs_ns_ino = st.st_ino;
+	c->cs_ns_dev = c->cs_ns[CLIENT_NS_NET].ni_dev;
+	c->cs_ns_ino = c->cs_ns[CLIENT_NS_NET].ni_ino;
 	return 0;
+}
+
+static struct client_netns *client_netns_find(const struct ns_id *ns)
+{
+	uint64_t k[2] = {(uint64_t)ns->ni_dev, (uint64_t)ns->ni_ino};
+
+	for (struct hnode *h = htab_first(&client_by_netns, htab_hash_bytes(k, sizeof(k))); h;
+	     h = htab_next(h)) {
+		struct client_netns *cn = container_of(h, struct client_netns, cn_node);
+
+		if (cn->cn_ns.ni_dev == ns->ni_dev && cn->cn_ns.ni_ino == ns->ni_ino)
+			return cn;
+	}
+	return NULL;
+}
+
+/*
+ * Whether c may stay, by the caps on connections; if so it is counted against its namespace.
+ * The administrator is never refused for its namespace's count and may use the reserve: a pod
+ * holding connections open must not lock out `slimctl`.
+ */
+static bool client_admit(struct client *c)
+{
+	const struct ns_id *ns = &c->cs_ns[CLIENT_NS_NET];
+	struct client_netns *cn = client_netns_find(ns);
+	bool admin = client_is_host_admin(c);
+	static struct log_ratelimit rl;
+	const char *why = NULL;
+
+	if (client_n >= CLIENT_MAX)
+		why = "all";
+	else if (!admin && client_n >= CLIENT_MAX - CLIENT_ADMIN_RESERVE)
+		why = "all but the administrator's reserve of";
+	else if (!admin && cn && cn->cn_n >= CLIENT_MAX_PER_NETNS)
+		why = "its network namespace's share of";
+	if (why) {
+		client_nrefused++;
+		log_ratelimited(&rl, LOG_LVL_WARN,
+				"%s: client pid %d uid %d refused: it would exceed %s the control "
+				"connections (%zu open, %u from its netns)",
+				__func__, (int)c->cs_pid, (int)c->cs_uid, why, client_n,
+				cn ? cn->cn_n : 0);
+		return false;
+	}
+	if (!cn) {
+		uint64_t k[2] = {(uint64_t)ns->ni_dev, (uint64_t)ns->ni_ino};
+
+		cn = calloc(1, sizeof(*cn));
+		if (!cn)
+			return false;
+		cn->cn_ns = *ns;
+		htab_insert(&client_by_netns, &cn->cn_node, htab_hash_bytes(k, sizeof(k)));
+	}
+	cn->cn_n++;
+	c->cs_netns = cn;
+	return true;
 }
 
 static void client_accept(struct event_loop *loop, int lfd, uint32_t events, void *arg)
@@ -277,23 +549,8 @@ static void client_accept(struct event_loop *loop, int lfd, uint32_t events, voi
 		struct client *c;
 		int fd, ret;
 
-		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
-			/*
-			 * Out of descriptors: the pending connection would keep the listener
-			 * readable and the loop spinning. Use the spare descriptor to accept and
-			 * drop it (the caller falls back), then take the spare back.
-			 */
-			log_warn("%s: accept", __func__);
-			if (client_spare_fd >= 0) {
-				close(client_spare_fd);
-				fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-				if (fd >= 0)
-					close(fd);
-				client_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-			}
-			return;
-		}
+		/* At EMFILE this sheds a connection and pauses us (accept.c). */
+		fd = accept_conn(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return;
 		c = calloc(1, sizeof(*c));
@@ -302,24 +559,38 @@ static void client_accept(struct event_loop *loop, int lfd, uint32_t events, voi
 			continue;
 		}
 		c->cs_fd = fd;
+		c->cs_req_fd = -1;
 		TAILQ_INIT(&c->cs_pending);
 		STAILQ_INIT(&c->cs_outq);
 		ret = client_identify(c);
 		if (ret < 0) {
-			log_warnx("%s: cannot identify the caller: %s", __func__, strerror(-ret));
+			static struct log_ratelimit rl;
+
+			log_ratelimited(&rl, LOG_LVL_WARN, "%s: cannot identify the caller: %s",
+					__func__, strerror(-ret));
+			close(fd);
+			free(c);
+			continue;
+		}
+		if (!client_admit(c)) {
 			close(fd);
 			free(c);
 			continue;
 		}
 		c->cs_reading = true;
 		if (event_add(router.r_loop, fd, EVENT_READ, client_event, c) < 0) {
+			if (--c->cs_netns->cn_n == 0) {
+				htab_remove(&client_by_netns, &c->cs_netns->cn_node);
+				free(c->cs_netns);
+			}
 			close(fd);
 			free(c);
 			continue;
 		}
 		TAILQ_INSERT_TAIL(&client_list, c, cs_entry);
 		client_n++;
-		log_debug("client pid %d uid %d connected", (int)c->cs_pid, (int)c->cs_uid);
+		if (router.r_debug)
+			log_debug("client pid %d uid %d connected", (int)c->cs_pid, (int)c->cs_uid);
 	}
 }
 
@@ -370,13 +641,16 @@ int client_listen(const char *path)
 		close(fd);
 		return ret;
 	}
+	if (htab_init(&client_by_netns, 64) < 0) {
+		close(fd);
+		return -ENOMEM;
+	}
 	ret = event_add(router.r_loop, fd, EVENT_READ, client_accept, NULL);
 	if (ret < 0) {
 		close(fd);
 		return ret;
 	}
 	client_listen_fd = fd;
-	client_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	return 0;
 }
 
@@ -391,13 +665,25 @@ void client_close_all(void)
 		close(client_listen_fd);
 		client_listen_fd = -1;
 	}
-	if (client_spare_fd >= 0) {
-		close(client_spare_fd);
-		client_spare_fd = -1;
-	}
+	htab_free(&client_by_netns); /* empty: every client is closed */
 }
 
 size_t client_count(void)
 {
 	return client_n;
+}
+
+uint64_t client_refused_count(void)
+{
+	return client_nrefused;
+}
+
+unsigned client_pending_max(void)
+{
+	return client_pending_hwm;
+}
+
+unsigned client_queued_max(void)
+{
+	return client_queued_hwm;
 }

@@ -174,9 +174,10 @@ static int cluster_index(struct cluster *c)
 static int cluster_from_json(const json_t *root, const char *origin, struct cluster **out,
 			     char *err, size_t errlen)
 {
-	static const char *const keys[] = {"overlay_cidr", "peer_port", "nodes", NULL};
+	static const char *const keys[] = {"overlay_cidr", "peer_port", "nodes", "secret_file",
+					   NULL};
 	struct cluster *c;
-	const char *overlay;
+	const char *overlay, *secret = NULL;
 	json_t *port, *nodes;
 	int ret;
 
@@ -220,6 +221,24 @@ static int cluster_from_json(const json_t *root, const char *origin, struct clus
 			goto fail;
 		}
 		c->cl_peer_port = (uint16_t)json_integer_value(port);
+	}
+
+	/* The file the routers' shared secret is in (auth.c reads it); the secret is not here, so
+	 * the cluster description can be shown and copied around. */
+	if (json_object_get(root, "secret_file")) {
+		ret = cluster_get_string(root, "secret_file", origin, "", &secret, err, errlen);
+		if (ret)
+			goto fail;
+		if (secret[0] != '/') {
+			ret = cluster_error(err, errlen, origin, "secret_file",
+					    "\"%s\" is not an absolute path", secret);
+			goto fail;
+		}
+		c->cl_secret_file = strdup(secret);
+		if (!c->cl_secret_file) {
+			ret = -ENOMEM;
+			goto fail;
+		}
 	}
 
 	nodes = json_object_get(root, "nodes");
@@ -332,6 +351,7 @@ void cluster_free(struct cluster *c)
 		htab_free(&c->cl_by_cidr);
 	free(c->cl_nodes);
 	free(c->cl_origin);
+	free(c->cl_secret_file);
 	free(c);
 }
 

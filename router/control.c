@@ -1,17 +1,22 @@
 // SPDX-License-Identifier: MIT
-/* slimctl's commands: JSON requests in CTL_REQ, JSON answers in (fragmented) CTL_REP. */
+/* slimctl's commands: JSON requests in (fragmented) CTL_REQ, JSON answers in (fragmented)
+ * CTL_REP; policy documents parsed by a worker thread. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <arpa/inet.h>
+#include <sys/eventfd.h>
 
 #include "log.h"
 #include "router.h"
 
-#define CONTROL_ERR_MAX 256
+#define CONTROL_ERR_MAX	 256
+#define CONTROL_NAME_MAX 200 /* a document's display name */
 
 /* Sends doc as one or more CTL_REP fragments (SLIM_MSGF_MORE on all but the last). */
 static void control_send(struct client *c, uint32_t id, json_t *doc)
@@ -105,7 +110,9 @@ static const char *control_str(json_t *req, const char *key, bool *bad)
 	return json_string_value(v);
 }
 
-static json_t *control_pod_add(json_t *req)
+/* pod.add {"netns": NAME, "ip": IP, ...} with the netns itself passed as a descriptor (slimctl
+ * opened it with its own rights; NAME is for listings only). */
+static json_t *control_pod_add(struct client *c, json_t *req)
 {
 	static const char *const keys[] = {"netns", "ip", "name", "labels", NULL};
 	const char *netns, *ip, *name, *key;
@@ -134,7 +141,9 @@ static json_t *control_pod_add(json_t *req)
 			if (!json_is_string(v) || !*key)
 				return control_error("label \"%s\" must have a string value", key);
 	}
-	if (pod_add(netns, a.s_addr, name, labels, &p, err, sizeof(err)) < 0)
+	if (c->cs_req_fd < 0)
+		return control_error("pod.add needs the netns passed as a descriptor");
+	if (pod_add(netns, c->cs_req_fd, a.s_addr, name, labels, &p, err, sizeof(err)) < 0)
 		return control_error("%s", err);
 	log_info("pod %s added: ip %s netns %s", p->p_name, ip, netns);
 	podsync_pod_changed(p, true);
@@ -213,45 +222,212 @@ static json_t *control_pod_set(json_t *req)
 	return control_ok(json_pack("{s:s, s:o}", "name", name, "qos", qos_pod_json(p->p_ip)));
 }
 
-/* policy.apply {"path": FILE}: parse and validate FILE whole, then swap it in and enforce it
- * (revocations and the overlay filter) before answering, so the caller knows it is in force. */
-static json_t *control_policy_apply(json_t *req)
+/* A display name from a request: printable, short, so it can go into logs and errors as is. */
+static bool control_name_valid(const char *s)
 {
-	static const char *const keys[] = {"path", NULL};
-	char err[CONTROL_ERR_MAX * 2];
+	size_t n = strlen(s);
+
+	if (n == 0 || n > CONTROL_NAME_MAX)
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return false;
+	return true;
+}
+
+/*
+ * policy.apply runs in two halves. Parsing and validating a large document takes long (50,000
+ * policies: ~0.5 s, mostly JSON), and the loop must keep serving connects meanwhile, so a worker
+ * thread does it: policy_parse() touches nothing but the document and its own allocations. The
+ * loop then swaps the result in, enforces it and answers. Applies run one at a time, in order.
+ */
+struct control_job {
+	TAILQ_ENTRY(control_job) cj_entry;
+	struct client *cj_client; /* NULL once the client went away (the work still completes) */
+	uint32_t cj_id;
+	char *cj_name;
+	char *cj_text; /* a copy: the request's buffer is gone when the handler returns */
+	size_t cj_len;
+	struct policy_doc *cj_doc; /* the worker's result */
+	int cj_ret;
+	char cj_err[CONTROL_ERR_MAX * 2];
+	uint64_t cj_queued_ms;
+};
+
+static TAILQ_HEAD(, control_job) control_jobs = TAILQ_HEAD_INITIALIZER(control_jobs);
+static int control_job_efd = -1; /* the worker's "done" signal to the loop */
+static pthread_t control_worker;
+static bool control_worker_busy;
+
+static void *control_job_parse(void *arg)
+{
+	struct control_job *j = arg;
+	uint64_t one = 1;
+
+	j->cj_ret = policy_parse(j->cj_text, j->cj_len, j->cj_name, &j->cj_doc, j->cj_err,
+				 sizeof(j->cj_err));
+	/* An eventfd write of 1 cannot fail short of overflow (2^64 - 1 pending). */
+	if (write(control_job_efd, &one, sizeof(one)) < 0)
+		abort();
+	return NULL;
+}
+
+static void control_job_free(struct control_job *j)
+{
+	policy_doc_free(j->cj_doc);
+	free(j->cj_name);
+	free(j->cj_text);
+	free(j);
+}
+
+/* Starts the worker on the oldest job, unless it is busy. */
+static void control_job_next(void)
+{
+	struct control_job *j = TAILQ_FIRST(&control_jobs);
+	int ret;
+
+	if (control_worker_busy || !j)
+		return;
+	ret = pthread_create(&control_worker, NULL, control_job_parse, j);
+	if (ret == 0) {
+		control_worker_busy = true;
+		return;
+	}
+	/* No thread: parse here, the loop waits (correct, only slower). */
+	log_warnx("%s: pthread_create: %s: parsing on the loop", __func__, strerror(ret));
+	control_worker_busy = true;
+	control_job_parse(j);
+	control_worker = pthread_self();
+}
+
+/* Second half, on the loop: swap in, enforce, answer. */
+static void control_job_done(struct event_loop *loop, int fd, uint32_t events, void *arg)
+{
 	struct enforce_report r;
+	struct control_job *j;
 	struct policy_doc *d;
-	const char *path;
+	uint64_t n;
+	json_t *doc;
+
+	if (read(fd, &n, sizeof(n)) != sizeof(n) || !control_worker_busy)
+		return;
+	if (!pthread_equal(control_worker, pthread_self()))
+		pthread_join(control_worker, NULL);
+	control_worker_busy = false;
+	j = TAILQ_FIRST(&control_jobs);
+	TAILQ_REMOVE(&control_jobs, j, cj_entry);
+	if (j->cj_ret < 0) {
+		if (j->cj_ret == -ENOMEM && !j->cj_err[0])
+			snprintf(j->cj_err, sizeof(j->cj_err), "%s: out of memory", j->cj_name);
+		log_warnx("policy apply refused, keeping the current policy: %s", j->cj_err);
+		doc = control_error("%s", j->cj_err);
+	} else {
+		d = j->cj_doc;
+		j->cj_doc = NULL;
+		policy_install(d);
+		enforce_policy(&r);
+		log_info("policy %s applied: %zu policies, %zu rules; %u of %u connections "
+			 "revoked in %llu us (%llu ms after the request)",
+			 j->cj_name, policy_doc_count(d), policy_doc_rules(d), r.er_revoked,
+			 r.er_checked, (unsigned long long)r.er_usec,
+			 (unsigned long long)(event_now_ms() - j->cj_queued_ms));
+		doc = control_ok(json_pack(
+			"{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I}", "origin", j->cj_name,
+			"policies", (json_int_t)policy_doc_count(d), "rules",
+			(json_int_t)policy_doc_rules(d), "checked", (json_int_t)r.er_checked,
+			"revoked", (json_int_t)r.er_revoked, "failed", (json_int_t)r.er_failed,
+			"overlay_filter", r.er_nft == 0, "usec", (json_int_t)r.er_usec));
+	}
+	if (!doc)
+		doc = control_error("out of memory");
+	if (j->cj_client)
+		control_send(j->cj_client, j->cj_id, doc);
+	json_decref(doc);
+	control_job_free(j);
+	control_job_next();
+}
+
+/*
+ * policy.apply {"name": N} + the document: parse and validate it whole (off the loop), then swap
+ * it in and enforce it (revocations and the overlay filter) before answering, so the caller knows
+ * it is in force. The caller read the file (with its own rights) and sent its content; the
+ * router never opens a path a caller names. N is only for messages ("where it came from").
+ * Returns NULL when the answer will come later (control_job_done).
+ */
+static json_t *control_policy_apply(struct client *c, uint32_t id, json_t *req, const char *text,
+				    size_t len, bool attached)
+{
+	static const char *const keys[] = {"name", NULL};
+	struct control_job *j;
+	const char *name;
 	bool bad = false;
 	json_t *doc;
 
 	if ((doc = control_check_keys(req, keys)))
 		return doc;
-	path = control_str(req, "path", &bad);
-	if (bad || !path || path[0] != '/')
-		return control_error("policy.apply needs \"path\": an absolute file name");
-	if (policy_load(path, &d, err, sizeof(err)) < 0) {
-		log_warnx("policy apply refused, keeping the current policy: %s", err);
-		return control_error("%s", err);
+	name = control_str(req, "name", &bad);
+	if (bad || !name || !control_name_valid(name))
+		return control_error("policy.apply needs \"name\": 1-%d printable characters",
+				     CONTROL_NAME_MAX);
+	if (!attached)
+		return control_error("policy.apply needs the document after the request");
+	if (control_job_efd < 0) {
+		control_job_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (control_job_efd < 0 ||
+		    event_add(router.r_loop, control_job_efd, EVENT_READ, control_job_done, NULL)) {
+			if (control_job_efd >= 0)
+				close(control_job_efd);
+			control_job_efd = -1;
+			return control_error("cannot start the policy worker: %s", strerror(errno));
+		}
 	}
-	policy_install(d);
-	enforce_policy(&r);
-	log_info("policy %s applied: %zu policies, %zu rules; %u of %u connections revoked "
-		 "in %llu us",
-		 path, policy_doc_count(d), policy_doc_rules(d), r.er_revoked, r.er_checked,
-		 (unsigned long long)r.er_usec);
-	return control_ok(json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I}", "origin", path,
-				    "policies", (json_int_t)policy_doc_count(d), "rules",
-				    (json_int_t)policy_doc_rules(d), "checked",
-				    (json_int_t)r.er_checked, "revoked", (json_int_t)r.er_revoked,
-				    "failed", (json_int_t)r.er_failed, "overlay_filter",
-				    r.er_nft == 0, "usec", (json_int_t)r.er_usec));
+	j = calloc(1, sizeof(*j));
+	if (!j || !(j->cj_name = strdup(name)) || !(j->cj_text = malloc(len ? len : 1))) {
+		if (j)
+			control_job_free(j);
+		return control_error("out of memory");
+	}
+	memcpy(j->cj_text, text, len);
+	j->cj_len = len;
+	j->cj_client = c;
+	j->cj_id = id;
+	j->cj_queued_ms = event_now_ms();
+	TAILQ_INSERT_TAIL(&control_jobs, j, cj_entry);
+	control_job_next();
+	return NULL;
+}
+
+void control_client_gone(struct client *c)
+{
+	struct control_job *j;
+
+	TAILQ_FOREACH(j, &control_jobs, cj_entry)
+		if (j->cj_client == c)
+			j->cj_client = NULL;
+}
+
+void control_stop(void)
+{
+	struct control_job *j;
+
+	if (control_worker_busy && !pthread_equal(control_worker, pthread_self()))
+		pthread_join(control_worker, NULL);
+	control_worker_busy = false;
+	while ((j = TAILQ_FIRST(&control_jobs))) {
+		TAILQ_REMOVE(&control_jobs, j, cj_entry);
+		control_job_free(j);
+	}
+	if (control_job_efd >= 0) {
+		event_del(router.r_loop, control_job_efd);
+		close(control_job_efd);
+		control_job_efd = -1;
+	}
 }
 
 static json_t *control_status(void)
 {
 	const struct cluster *cl = router.r_cluster;
-	json_t *nodes = json_array();
+	json_t *nodes = json_array(), *doc;
 	char ip[INET_ADDRSTRLEN], net[INET_ADDRSTRLEN], cidr[INET_ADDRSTRLEN + 4];
 
 	for (size_t i = 0; i < cl->cl_nnodes; i++) {
@@ -265,7 +441,7 @@ static json_t *control_status(void)
 						       n == router.r_self));
 	}
 	inet_ntop(AF_INET, &router.r_fabric_ip, ip, sizeof(ip));
-	return control_ok(json_pack(
+	doc = json_pack(
 		"{s:s, s:s, s:i, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:{s:I, s:I, "
 		"s:I}, s:o, s:o, s:o}",
 		"node", router.r_node_name, "fabric_ip", ip, "peer_port", router.r_peer_port,
@@ -276,17 +452,33 @@ static json_t *control_status(void)
 		"uptime", (json_int_t)(time(NULL) - router.r_started), "counters", "connect",
 		(json_int_t)router.r_nconnect, "fallback", (json_int_t)router.r_nfallback, "listen",
 		(json_int_t)router.r_nlisten, "fastpath", fastpath_status_json(), "governance",
-		governor_status_json(), "pool", pool_status_json()));
+		governor_status_json(), "pool", pool_status_json());
+	/* What the resource caps turned away (client.c, peer.c). */
+	if (doc)
+		json_object_set_new(doc, "limits",
+				    json_pack("{s:I, s:i, s:i, s:I, s:I}", "clients_refused",
+					      (json_int_t)client_refused_count(),
+					      "client_pending_max", (int)client_pending_max(),
+					      "client_queued_max", (int)client_queued_max(),
+					      "fabric_refused", (json_int_t)peer_refused_count(),
+					      "fabric_timed_out",
+					      (json_int_t)peer_timed_out_count()));
+	return control_ok(doc);
 }
 
 void control_handle(struct client *c, uint32_t id, const char *text, size_t len)
 {
 	static const char *const none[] = {NULL};
+	/* The request's JSON, then (after a NUL) the document it carries, if any. */
+	size_t jlen = strnlen(text, len);
+	bool attached = jlen < len;
+	const char *att = attached ? text + jlen + 1 : NULL;
+	size_t attlen = attached ? len - jlen - 1 : 0;
 	json_error_t jerr;
 	json_t *req, *doc;
 	const char *cmd;
 
-	req = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	req = json_loadb(text, jlen, JSON_REJECT_DUPLICATES, &jerr);
 	if (!req || !json_is_object(req)) {
 		doc = control_error("bad request: %s", req ? "not an object" : jerr.text);
 		goto out;
@@ -295,13 +487,19 @@ void control_handle(struct client *c, uint32_t id, const char *text, size_t len)
 	if (!cmd)
 		doc = control_error("bad request: no \"cmd\" string");
 	else if (!strcmp(cmd, "pod.add"))
-		doc = control_pod_add(req);
+		doc = control_pod_add(c, req);
 	else if (!strcmp(cmd, "pod.del"))
 		doc = control_pod_del(req);
 	else if (!strcmp(cmd, "pod.set"))
 		doc = control_pod_set(req);
-	else if (!strcmp(cmd, "policy.apply"))
-		doc = control_policy_apply(req);
+	else if (!strcmp(cmd, "policy.apply")) {
+		doc = control_policy_apply(c, id, req, att, attlen, attached);
+		if (!doc) {
+			json_decref(req);
+			return; /* answered when the document is in force (control_job_done) */
+		}
+	} else if (attached)
+		doc = control_error("%s takes no document", cmd);
 	else if ((doc = control_check_keys(req, none)))
 		; /* the remaining commands take no arguments */
 	else if (!strcmp(cmd, "pod.list"))

@@ -189,7 +189,7 @@ static int nft_run(const char *text, size_t len)
 	const char *nft = spawn_find("nft");
 	const char *argv[] = {nft, "-f", "-", NULL};
 
-	return nft ? spawn_feed(argv, text, len) : -ENOENT;
+	return nft ? spawn_feed(argv, -1, text, len) : -ENOENT;
 }
 
 static void nft_enable_bridge_hook(void)

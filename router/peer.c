@@ -2,7 +2,9 @@
 /*
  * The fabric protocol between routers: one persistent TCP connection to each node we ask
  * (opened lazily, requests pipelined and matched by id), and the connections other nodes open
- * to ask us. Buffers are bounded both ways; a malformed message closes that connection only.
+ * to ask us. With a cluster secret every connection starts with a challenge-response (auth.c)
+ * and nothing else is read or sent before it succeeds. Buffers are bounded both ways; a
+ * malformed message closes that connection only.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -22,11 +24,36 @@
 #define PEER_IN_MAX  4096 /* a few whole messages; they are 24-28 bytes, POD_SYNC 536 */
 #define PEER_OUT_MAX (256 << 10)
 #define PEER_MSG_MAX 1024 /* larger than any fabric message: a longer length is malformed */
+/*
+ * Bounds on what a host on the fabric can hold. A message must arrive whole within
+ * PEER_MSG_TIMEOUT_MS of its first byte, and a new incoming connection must bring its first
+ * one as soon (a router always starts with POD_SYNC); idle connections between messages are
+ * fine. A node may have PEER_PENDING_PER_NODE incoming connections that have not sent a whole
+ * message yet (a newer one closes its oldest: a restarted router must get in), and there are at
+ * most PEER_INCOMING_MAX incoming connections in all.
+ */
+#define PEER_MSG_TIMEOUT_MS   5000
+#define PEER_SWEEP_MS	      500
+#define PEER_PENDING_PER_NODE 8
+#define PEER_INCOMING_MAX     1024
+
+/* Where a connection is in the challenge-response (auth.c, proto.h); AUTHED without a secret. */
+enum peer_auth {
+	PEER_AUTHED,
+	PEER_WAIT_CHALLENGE, /* dialer */
+	PEER_WAIT_OK,	     /* dialer, response sent */
+	PEER_WAIT_RESPONSE,  /* acceptor, challenge sent */
+};
 
 struct peer {
 	int pe_fd;
-	bool pe_dialed;	   /* we connected (we send requests); else they did (we answer) */
-	bool pe_connected; /* the TCP handshake finished */
+	bool pe_dialed;		   /* we connected (we send requests); else they did (we answer) */
+	bool pe_connected;	   /* the TCP handshake finished */
+	bool pe_heard;		   /* a whole message came */
+	uint64_t pe_waiting_since; /* ms: a message (or the first one) is due since; 0: none */
+	enum peer_auth pe_auth;
+	uint8_t pe_challenge[SLIM_AUTH_NONCE]; /* the acceptor's nonce */
+	uint8_t pe_nonce[SLIM_AUTH_NONCE];     /* the dialer's */
 	char pe_node[NAME_MAX_LEN];
 	uint32_t pe_ip;
 	uint16_t pe_port; /* network order */
@@ -39,16 +66,25 @@ struct peer {
 
 static TAILQ_HEAD(, peer) peer_list = TAILQ_HEAD_INITIALIZER(peer_list);
 static int peer_listen_fd = -1;
+static unsigned peer_nincoming;
+static uint64_t peer_nrefused, peer_ntimed_out;
 
 static void peer_event(struct event_loop *loop, int fd, uint32_t events, void *arg);
 
 static void peer_close(struct peer *pe, const char *why)
 {
+	/* Anyone on the fabric can make incoming connections close: their lines are limited. */
+	static struct log_ratelimit rl;
 	char a[ADDR_STRLEN];
 
-	log_msg(pe->pe_dialed ? LOG_LVL_WARN : LOG_LVL_INFO, "peer %s (%s, %s): closed: %s",
-		pe->pe_node, addr_str(a, sizeof(a), pe->pe_ip, pe->pe_port),
-		pe->pe_dialed ? "outgoing" : "incoming", why);
+	if (pe->pe_dialed)
+		log_warnx("peer %s (%s, outgoing): closed: %s", pe->pe_node,
+			  addr_str(a, sizeof(a), pe->pe_ip, pe->pe_port), why);
+	else
+		log_ratelimited(&rl, LOG_LVL_INFO, "peer %s (%s, incoming): closed: %s",
+				pe->pe_node, addr_str(a, sizeof(a), pe->pe_ip, pe->pe_port), why);
+	if (!pe->pe_dialed)
+		peer_nincoming--;
 	TAILQ_REMOVE(&peer_list, pe, pe_entry);
 	event_del(router.r_loop, pe->pe_fd);
 	close(pe->pe_fd);
@@ -62,7 +98,8 @@ static void peer_update_mask(struct peer *pe)
 {
 	uint32_t mask = EVENT_READ;
 
-	if (!pe->pe_connected || pe->pe_outlen)
+	/* Queued messages wait for the authentication: nothing goes out before it. */
+	if (!pe->pe_connected || (pe->pe_outlen && pe->pe_auth == PEER_AUTHED))
 		mask |= EVENT_WRITE;
 	event_set_mask(router.r_loop, pe->pe_fd, mask);
 }
@@ -71,6 +108,11 @@ static void peer_update_mask(struct peer *pe)
 static int peer_flush(struct peer *pe)
 {
 	size_t off = 0;
+
+	if (pe->pe_auth != PEER_AUTHED) {
+		peer_update_mask(pe);
+		return 0;
+	}
 
 	while (off < pe->pe_outlen) {
 		ssize_t n = send(pe->pe_fd, pe->pe_out + off, pe->pe_outlen - off,
@@ -143,6 +185,88 @@ static void peer_handle_request(struct peer *pe, const struct slim_resolve_req *
 		peer_close(pe, ret == -ENOBUFS ? "peer does not read its answers" : strerror(-ret));
 }
 
+/* Sends a handshake message at once: it is the first thing on the socket, so it fits. */
+static int peer_send_now(struct peer *pe, const void *msg, size_t len)
+{
+	ssize_t n = send(pe->pe_fd, msg, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+	if (n < 0)
+		return -errno;
+	return (size_t)n == len ? 0 : -EIO;
+}
+
+/* The acceptor speaks first (peer_new); these are the next steps. Returns false when pe was
+ * closed. */
+static bool peer_handle_auth(struct peer *pe, uint16_t type, const uint8_t *buf)
+{
+	/* The dialer's fabric address is pe_ip on an accepted connection, ours on a dialed one. */
+	uint32_t dialer = pe->pe_dialed ? router.r_fabric_ip : pe->pe_ip;
+	uint32_t acceptor = pe->pe_dialed ? pe->pe_ip : router.r_fabric_ip;
+
+	if (pe->pe_auth == PEER_WAIT_CHALLENGE && type == SLIM_MSG_AUTH_CHALLENGE) {
+		const struct slim_auth_challenge *ch = (const void *)buf;
+		struct slim_auth_response rep = {
+			.hdr = {.type = htons(SLIM_MSG_AUTH_RESPONSE), .len = htonl(sizeof(rep))},
+		};
+
+		memcpy(pe->pe_challenge, ch->nonce, SLIM_AUTH_NONCE);
+		if (auth_nonce(pe->pe_nonce) < 0 ||
+		    auth_prove(AUTH_DIALER, pe->pe_challenge, pe->pe_nonce, dialer, acceptor,
+			       rep.mac) < 0) {
+			peer_close(pe, "cannot compute our proof");
+			return false;
+		}
+		memcpy(rep.nonce, pe->pe_nonce, SLIM_AUTH_NONCE);
+		if (peer_send_now(pe, &rep, sizeof(rep)) < 0) {
+			peer_close(pe, "cannot send our proof");
+			return false;
+		}
+		pe->pe_auth = PEER_WAIT_OK;
+		return true;
+	}
+	if (pe->pe_auth == PEER_WAIT_RESPONSE && type == SLIM_MSG_AUTH_RESPONSE) {
+		const struct slim_auth_response *r = (const void *)buf;
+		struct slim_auth_ok ok = {
+			.hdr = {.type = htons(SLIM_MSG_AUTH_OK), .len = htonl(sizeof(ok))},
+		};
+
+		memcpy(pe->pe_nonce, r->nonce, SLIM_AUTH_NONCE);
+		if (!auth_check(AUTH_DIALER, pe->pe_challenge, pe->pe_nonce, dialer, acceptor,
+				r->mac)) {
+			peer_close(pe, "authentication failed (wrong secret)");
+			return false;
+		}
+		if (auth_prove(AUTH_ACCEPTOR, pe->pe_challenge, pe->pe_nonce, dialer, acceptor,
+			       ok.mac) < 0 ||
+		    peer_send_now(pe, &ok, sizeof(ok)) < 0) {
+			peer_close(pe, "cannot send our proof");
+			return false;
+		}
+		pe->pe_auth = PEER_AUTHED;
+		log_info("peer %s: authenticated (incoming)", pe->pe_node);
+		return true;
+	}
+	if (pe->pe_auth == PEER_WAIT_OK && type == SLIM_MSG_AUTH_OK) {
+		const struct slim_auth_ok *ok = (const void *)buf;
+
+		if (!auth_check(AUTH_ACCEPTOR, pe->pe_challenge, pe->pe_nonce, dialer, acceptor,
+				ok->mac)) {
+			peer_close(pe, "authentication failed (wrong secret)");
+			return false;
+		}
+		pe->pe_auth = PEER_AUTHED;
+		log_info("peer %s: authenticated (outgoing)", pe->pe_node);
+		/* What waited for this goes now (pod announcements, requests). */
+		if (peer_flush(pe) < 0) {
+			peer_close(pe, "send failed");
+			return false;
+		}
+		return true;
+	}
+	peer_close(pe, "not authenticated");
+	return false;
+}
+
 /* Returns false when pe was closed. */
 static bool peer_handle_message(struct peer *pe, const uint8_t *raw, size_t len)
 {
@@ -162,6 +286,9 @@ static bool peer_handle_message(struct peer *pe, const uint8_t *raw, size_t len)
 		peer_close(pe, "malformed message");
 		return false;
 	}
+	/* Before the challenge-response, nothing but its messages is even looked at. */
+	if (pe->pe_auth != PEER_AUTHED)
+		return peer_handle_auth(pe, type, buf);
 	if (type == SLIM_MSG_RESOLVE_REQ && !pe->pe_dialed) {
 		struct slim_resolve_req req;
 
@@ -214,6 +341,22 @@ static bool peer_handle_message(struct peer *pe, const uint8_t *raw, size_t len)
 	return false;
 }
 
+/*
+ * After a read: a message that started and is not whole yet is due within PEER_MSG_TIMEOUT_MS
+ * of when it started (or of the last whole one, when data kept coming), never of the last byte,
+ * so a trickle cannot hold a connection forever.
+ */
+static void peer_note_progress(struct peer *pe, bool whole)
+{
+	if (whole)
+		pe->pe_heard = true;
+	/* During the challenge-response the next step is always due. */
+	if (pe->pe_inlen == 0 && pe->pe_heard && pe->pe_auth == PEER_AUTHED)
+		pe->pe_waiting_since = 0;
+	else if (whole || !pe->pe_waiting_since)
+		pe->pe_waiting_since = event_now_ms();
+}
+
 static void peer_read(struct peer *pe)
 {
 	/* A bounded number of reads per wakeup, so one busy peer cannot starve the loop. */
@@ -252,6 +395,7 @@ static void peer_read(struct peer *pe)
 		}
 		memmove(pe->pe_in, pe->pe_in + off, pe->pe_inlen - off);
 		pe->pe_inlen -= off;
+		peer_note_progress(pe, off > 0);
 	}
 }
 
@@ -298,6 +442,28 @@ static struct peer *peer_new(int fd, bool dialed, const char *node, uint32_t ip,
 	snprintf(pe->pe_node, sizeof(pe->pe_node), "%s", node);
 	pe->pe_ip = ip;
 	pe->pe_port = port;
+	pe->pe_auth = !auth_enabled() ? PEER_AUTHED
+		      : dialed	      ? PEER_WAIT_CHALLENGE
+				      : PEER_WAIT_RESPONSE;
+	/* An incoming connection owes us its first message; a dialed one, with a secret, the
+	 * acceptor's challenge. */
+	pe->pe_waiting_since = dialed && pe->pe_auth == PEER_AUTHED ? 0 : event_now_ms();
+	if (pe->pe_auth == PEER_WAIT_RESPONSE) {
+		struct slim_auth_challenge ch = {
+			.hdr = {.type = htons(SLIM_MSG_AUTH_CHALLENGE), .len = htonl(sizeof(ch))},
+		};
+
+		/* We speak first: a fresh nonce the dialer must prove the secret over. */
+		if (auth_nonce(pe->pe_challenge) < 0) {
+			free(pe);
+			return NULL;
+		}
+		memcpy(ch.nonce, pe->pe_challenge, SLIM_AUTH_NONCE);
+		if (send(fd, &ch, sizeof(ch), MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)sizeof(ch)) {
+			free(pe);
+			return NULL;
+		}
+	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (event_add(router.r_loop, fd, EVENT_READ | (dialed ? EVENT_WRITE : 0), peer_event, pe) <
 	    0) {
@@ -305,11 +471,56 @@ static struct peer *peer_new(int fd, bool dialed, const char *node, uint32_t ip,
 		return NULL;
 	}
 	TAILQ_INSERT_TAIL(&peer_list, pe, pe_entry);
+	if (!dialed)
+		peer_nincoming++;
 	return pe;
+}
+
+/* Closes connections whose message is overdue. */
+static long peer_sweep(struct event_loop *loop, void *arg)
+{
+	uint64_t now = event_now_ms();
+	struct peer *pe, *next;
+
+	for (pe = TAILQ_FIRST(&peer_list); pe; pe = next) {
+		next = TAILQ_NEXT(pe, pe_entry);
+		if (pe->pe_waiting_since && now - pe->pe_waiting_since >= PEER_MSG_TIMEOUT_MS) {
+			peer_ntimed_out++;
+			peer_close(pe, pe->pe_auth != PEER_AUTHED ? "not authenticated within 5 s"
+				       : pe->pe_heard || pe->pe_inlen ? "incomplete message for 5 s"
+								      : "nothing sent for 5 s");
+		}
+	}
+	return PEER_SWEEP_MS;
+}
+
+/* Makes room for one more incoming connection from node n: false when it must be refused. */
+static bool peer_admit(const struct cluster_node *n)
+{
+	struct peer *pe, *oldest = NULL;
+	unsigned pending = 0;
+
+	if (peer_nincoming >= PEER_INCOMING_MAX)
+		return false;
+	TAILQ_FOREACH(pe, &peer_list, pe_entry) {
+		if (pe->pe_dialed || (pe->pe_heard && pe->pe_auth == PEER_AUTHED) ||
+		    strcmp(pe->pe_node, n->cn_name))
+			continue;
+		if (!oldest)
+			oldest = pe; /* the list is in connection order */
+		pending++;
+	}
+	if (pending >= PEER_PENDING_PER_NODE) {
+		peer_nrefused++;
+		peer_close(oldest, "a newer connection from the same node");
+	}
+	return true;
 }
 
 static void peer_accept(struct event_loop *loop, int fd, uint32_t events, void *arg)
 {
+	static struct log_ratelimit rl;
+
 	for (int i = 0; i < 16; i++) {
 		struct sockaddr_in sin;
 		socklen_t len = sizeof(sin);
@@ -317,16 +528,32 @@ static void peer_accept(struct event_loop *loop, int fd, uint32_t events, void *
 		char a[ADDR_STRLEN];
 		int s;
 
-		s = accept4(fd, (struct sockaddr *)&sin, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		/* At EMFILE this sheds a connection and pauses us (accept.c). */
+		s = accept_conn(fd, (struct sockaddr *)&sin, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (s == -ECONNABORTED || s == -EINTR)
+			continue;
 		if (s < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				log_warn("%s: accept", __func__);
+			if (s != -EAGAIN && s != -EMFILE && s != -ENFILE)
+				log_ratelimited(&rl, LOG_LVL_WARN, "%s: accept: %s", __func__,
+						strerror(-s));
 			return;
 		}
 		n = cluster_node_by_ip(router.r_cluster, sin.sin_addr.s_addr);
 		if (!n || n == router.r_self) {
-			log_warnx("%s: refusing %s: not another node's fabric_ip", __func__,
-				  addr_str(a, sizeof(a), sin.sin_addr.s_addr, sin.sin_port));
+			peer_nrefused++;
+			log_ratelimited(&rl, LOG_LVL_WARN,
+					"%s: refusing %s: not another node's fabric_ip", __func__,
+					addr_str(a, sizeof(a), sin.sin_addr.s_addr, sin.sin_port));
+			close(s);
+			continue;
+		}
+		if (!peer_admit(n)) {
+			peer_nrefused++;
+			log_ratelimited(&rl, LOG_LVL_WARN,
+					"%s: refusing %s: %d incoming fabric connections already",
+					__func__,
+					addr_str(a, sizeof(a), sin.sin_addr.s_addr, sin.sin_port),
+					PEER_INCOMING_MAX);
 			close(s);
 			continue;
 		}
@@ -358,7 +585,18 @@ int peer_listen(uint32_t ip, uint16_t port)
 		return ret;
 	}
 	peer_listen_fd = fd;
+	event_timer_add(router.r_loop, PEER_SWEEP_MS, peer_sweep, NULL);
 	return 0;
+}
+
+uint64_t peer_refused_count(void)
+{
+	return peer_nrefused;
+}
+
+uint64_t peer_timed_out_count(void)
+{
+	return peer_ntimed_out;
 }
 
 /* A new connection we opened: the other router learns our pods from scratch (queued until the
@@ -453,7 +691,7 @@ void peer_broadcast_invalidate(uint32_t ip, uint16_t port)
 		int ret;
 
 		next = TAILQ_NEXT(pe, pe_entry);
-		if (pe->pe_dialed || !pe->pe_connected)
+		if (pe->pe_dialed || !pe->pe_connected || pe->pe_auth != PEER_AUTHED)
 			continue;
 		ret = peer_queue(pe, &inv, sizeof(inv));
 		if (ret < 0)
@@ -496,9 +734,10 @@ json_t *peer_list_json(void)
 		char addr[ADDR_STRLEN];
 
 		json_array_append_new(
-			a, json_pack("{s:s, s:s, s:s, s:b, s:I}", "node", pe->pe_node, "addr",
+			a, json_pack("{s:s, s:s, s:s, s:b, s:b, s:I}", "node", pe->pe_node, "addr",
 				     addr_str(addr, sizeof(addr), pe->pe_ip, pe->pe_port), "dir",
 				     pe->pe_dialed ? "out" : "in", "connected", pe->pe_connected,
+				     "authenticated", auth_enabled() && pe->pe_auth == PEER_AUTHED,
 				     "queued", (json_int_t)pe->pe_outlen));
 	}
 	return a;

@@ -33,6 +33,8 @@ int pod_table_init(void)
 
 static void pod_free(struct pod *p)
 {
+	if (p->p_netns_fd >= 0)
+		close(p->p_netns_fd);
 	json_decref(p->p_labels);
 	free(p->p_netns);
 	free(p);
@@ -83,32 +85,28 @@ struct pod *pod_find_ns(dev_t dev, ino_t ino)
 	return NULL;
 }
 
-/* Opens path and checks it is a network namespace; fills its (dev, ino). */
-static int pod_netns_identify(const char *path, dev_t *dev, ino_t *ino)
+/* Checks fd is a network namespace; fills its (dev, ino). */
+static int pod_netns_identify(int fd, dev_t *dev, ino_t *ino)
 {
 	struct stat st;
-	int fd, type, ret = 0;
+	int type;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return -errno;
+		return -EBADF;
 	type = ioctl(fd, NS_GET_NSTYPE);
 	if (type < 0)
-		ret = errno == ENOTTY ? -ENOTTY : -errno;
-	else if (type != CLONE_NEWNET)
-		ret = -EINVAL;
-	else if (fstat(fd, &st) < 0)
-		ret = -errno;
-	close(fd);
-	if (!ret) {
-		*dev = st.st_dev;
-		*ino = st.st_ino;
-	}
-	return ret;
+		return errno == ENOTTY ? -ENOTTY : -errno;
+	if (type != CLONE_NEWNET)
+		return -EINVAL;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	*dev = st.st_dev;
+	*ino = st.st_ino;
+	return 0;
 }
 
-int pod_add(const char *netns, uint32_t ip, const char *name, json_t *labels, struct pod **out,
-	    char *err, size_t errlen)
+int pod_add(const char *netns, int netns_fd, uint32_t ip, const char *name, json_t *labels,
+	    struct pod **out, char *err, size_t errlen)
 {
 	char ipbuf[INET_ADDRSTRLEN];
 	struct pod *p, *other;
@@ -139,7 +137,7 @@ int pod_add(const char *netns, uint32_t ip, const char *name, json_t *labels, st
 		snprintf(err, errlen, "name %s is already taken", name);
 		return -EEXIST;
 	}
-	ret = pod_netns_identify(netns, &dev, &ino);
+	ret = pod_netns_identify(netns_fd, &dev, &ino);
 	if (ret == -ENOTTY || ret == -EINVAL) {
 		snprintf(err, errlen, "netns %s is not a network namespace", netns);
 		return -EINVAL;
@@ -162,6 +160,14 @@ int pod_add(const char *netns, uint32_t ip, const char *name, json_t *labels, st
 		free(p);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
+	}
+	/* Kept for tc inside the pod (qos.c): the name could be replaced, the namespace cannot. */
+	p->p_netns_fd = fcntl(netns_fd, F_DUPFD_CLOEXEC, 3);
+	if (p->p_netns_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "netns %s: %s", netns, strerror(errno));
+		pod_free(p);
+		return ret;
 	}
 	p->p_ip = ip;
 	snprintf(p->p_name, sizeof(p->p_name), "%s", name);

@@ -50,6 +50,7 @@ struct policy_rule {
 };
 
 struct policy_item {
+	struct hnode pi_by_name; /* only while the document is parsed: the duplicate check */
 	const char *pi_name;
 	struct policy_selector pi_pods;
 	bool pi_types[POLICY_NDIRS];
@@ -473,11 +474,23 @@ void policy_doc_free(struct policy_doc *d)
 	free(d);
 }
 
+static struct policy_item *policy_item_find(const struct htab *names, const char *name)
+{
+	for (struct hnode *h = htab_first(names, htab_hash_str(name)); h; h = htab_next(h)) {
+		struct policy_item *it = container_of(h, struct policy_item, pi_by_name);
+
+		if (!strcmp(it->pi_name, name))
+			return it;
+	}
+	return NULL;
+}
+
 int policy_parse(const char *text, size_t len, const char *origin, struct policy_doc **out,
 		 char *err, size_t errlen)
 {
 	static const char *const keys[] = {"policies", NULL};
 	struct policy_ctx x = {.origin = origin, .err = err, .errlen = errlen};
+	struct htab names = {0};
 	struct policy_doc *d;
 	json_error_t jerr;
 	json_t *root, *items, *v;
@@ -514,28 +527,37 @@ int policy_parse(const char *text, size_t len, const char *origin, struct policy
 		ret = -ENOMEM;
 		goto fail;
 	}
+	/* Names seen so far, hashed: a document of n policies is checked in O(n), not O(n^2). */
+	if (htab_init(&names, d->pd_nitems)) {
+		ret = -ENOMEM;
+		goto fail;
+	}
 	json_array_foreach(items, i, v) {
 		struct policy_item *it = &d->pd_items[i];
 		char p[POLICY_PATH_MAX];
+		struct policy_item *other;
 
 		policy_path(p, sizeof(p), "policies[%zu]", i);
 		if ((ret = policy_parse_item(&x, v, p, it)))
 			goto fail;
-		for (size_t j = 0; j < i; j++)
-			if (!strcmp(d->pd_items[j].pi_name, it->pi_name)) {
-				policy_path(p, sizeof(p), "policies[%zu].name", i);
-				ret = policy_error(err, errlen, origin, p,
-						   "duplicate name \"%s\" (also policies[%zu])",
-						   it->pi_name, j);
-				goto fail;
-			}
+		other = policy_item_find(&names, it->pi_name);
+		if (other) {
+			policy_path(p, sizeof(p), "policies[%zu].name", i);
+			ret = policy_error(err, errlen, origin, p,
+					   "duplicate name \"%s\" (also policies[%td])",
+					   it->pi_name, other - d->pd_items);
+			goto fail;
+		}
+		htab_insert(&names, &it->pi_by_name, htab_hash_str(it->pi_name));
 		d->pd_nrules += it->pi_nrules[POLICY_INGRESS] + it->pi_nrules[POLICY_EGRESS];
 	}
+	htab_free(&names);
 	*out = d;
 	return 0;
 fail:
 	if (ret == -ENOMEM)
 		snprintf(err, errlen, "%s: out of memory", origin);
+	htab_free(&names);
 	policy_doc_free(d);
 	return ret;
 }
@@ -689,8 +711,126 @@ static int policy_allow(struct policy_state *st, enum policy_dir dir, uint32_t n
 	return 0;
 }
 
-static int policy_compile_rule(struct policy_state *st, enum policy_dir dir,
-			       const struct policy_rule *r)
+/*
+ * The directory's pods by label, built for one compile: a selector's candidates are the pods
+ * carrying its first label (checked against the others), so compiling costs what the selectors
+ * match, not (policies + rules) x pods.
+ */
+struct policy_label {
+	struct hnode pl_node;
+	const char *pl_key, *pl_val; /* borrowed from the directory's labels */
+	size_t pl_n, pl_cap;
+	const struct dir_pod **pl_pods;
+};
+
+struct policy_index {
+	struct htab px_labels;
+	size_t px_nall;
+	const struct dir_pod **px_all; /* every pod: the candidates of an empty selector */
+};
+
+static uint64_t policy_label_hash(const char *key, const char *val)
+{
+	return htab_hash_u64(htab_hash_str(key) ^ (htab_hash_str(val) * 0x9e3779b97f4a7c15ull));
+}
+
+static struct policy_label *policy_label_find(const struct policy_index *ix, const char *key,
+					      const char *val)
+{
+	for (struct hnode *h = htab_first(&ix->px_labels, policy_label_hash(key, val)); h;
+	     h = htab_next(h)) {
+		struct policy_label *l = container_of(h, struct policy_label, pl_node);
+
+		if (!strcmp(l->pl_key, key) && !strcmp(l->pl_val, val))
+			return l;
+	}
+	return NULL;
+}
+
+static void policy_index_free(struct policy_index *ix)
+{
+	struct hnode *h;
+	size_t b;
+
+	while ((b = 0, h = htab_iter(&ix->px_labels, &b, NULL))) {
+		struct policy_label *l = container_of(h, struct policy_label, pl_node);
+
+		htab_remove(&ix->px_labels, h);
+		free(l->pl_pods);
+		free(l);
+	}
+	htab_free(&ix->px_labels);
+	free(ix->px_all);
+	ix->px_all = NULL;
+}
+
+static int policy_index_add(struct policy_index *ix, const char *key, const char *val,
+			    const struct dir_pod *d)
+{
+	struct policy_label *l = policy_label_find(ix, key, val);
+
+	if (!l) {
+		l = calloc(1, sizeof(*l));
+		if (!l)
+			return -ENOMEM;
+		l->pl_key = key;
+		l->pl_val = val;
+		htab_insert(&ix->px_labels, &l->pl_node, policy_label_hash(key, val));
+	}
+	if (l->pl_n == l->pl_cap) {
+		size_t cap = l->pl_cap ? l->pl_cap * 2 : 4;
+		const struct dir_pod **v = realloc(l->pl_pods, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->pl_pods = v;
+		l->pl_cap = cap;
+	}
+	l->pl_pods[l->pl_n++] = d;
+	return 0;
+}
+
+static int policy_index_build(struct policy_index *ix)
+{
+	const struct dir_pod *d = NULL;
+	size_t b = 0, n = directory_count();
+
+	memset(ix, 0, sizeof(*ix));
+	if (htab_init(&ix->px_labels, n * 2) ||
+	    !(ix->px_all = calloc(n ? n : 1, sizeof(*ix->px_all))))
+		goto nomem;
+	while ((d = directory_iter(&b, d)) && ix->px_nall < n) {
+		const char *key;
+		json_t *v;
+
+		ix->px_all[ix->px_nall++] = d;
+		json_object_foreach(d->dp_labels, key, v)
+			if (json_is_string(v) && policy_index_add(ix, key, json_string_value(v), d))
+				goto nomem;
+	}
+	return 0;
+nomem:
+	policy_index_free(ix);
+	return -ENOMEM;
+}
+
+/* The pods that may match s (each still to be checked with policy_selects). */
+static const struct dir_pod *const *policy_candidates(const struct policy_index *ix,
+						      const struct policy_selector *s, size_t *n)
+{
+	const struct policy_label *l;
+
+	if (s->ps_n == 0) {
+		*n = ix->px_nall;
+		return ix->px_all;
+	}
+	l = policy_label_find(ix, s->ps_keys[0], s->ps_vals[0]);
+	*n = l ? l->pl_n : 0;
+	return l ? l->pl_pods : NULL;
+}
+
+static int policy_compile_rule(const struct policy_index *ix, struct policy_state *st,
+			       enum policy_dir dir, const struct policy_rule *r)
 {
 	int ret = 0;
 
@@ -698,30 +838,46 @@ static int policy_compile_rule(struct policy_state *st, enum policy_dir dir,
 		return policy_allow(st, dir, 0, 0, r);
 	for (size_t k = 0; k < r->pr_npeers && !ret; k++) {
 		const struct policy_peer *pe = &r->pr_peers[k];
-		const struct dir_pod *d = NULL;
-		size_t b = 0;
+		const struct dir_pod *const *pods;
+		size_t n;
 
 		if (pe->pe_is_cidr) {
 			ret = policy_allow(st, dir, pe->pe_cidr.net, pe->pe_cidr.len, r);
 			continue;
 		}
 		/* A pod selector is every pod of the cluster that matches it now. */
-		while (!ret && (d = directory_iter(&b, d)))
-			if (policy_selects(&pe->pe_pods, d->dp_labels))
-				ret = policy_allow(st, dir, d->dp_ip, 32, r);
+		pods = policy_candidates(ix, &pe->pe_pods, &n);
+		for (size_t i = 0; i < n && !ret; i++)
+			if (policy_selects(&pe->pe_pods, pods[i]->dp_labels))
+				ret = policy_allow(st, dir, pods[i]->dp_ip, 32, r);
 	}
 	return ret;
+}
+
+/* The compiled state of pod ip, created on first use. */
+static struct policy_state *policy_state_get(uint32_t ip)
+{
+	struct policy_state *st = policy_state_find(ip);
+
+	if (st)
+		return st;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return NULL;
+	st->st_ip = ip;
+	htab_insert(&policy_states, &st->st_node, htab_hash_u64(ip));
+	return st;
 }
 
 /*
  * Rebuilds the compiled form for every pod of the directory (remote ones too: a client's router
  * checks the server's ingress itself, so a cached resolution is never reused by a pod the
- * server would refuse).
+ * server would refuse). Costs O(policies + rules + what the selectors match), through a label
+ * index of the directory.
  */
 static int policy_compile(void)
 {
-	const struct dir_pod *d = NULL;
-	size_t b = 0;
+	struct policy_index ix;
 	int ret = 0;
 
 	if (!policy_tables_ready) {
@@ -733,31 +889,34 @@ static int policy_compile(void)
 	policy_compiled_gen = directory_generation();
 	if (!policy_cur)
 		return 0;
-	while (!ret && (d = directory_iter(&b, d))) {
-		struct policy_state *st = NULL;
+	ret = policy_index_build(&ix);
+	for (size_t i = 0; i < policy_cur->pd_nitems && !ret; i++) {
+		const struct policy_item *it = &policy_cur->pd_items[i];
+		const struct dir_pod *const *pods;
+		size_t n;
 
-		for (size_t i = 0; i < policy_cur->pd_nitems && !ret; i++) {
-			const struct policy_item *it = &policy_cur->pd_items[i];
+		pods = policy_candidates(&ix, &it->pi_pods, &n);
+		for (size_t k = 0; k < n && !ret; k++) {
+			struct policy_state *st;
 
-			if (!policy_selects(&it->pi_pods, d->dp_labels))
+			if (!policy_selects(&it->pi_pods, pods[k]->dp_labels))
 				continue;
+			st = policy_state_get(pods[k]->dp_ip);
 			if (!st) {
-				st = calloc(1, sizeof(*st));
-				if (!st)
-					return -ENOMEM;
-				st->st_ip = d->dp_ip;
-				htab_insert(&policy_states, &st->st_node, htab_hash_u64(d->dp_ip));
+				ret = -ENOMEM;
+				break;
 			}
 			for (int dir = 0; dir < POLICY_NDIRS && !ret; dir++) {
 				if (!it->pi_types[dir])
 					continue;
 				st->st_isolated[dir] = true;
 				for (size_t r = 0; r < it->pi_nrules[dir] && !ret; r++)
-					ret = policy_compile_rule(st, (enum policy_dir)dir,
+					ret = policy_compile_rule(&ix, st, (enum policy_dir)dir,
 								  &it->pi_rules[dir][r]);
 			}
 		}
 	}
+	policy_index_free(&ix); /* a failed build left it empty */
 	if (ret < 0) {
 		/* Never enforce half a policy: fail closed for every selected pod. */
 		log_warnx("%s: out of memory compiling %s: denying selected pods", __func__,

@@ -138,31 +138,14 @@ static int qos_fabric_dev(char *name, size_t len)
 	return ret;
 }
 
-static int qos_tc(const char *netns, const char *script, size_t len)
+static int qos_tc(int netns_fd, const char *script, size_t len)
 {
 	const char *tc = spawn_find("tc");
-	char tcpath[64], nsarg[PATH_MAX + 8];
-	const char *argv[8];
-	int n = 0;
+	const char *argv[] = {tc, "-force", "-batch", "-", NULL};
 
 	if (!tc)
 		return -ENOENT;
-	snprintf(tcpath, sizeof(tcpath), "%s", tc);
-	if (netns) {
-		const char *nsenter = spawn_find("nsenter");
-
-		if (!nsenter)
-			return -ENOENT;
-		argv[n++] = nsenter;
-		snprintf(nsarg, sizeof(nsarg), "--net=%s", netns);
-		argv[n++] = nsarg;
-	}
-	argv[n++] = tcpath;
-	argv[n++] = "-force";
-	argv[n++] = "-batch";
-	argv[n++] = "-";
-	argv[n] = NULL;
-	return spawn_feed(argv, script, len);
+	return spawn_feed(argv, netns_fd, script, len);
 }
 
 /* Rebuilds the fabric interface's classes from the table (or removes the HTB root). */
@@ -206,7 +189,7 @@ static int qos_sync_fabric(void)
 	fclose(f);
 	if (!script)
 		return -ENOMEM;
-	ret = len ? qos_tc(NULL, script, len) : 0;
+	ret = len ? qos_tc(-1, script, len) : 0;
 	free(script);
 	if (ret == 0 || any)
 		qos_fabric_shaped = any;
@@ -231,7 +214,7 @@ static int qos_sync_overlay(struct qos *q, const struct pod *p)
 			      QOS_BURST);
 	if (!n)
 		return 0;
-	ret = qos_tc(p->p_netns, script, (size_t)n);
+	ret = qos_tc(p->p_netns_fd, script, (size_t)n);
 	q->q_shaped_overlay = q->q_rate[0] != 0;
 	return ret;
 }

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <ifaddrs.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,9 +65,10 @@ void router_dispatch(struct client *c, const void *msg, size_t len)
 			hostsock_listen(c, p, msg);
 		break;
 	case SLIM_MSG_CTL_REQ:
-		if (c->cs_uid != 0 || p) {
+		if (!client_is_host_admin(c)) {
 			static const char denied[] =
 				"{\"ok\":false,\"error\":\"permission denied\"}";
+			static struct log_ratelimit rl; /* a pod may ask in a loop */
 			uint8_t buf[sizeof(struct slim_msg_hdr) + sizeof(denied)];
 			struct slim_msg_hdr rh = {
 				.type = SLIM_MSG_CTL_REP,
@@ -74,8 +76,9 @@ void router_dispatch(struct client *c, const void *msg, size_t len)
 				.id = h->id,
 			};
 
-			log_warnx("%s: control request from pid %d uid %d%s: denied", __func__,
-				  (int)c->cs_pid, (int)c->cs_uid, p ? " inside a pod" : "");
+			log_ratelimited(&rl, LOG_LVL_WARN,
+					"%s: control request from pid %d uid %d%s: denied", __func__,
+					(int)c->cs_pid, (int)c->cs_uid, p ? " inside a pod" : "");
 			memcpy(buf, &rh, sizeof(rh));
 			memcpy(buf + sizeof(rh), denied, sizeof(denied) - 1);
 			client_reply(c, buf, rh.len, -1, false);
@@ -194,10 +197,18 @@ static void router_reload(void)
 	ret = cluster_load(router.r_cluster_path, &nc, err, sizeof(err));
 	if (ret == 0)
 		ret = router_check_reload(nc, err, sizeof(err));
+	/* A new secret is for new fabric connections; established ones stay. */
+	if (ret == 0 && nc->cl_secret_file)
+		ret = auth_load(nc->cl_secret_file, err, sizeof(err));
 	if (ret < 0) {
 		log_error("reload failed, keeping the current cluster: %s", err);
 		cluster_free(nc);
 		return;
+	}
+	if (!nc->cl_secret_file && auth_enabled()) {
+		auth_clear();
+		log_warnx("reload: no secret_file any more: new fabric connections are not "
+			  "authenticated");
 	}
 	cluster_free(router.r_cluster);
 	router.r_cluster = nc;
@@ -269,7 +280,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: slimrouterd [--socket PATH] [--cluster FILE] [--node NAME]\n"
 		"                   [--log-level error|warn|info|debug] [--cgroup NAME] [--no-sockmap]\n"
-		"                   [--policy FILE] [-n] [--help]\n"
+		"                   [--policy FILE] [--admin-ns DIR] [--pidfile FILE] [-n] [--help]\n"
 		"  --socket PATH    control socket (default %s)\n"
 		"  --cluster FILE   cluster description (default %s, else the built-in lab plan)\n"
 		"  --node NAME      this node's name in the cluster (default: by local address)\n"
@@ -277,8 +288,38 @@ static void usage(FILE *f)
 		"                   sockets, governed by its BPF programs (default slim/NODE-PID)\n"
 		"  --no-sockmap     no same-host fast path (sockmap redirect)\n"
 		"  --policy FILE    network policy to enforce from the start (docs/policy.md)\n"
+		"  --admin-ns DIR   who may use the control commands: root in the namespaces of\n"
+		"                   DIR (a /proc/PID/ns directory; default /proc/self/ns, ours)\n"
+		"  --pidfile FILE   write our pid there once started (in our namespaces, serving)\n"
 		"  -n               check the cluster file (and the policy file) and exit\n",
 		SLIM_DEFAULT_SOCKET, DEFAULT_CLUSTER_FILE);
+}
+
+/*
+ * Written once we are in our namespaces and serving, never before: whoever reads it (slimlab)
+ * finds the router itself, in the namespaces it runs in. Atomic (rename), so it is never seen
+ * half-written.
+ */
+static int router_write_pidfile(const char *path)
+{
+	char tmp[PATH_MAX], buf[32];
+	int fd, len, ret = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	len = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (write(fd, buf, (size_t)len) != len)
+		ret = -EIO;
+	if (close(fd) < 0 && !ret)
+		ret = -errno;
+	if (!ret && rename(tmp, path) < 0)
+		ret = -errno;
+	if (ret)
+		unlink(tmp);
+	return ret;
 }
 
 static int router_signalfd(void)
@@ -306,6 +347,8 @@ int main(int argc, char **argv)
 		{"cgroup", required_argument, NULL, 'g'},
 		{"no-sockmap", no_argument, NULL, 'S'},
 		{"policy", required_argument, NULL, 'P'},
+		{"admin-ns", required_argument, NULL, 'A'},
+		{"pidfile", required_argument, NULL, 'p'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -313,7 +356,8 @@ int main(int argc, char **argv)
 	const struct cluster_node *self;
 	int level = LOG_LVL_INFO, opt, sigfd, ret;
 	bool check_only = false, sockmap = true;
-	const char *cgroup_name = NULL, *policy_path = NULL;
+	const char *cgroup_name = NULL, *policy_path = NULL, *admin_ns = "/proc/self/ns";
+	const char *pidfile = NULL;
 	char err[512], cgroup_default[NAME_MAX_LEN + 32];
 	struct stat st;
 
@@ -348,6 +392,12 @@ int main(int argc, char **argv)
 		case 'P':
 			policy_path = optarg;
 			break;
+		case 'A':
+			admin_ns = optarg;
+			break;
+		case 'p':
+			pidfile = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -374,6 +424,13 @@ int main(int argc, char **argv)
 		}
 		printf("cluster %s: ok (%zu nodes)\n", router.r_cluster->cl_origin,
 		       router.r_cluster->cl_nnodes);
+		if (router.r_cluster->cl_secret_file) {
+			if (auth_load(router.r_cluster->cl_secret_file, err, sizeof(err)) < 0) {
+				fprintf(stderr, "%s: %s\n", router.r_cluster->cl_origin, err);
+				return 1;
+			}
+			printf("secret_file %s: ok\n", router.r_cluster->cl_secret_file);
+		}
 		if (policy_path) {
 			struct policy_doc *pd;
 
@@ -392,6 +449,15 @@ int main(int argc, char **argv)
 		fatal("%s", err);
 	}
 	router.r_cluster_path = cluster_path ? realpath(cluster_path, NULL) : NULL;
+	if (router.r_cluster->cl_secret_file) {
+		if (auth_load(router.r_cluster->cl_secret_file, err, sizeof(err)) < 0) {
+			errno = 0;
+			fatal("%s: %s", router.r_cluster->cl_origin, err);
+		}
+	} else {
+		log_warnx("%s has no secret_file: fabric connections are not authenticated",
+			  router.r_cluster->cl_origin);
+	}
 
 	if (node) {
 		self = cluster_node_by_name(router.r_cluster, node);
@@ -415,6 +481,11 @@ int main(int argc, char **argv)
 		fatal("stat /proc/self/ns/net");
 	router.r_ns_dev = st.st_dev;
 	router.r_ns_ino = st.st_ino;
+	/* Now, before the fast path may give us a mount namespace of our own. */
+	if ((ret = client_admin_init(admin_ns)) < 0) {
+		errno = -ret;
+		fatal("--admin-ns %s", admin_ns);
+	}
 
 	signal(SIGPIPE, SIG_IGN);
 	router_raise_nofile();
@@ -441,6 +512,8 @@ int main(int argc, char **argv)
 			 policy_doc_rules(pd));
 	}
 
+	if (accept_init() < 0)
+		fatal("spare descriptor");
 	sigfd = router_signalfd();
 	if (sigfd < 0 || event_add(router.r_loop, sigfd, EVENT_READ, router_signal, NULL) < 0)
 		fatal("signalfd");
@@ -489,9 +562,15 @@ int main(int argc, char **argv)
 			 addr_str(a, sizeof(a), router.r_fabric_ip, htons(router.r_peer_port)),
 			 router.r_cluster->cl_origin, router.r_cluster->cl_nnodes, socket_path);
 	}
+	if (pidfile && (ret = router_write_pidfile(pidfile)) < 0) {
+		errno = -ret;
+		log_warn("%s: pid file %s", __func__, pidfile);
+	}
 	event_loop_run(router.r_loop);
 
+	control_stop();
 	client_close_all();
+	accept_free();
 	unlink(socket_path);
 	governor_stop();
 	peer_close_all();
@@ -508,6 +587,7 @@ int main(int argc, char **argv)
 	close(sigfd);
 	event_loop_free(router.r_loop);
 	cluster_free(router.r_cluster);
+	auth_clear();
 	free(router.r_cluster_path);
 	free(router.r_socket_path);
 	log_info("stopped");

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <sys/epoll.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -27,6 +28,12 @@
 #define CLIENT_BATCH	   16 /* messages handled per client per loop iteration */
 #define CLIENT_MAX_PENDING 64 /* requests waiting on a remote resolution */
 #define CLIENT_MAX_QUEUED  64 /* replies queued while the client's socket is full */
+/* Resource caps on control connections (see client.c): per network namespace (a pod, whose
+ * every shimmed thread holds one), and in all, of which the last CLIENT_ADMIN_RESERVE are only
+ * for the host administrator. Beyond them a connection is closed at once: the shim falls back. */
+#define CLIENT_MAX_PER_NETNS 512
+#define CLIENT_MAX	     16384
+#define CLIENT_ADMIN_RESERVE 64
 
 #define RESOLVE_TIMEOUT_MS	1000
 #define RESOLVE_TTL_FOUND_MS	30000
@@ -98,6 +105,7 @@ struct cluster {
 	char *cl_origin; /* the file it came from, or "(built-in)" */
 	struct cidr cl_overlay;
 	uint16_t cl_peer_port; /* host order */
+	char *cl_secret_file;  /* the routers' shared secret (auth.c), or NULL: no authentication */
 	size_t cl_nnodes;
 	struct cluster_node *cl_nodes;
 	struct htab cl_by_cidr; /* (net, len) of each pod_cidr -> node */
@@ -131,7 +139,8 @@ struct pod {
 	char p_name[NAME_MAX_LEN];
 	dev_t p_ns_dev;
 	ino_t p_ns_ino;
-	char *p_netns;
+	char *p_netns;	 /* the name the administrator gave, for listings */
+	int p_netns_fd;	 /* the namespace itself (tc runs in it) */
 	json_t *p_labels;
 	time_t p_added;
 	TAILQ_HEAD(, listener) p_listeners;
@@ -146,11 +155,12 @@ struct pod *pod_find_name(const char *name);
 struct pod *pod_find_ns(dev_t dev, ino_t ino);
 /* Some registered pod whose IP is outside c, or NULL (used to validate a reload). */
 struct pod *pod_find_outside(const struct cidr *c);
-/* Validates and registers a pod (netns path must be a network namespace, ip inside this
- * node's pod_cidr, nothing duplicated). labels is borrowed (a reference is taken). 0 or -errno
- * with a message in err. */
-int pod_add(const char *netns, uint32_t ip, const char *name, json_t *labels, struct pod **out,
-	    char *err, size_t errlen);
+/* Validates and registers a pod (netns_fd must be a network namespace, which the caller
+ * opened: the router never opens a path a caller names; netns is its name, for listings; ip
+ * inside this node's pod_cidr, nothing duplicated). netns_fd and labels are borrowed (the pod
+ * keeps a duplicate, a reference). 0 or -errno with a message in err. */
+int pod_add(const char *netns, int netns_fd, uint32_t ip, const char *name, json_t *labels,
+	    struct pod **out, char *err, size_t errlen);
 /* Unregisters the pod and drops its listener entries. */
 void pod_del(struct pod *p);
 size_t pod_count(void);
@@ -241,6 +251,31 @@ void peer_broadcast_invalidate(uint32_t ip, uint16_t port);
 /* The cluster changed: close connections to nodes that left or moved. */
 void peer_cluster_changed(void);
 json_t *peer_list_json(void);
+/* Incoming fabric connections refused or closed by the caps, and closed for an overdue message. */
+uint64_t peer_refused_count(void);
+uint64_t peer_timed_out_count(void);
+
+/* ---- auth.c: the fabric's shared secret and challenge-response ---- */
+
+enum auth_role { AUTH_DIALER = 0, AUTH_ACCEPTOR = 1 };
+
+/* Reads the secret (a file of ours, mode 0600, 32-1024 bytes) and uses it from now on. 0, or
+ * -errno with err filled (the old secret stays). */
+int auth_load(const char *path, char *err, size_t errlen);
+/* No secret: fabric connections are not authenticated. */
+void auth_clear(void);
+bool auth_enabled(void);
+/* A fresh random nonce. 0 or -EIO. */
+int auth_nonce(uint8_t nonce[SLIM_AUTH_NONCE]);
+/* role's proof of the secret for a connection: over the acceptor's challenge, the dialer's
+ * nonce and both fabric addresses (network order). 0 or -errno. */
+int auth_prove(enum auth_role role, const uint8_t challenge[SLIM_AUTH_NONCE],
+	       const uint8_t nonce[SLIM_AUTH_NONCE], uint32_t dialer_ip, uint32_t acceptor_ip,
+	       uint8_t mac[SLIM_AUTH_MAC]);
+/* Whether mac is role's proof (constant-time comparison). */
+bool auth_check(enum auth_role role, const uint8_t challenge[SLIM_AUTH_NONCE],
+		const uint8_t nonce[SLIM_AUTH_NONCE], uint32_t dialer_ip, uint32_t acceptor_ip,
+		const uint8_t mac[SLIM_AUTH_MAC]);
 
 /* ---- conn.c: live slim connections ---- */
 
@@ -289,10 +324,30 @@ int sockdiag_listener_exists(uint32_t ip, uint16_t port);
  * connection reset. 0 or -errno (-ENOENT when there is no such socket). */
 int sockdiag_destroy(const struct tuple4 *t);
 
+/* ---- accept.c: accepting when descriptors run out ---- */
+
+struct sockaddr;
+/* The spare descriptor accept_conn() gives up at EMFILE. 0 or -errno. */
+int accept_init(void);
+void accept_free(void);
+/* accept4() on listener lfd (registered for EVENT_READ); at EMFILE/ENFILE sheds one pending
+ * connection, pauses the listener briefly and logs (rate-limited). The fd or -errno. */
+int accept_conn(int lfd, struct sockaddr *sa, socklen_t *salen, int flags);
+
 /* ---- client.c: control-socket clients ---- */
 
 struct pending;
 struct outmsg;
+
+/* A namespace as the kernel names it: the (device, inode) of its nsfs file. */
+struct ns_id {
+	dev_t ni_dev;
+	ino_t ni_ino;
+};
+
+/* The namespaces that make a caller the host's administrator (client_is_host_admin). */
+enum client_ns { CLIENT_NS_USER, CLIENT_NS_MNT, CLIENT_NS_NET, CLIENT_NS_PID, CLIENT_NS_IPC,
+		 CLIENT_NS_N };
 
 struct client {
 	int cs_fd;
@@ -300,15 +355,34 @@ struct client {
 	uid_t cs_uid;
 	dev_t cs_ns_dev; /* the caller's network namespace, from /proc/<pid>/ns/net */
 	ino_t cs_ns_ino;
+	struct ns_id cs_ns[CLIENT_NS_N]; /* all of them, read once when it connected */
 	unsigned cs_npending;
 	TAILQ_HEAD(, pending) cs_pending;
 	STAILQ_HEAD(, outmsg) cs_outq;
 	unsigned cs_noutq;
 	bool cs_reading; /* EPOLLIN is armed */
 	bool cs_closing;
+	/* A control request arriving in fragments (SLIM_MSGF_MORE): buffered for the host
+	 * administrator only, anyone else's fragments are dropped until the refusal. */
+	uint8_t *cs_req; /* header, then the payload so far */
+	size_t cs_reqlen, cs_reqcap;
+	uint32_t cs_req_id;
+	bool cs_req_open, cs_req_discard;
+	int cs_req_fd; /* the descriptor the request passed (pod add's netns), or -1 */
+	struct client_netns *cs_netns; /* its namespace's connection count */
 	TAILQ_ENTRY(client) cs_entry;
 };
 
+/*
+ * Records the host administrator's namespaces from nsdir (a /proc/PID/ns directory, read now:
+ * call it before the router makes namespaces of its own). 0 or -errno.
+ */
+int client_admin_init(const char *nsdir);
+/*
+ * Whether c may use the control commands: root, in exactly the namespaces (user, mount, net, pid,
+ * ipc) client_admin_init() recorded, and not in a registered pod's network namespace.
+ */
+bool client_is_host_admin(const struct client *c);
 /* Creates the control socket at path (refusing when a router already answers there). */
 int client_listen(const char *path);
 void client_close_all(void);
@@ -326,6 +400,12 @@ void client_close(struct client *c);
 /* A request of c's that waited on a resolution has been answered (or dropped). */
 void client_pending_done(struct client *c);
 size_t client_count(void);
+/* Connections closed at once because of the caps above. */
+uint64_t client_refused_count(void);
+/* The most requests any one client had waiting (CLIENT_MAX_PENDING) and replies queued
+ * (CLIENT_MAX_QUEUED) at once, since start. */
+unsigned client_pending_max(void);
+unsigned client_queued_max(void);
 
 /* ---- hostsock.c: host listeners ---- */
 
@@ -411,8 +491,13 @@ json_t *fastpath_status_json(void);
 
 /* ---- control.c: slimctl's JSON commands ---- */
 
-/* Handles one CTL_REQ payload and replies (fragmented when large). */
+/* Handles one CTL_REQ payload (JSON, then optionally a NUL and a document) and replies,
+ * fragmented when large; policy.apply replies later, once its document is in force. */
 void control_handle(struct client *c, uint32_t id, const char *json, size_t len);
+/* c is going away: work it asked for completes, unanswered. */
+void control_client_gone(struct client *c);
+/* Waits for the policy worker and drops queued work (shutdown). */
+void control_stop(void);
 
 /* ---- router.c: the daemon ---- */
 
@@ -547,9 +632,9 @@ void enforce_accepted(const struct tuple4 *overlay);
 
 /* ---- spawn.c: running nft and tc ---- */
 
-/* Runs argv (argv[0] a full path) with text on its stdin and waits. 0, -EIO when it exited
- * non-zero, -errno when it could not run. */
-int spawn_feed(const char *const argv[], const char *text, size_t len);
+/* Runs argv (argv[0] a full path) with text on its stdin, in network namespace netns_fd (-1:
+ * ours), and waits. 0, -EIO when it exited non-zero, -errno when it could not run. */
+int spawn_feed(const char *const argv[], int netns_fd, const char *text, size_t len);
 /* The full path of a system tool (static buffer), or NULL. */
 const char *spawn_find(const char *name);
 

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -12,7 +13,7 @@
 
 #include "router.h"
 
-int spawn_feed(const char *const argv[], const char *text, size_t len)
+int spawn_feed(const char *const argv[], int netns_fd, const char *text, size_t len)
 {
 	int pfd[2], status;
 	size_t off = 0;
@@ -30,6 +31,8 @@ int spawn_feed(const char *const argv[], const char *text, size_t len)
 	}
 	if (pid == 0) {
 		dup2(pfd[0], 0);
+		if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) < 0)
+			_exit(126);
 		execv(argv[0], (char *const *)argv);
 		_exit(127);
 	}

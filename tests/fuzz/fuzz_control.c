@@ -5,13 +5,16 @@
  * must get a reply that passes the requester's own check (slim_msg_check_reply) and whose JSON
  * says {"ok": true|false, ...}, and the client must stay open.
  *
- * Commands with effects outside the process are not run: policy.apply (opens any file, runs nft)
- * and pod.set (runs tc); add new ones to fuzz_unsafe_cmds. pod.add opens its "netns" path, so it
- * runs only when netns is absent, not a string, "/proc/self/ns/net", or "@pod", which stands for
- * the namespace in $FUZZ_NETNS (substituted before the call). fuzz_decoders.sh runs the target in
- * a namespace of its own, so whatever a pod.add starts (dialing peers) stays in there.
+ * Commands with effects outside the process are not run: policy.apply (runs nft) and pod.set
+ * (runs tc); add new ones to fuzz_unsafe_cmds. pod.add wants its netns passed as a descriptor,
+ * which slimctl opens from the "netns" path: here it runs only when netns is absent, not a string,
+ * "/proc/self/ns/net", or "@pod", which stands for the namespace in $FUZZ_NETNS (substituted
+ * before the call), and the target opens that path as slimctl would. fuzz_decoders.sh runs the
+ * target in a namespace of its own, so whatever a pod.add starts (dialing peers) stays in there.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -132,7 +135,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		copy = (char *)fuzz_copy(data, size);
 	}
 	fuzz_id++;
+	/* What slimctl passes with pod.add: the namespace it names, opened. */
+	fuzz_client.cs_req_fd = -1;
+	if (owned)
+		fuzz_client.cs_req_fd = open(getenv("FUZZ_NETNS"), O_RDONLY | O_CLOEXEC);
+	else if (memmem(data, size, "/proc/self/ns/net", 17))
+		fuzz_client.cs_req_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	control_handle(&fuzz_client, fuzz_id, copy, size);
+	if (fuzz_client.cs_req_fd >= 0)
+		close(fuzz_client.cs_req_fd);
 	FUZZ_CHECK(!fuzz_client.cs_closing);
 	fuzz_check_reply();
 	free(copy);

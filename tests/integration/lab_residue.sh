@@ -152,13 +152,17 @@ mkdir -p "$TMP/fake/bin"
 cp "$SLIMLAB" "$TMP/fake/bin/slimlab"
 cat >"$TMP/fake/bin/slimrouterd" <<'EOF'
 #!/usr/bin/env bash
-# slimrouterd --socket SOCK --cluster FILE --node NAME
+# slimrouterd --socket SOCK --cluster FILE --node NAME ... --pidfile FILE ...
 if [ "${FAKE_ROUTER:-}" = exit ]; then
 	echo "fake router: cannot bind the control socket" >&2
 	exit 3
 fi
 : >"$2"
-exec -a "fake-slimrouterd $*" sleep 600
+while [ $# -gt 0 ]; do
+	[ "$1" = --pidfile ] && echo $$ >"$2"
+	shift
+done
+exec -a "fake-slimrouterd" sleep 600
 EOF
 cat >"$TMP/fake/bin/slimctl" <<'EOF'
 #!/usr/bin/env bash

@@ -93,8 +93,9 @@ expect "h1/p2 -> h2/p1:8080" refused h1/p2 plain 10.244.2.2 8080
 expect "h1/p1 -> h2/p1:8081" refused h1/p1 plain 10.244.2.2 8081
 expect "h2/p2 -> h2/p1:8080 (same host, bridged)" refused h2/p2 plain 10.244.2.2 8080
 expect "h2/p1 -> h1/p1:8080 (unselected server)" connected h2/p1 plain 10.244.1.2 8080
-in_ns h2 nft list table inet slim | grep -q "10.244.2.2 . 10.244.1.2 . tcp . 8080" ||
-	fail "nft set: $(in_ns h2 nft list table inet slim)"
+# Captured first: grep -q stops reading at the match, and nft's SIGPIPE would fail the pipeline.
+table=$(in_ns h2 nft list table inet slim)
+grep -q "10.244.2.2 . 10.244.1.2 . tcp . 8080" <<<"$table" || fail "nft set: $table"
 
 policy egress <<'EOF'
 {"policies": [

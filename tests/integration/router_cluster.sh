@@ -60,8 +60,10 @@ ip netns add "$NS"
 ip -n "$NS" link set lo up
 ip -n "$NS" addr add 198.18.0.2/32 dev lo
 SOCK=$TMP/run/router.sock
+# slimctl runs here, not in the router's namespaces: this shell's are the administrator's.
+ADMIN=(--admin-ns "/proc/$$/ns")
 cluster "$TMP/live.json" "$H1" "$H2"
-ip netns exec "$NS" "$R" --socket "$SOCK" --cluster "$TMP/live.json" >"$TMP/router.log" 2>&1 &
+ip netns exec "$NS" "$R" --socket "$SOCK" --cluster "$TMP/live.json" "${ADMIN[@]}" >"$TMP/router.log" 2>&1 &
 RPID=$!
 cleanup "kill $RPID"
 wait_for 5 "$CTL" -s "$SOCK" status
@@ -100,7 +102,7 @@ wait $RPID || fail "router exited with $?"
 log "a stale socket file (nobody answers) is replaced"
 python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); s.bind(sys.argv[1])" "$SOCK"
 [ -S "$SOCK" ] || fail "could not make a stale socket"
-ip netns exec "$NS" "$R" --socket "$SOCK" --cluster "$TMP/live.json" >"$TMP/router2.log" 2>&1 &
+ip netns exec "$NS" "$R" --socket "$SOCK" --cluster "$TMP/live.json" "${ADMIN[@]}" >"$TMP/router2.log" 2>&1 &
 RPID=$!
 cleanup "kill $RPID"
 wait_for 5 "$CTL" -s "$SOCK" status

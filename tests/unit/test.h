@@ -3,7 +3,8 @@
  * A tiny unit-test harness in the style of the BPF selftests. A test is a function written
  * TEST(name) { ... } in tests/unit/test_<file>.c; the build finds every TEST by name and
  * generates the runner, so there is no registration list. ASSERT_* print what was expected and
- * what came, mark the test failed, and return the verdict so a test can bail out early.
+ * what came, mark the test failed, and return the verdict so a test can bail out early. A test
+ * that cannot run on this machine calls SKIP(reason): it is reported as skipped, never passed.
  */
 #ifndef SLIM_TEST_H
 #define SLIM_TEST_H
@@ -11,8 +12,25 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 extern int test_failed;
+extern const char *test_name; /* "file/test", set by the runner */
+
+/*
+ * SKIP("why"): the test cannot run here (no root, no cgroup v2): it ends now and is counted as
+ * skipped with the reason, never as passed. Call it before the test makes anything it would
+ * have to clean up.
+ */
+#define SKIP(...)                                                                                  \
+	do {                                                                                       \
+		printf("SKIP %s: ", test_name);                                                    \
+		printf(__VA_ARGS__);                                                               \
+		printf("\n");                                                                      \
+		fflush(NULL);                                                                      \
+		_exit(TEST_EXIT_SKIP);                                                             \
+	} while (0)
+#define TEST_EXIT_SKIP 77
 
 #define TEST(name)                                                                                 \
 	void test_##name(void);                                                                    \

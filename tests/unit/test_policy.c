@@ -239,3 +239,96 @@ out:
 	policy_free();
 	free(doc);
 }
+
+/* The document of many_policies: n policies, each with its own name, selector and rules; the
+ * last one is named like policies[dup] when dup >= 0. */
+static char *many_policies_doc(int n, int dup, size_t *len)
+{
+	size_t cap = (size_t)n * 320 + 64, off = 0;
+	char *doc = malloc(cap);
+
+	if (!doc)
+		return NULL;
+	off += (size_t)snprintf(doc + off, cap - off, "{\"policies\":[");
+	for (int i = 0; i < n; i++)
+		off += (size_t)snprintf(
+			doc + off, cap - off,
+			"%s{\"name\":\"policy-%d\",\"podSelector\":{\"matchLabels\":{\"app\":\"a%d\"}},"
+			"\"ingress\":[{\"from\":[{\"podSelector\":{\"matchLabels\":{\"app\":\"b%d\"}}},"
+			"{\"ipBlock\":{\"cidr\":\"10.%d.%d.0/24\"}}],\"ports\":[{\"port\":%d}]}]}",
+			i ? "," : "", i == n - 1 && dup >= 0 ? dup : i, i, i, i / 256 % 256, i % 256,
+			1 + i % 65535);
+	off += (size_t)snprintf(doc + off, cap - off, "]}");
+	*len = off;
+	return doc;
+}
+
+static double ms_since(const struct timespec *a)
+{
+	struct timespec b;
+
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	return (double)(b.tv_sec - a->tv_sec) * 1e3 + (double)(b.tv_nsec - a->tv_nsec) / 1e6;
+}
+
+/* 50,000 policies validate and compile; a duplicate name among them is still found, naming
+ * both. No timing assertion (machines differ): the time is printed. */
+TEST(many_policies)
+{
+	struct policy_doc *d = NULL;
+	struct timespec t0;
+	double parse_ms, install_ms;
+	char err[512];
+	size_t len;
+	char *doc;
+
+	setup_pods();
+	doc = many_policies_doc(50000, -1, &len);
+	if (!ASSERT_TRUE(doc != NULL, "document"))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (!ASSERT_OK(policy_parse(doc, len, "many.json", &d, err, sizeof(err)), err))
+		goto out;
+	parse_ms = ms_since(&t0);
+	ASSERT_EQ(policy_doc_count(d), 50000, "policies");
+	ASSERT_EQ(policy_doc_rules(d), 50000, "rules");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	policy_install(d);
+	ASSERT_TRUE(conn_ok("10.244.1.3", "10.244.1.2", 80), "web is selected by none of them");
+	install_ms = ms_since(&t0);
+	printf("  50,000 policies: parse and validate %.0f ms, compile %.0f ms (%zu bytes)\n",
+	       parse_ms, install_ms, len);
+	/* 2,000 more pods: a<i> is selected by policy-<i>, which lets b<i> in on port i + 1. */
+	for (int i = 0; i < 1000; i++) {
+		char ip[32], name[32];
+		json_t *l;
+
+		snprintf(ip, sizeof(ip), "10.250.%d.%d", i / 256, i % 256);
+		snprintf(name, sizeof(name), "a%d", i);
+		directory_put("h2", false, inet_addr(ip), name, l = labels(name));
+		json_decref(l);
+		snprintf(ip, sizeof(ip), "10.251.%d.%d", i / 256, i % 256);
+		snprintf(name, sizeof(name), "b%d", i);
+		directory_put("h2", false, inet_addr(ip), name, l = labels(name));
+		json_decref(l);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_TRUE(conn_ok("10.251.2.255", "10.250.2.255", 768), "b767 -> a767:768");
+	printf("  recompiled for 2,004 pods in %.0f ms\n", ms_since(&t0));
+	ASSERT_TRUE(!conn_ok("10.251.2.255", "10.250.2.255", 769), "b767 -> a767:769");
+	ASSERT_TRUE(!conn_ok("10.251.2.254", "10.250.2.255", 768), "b766 -> a767:768");
+	ASSERT_TRUE(conn_ok("10.2.255.1", "10.250.2.255", 768), "10.2.255.0/24 -> a767:768");
+	ASSERT_TRUE(conn_ok("10.250.2.254", "10.251.2.255", 1), "a766 is isolated for ingress only");
+	free(doc);
+	doc = many_policies_doc(50000, 49998, &len);
+	if (!ASSERT_TRUE(doc != NULL, "document"))
+		goto out;
+	ASSERT_EQ(policy_parse(doc, len, "dup.json", &d, err, sizeof(err)), -EINVAL, "duplicate");
+	ASSERT_STREQ(err,
+		     "dup.json: policies[49999].name: duplicate name \"policy-49998\" (also "
+		     "policies[49998])",
+		     "duplicate named");
+out:
+	policy_free();
+	free(doc);
+}

@@ -105,9 +105,11 @@ static bool setup(void)
 	    !ASSERT_OK(directory_init(), "directory") || !ASSERT_OK(sockdiag_init(), "sockdiag") ||
 	    make_netns(ns1, sizeof(ns1)) < 0 || make_netns(ns2, sizeof(ns2)) < 0)
 		return false;
-	if (!ASSERT_OK(pod_add(ns1, inet_addr("10.244.1.2"), "a", NULL, &pod_a, err, sizeof(err)),
+	if (!ASSERT_OK(pod_add(ns1, open(ns1, O_RDONLY | O_CLOEXEC), inet_addr("10.244.1.2"), "a",
+			       NULL, &pod_a, err, sizeof(err)),
 		       err) ||
-	    !ASSERT_OK(pod_add(ns2, inet_addr("10.244.1.3"), "b", NULL, &pod_b, err, sizeof(err)),
+	    !ASSERT_OK(pod_add(ns2, open(ns2, O_RDONLY | O_CLOEXEC), inet_addr("10.244.1.3"), "b",
+			       NULL, &pod_b, err, sizeof(err)),
 		       err))
 		return false;
 	/* a listens on 80 (any address) and on 127.0.0.1:81 only. */

@@ -104,6 +104,10 @@ TEST(errors_name_file_field_and_problem)
 	expect_error("{" OVERLAY ",'peer_port':'x','nodes':[]}",
 		     "c.json: peer_port: wrong type: expected an integer, got a string");
 	expect_error("{" OVERLAY ",'extra':1,'nodes':[]}", "c.json: extra: unknown key");
+	expect_error("{" OVERLAY ",'secret_file':'cluster.key','nodes':[]}",
+		     "c.json: secret_file: \"cluster.key\" is not an absolute path");
+	expect_error("{" OVERLAY ",'secret_file':7,'nodes':[]}",
+		     "c.json: secret_file: wrong type: expected a string, got an integer");
 	expect_error("{" OVERLAY ",'nodes':[{'name':'h1','fabric_ip':'198.18.0.1'}]}",
 		     "c.json: nodes[0].pod_cidr: missing");
 	expect_error("{" OVERLAY ",'nodes':[{'name':1,'fabric_ip':'198.18.0.1',"

@@ -58,7 +58,9 @@ static bool setup(void)
 	struct stat st;
 
 	log_init("test", LOG_LVL_ERROR); /* the tables log adds at info: keep the output clean */
-	if (!ASSERT_OK(unshare(CLONE_NEWNET), "unshare (needs root)") ||
+	if (geteuid() != 0)
+		SKIP("needs root (network namespaces)");
+	if (!ASSERT_OK(unshare(CLONE_NEWNET), "unshare") ||
 	    !ASSERT_OK(cluster_default(&test_cluster), "cluster"))
 		return false;
 	router.r_cluster = test_cluster;
@@ -72,6 +74,19 @@ static bool setup(void)
 	       ASSERT_OK(conn_table_init(), "conns") && ASSERT_OK(sockdiag_init(), "sockdiag");
 }
 
+/* pod_add() as slimctl drives it: the caller opens the netns (non-blocking: it may be a FIFO). */
+static int add_pod(const char *netns, uint32_t ip, const char *name, json_t *labels,
+		   struct pod **out, char *err, size_t errlen)
+{
+	int fd = open(netns, O_RDONLY | O_NONBLOCK | O_CLOEXEC), ret;
+
+	if (fd < 0)
+		return -errno;
+	ret = pod_add(netns, fd, ip, name, labels, out, err, errlen);
+	close(fd);
+	return ret;
+}
+
 TEST(pods_by_ip_name_and_netns)
 {
 	char ns1[64], ns2[64], err[256];
@@ -80,21 +95,27 @@ TEST(pods_by_ip_name_and_netns)
 
 	if (!setup() || make_netns(ns1, sizeof(ns1)) < 0 || make_netns(ns2, sizeof(ns2)) < 0)
 		return;
-	if (!ASSERT_OK(pod_add(ns1, inet_addr("10.244.1.2"), "a", NULL, &a, err, sizeof(err)), err))
+	if (!ASSERT_OK(add_pod(ns1, inet_addr("10.244.1.2"), "a", NULL, &a, err, sizeof(err)), err))
 		return;
-	ASSERT_OK(pod_add(ns2, inet_addr("10.244.1.3"), NULL, NULL, &b, err, sizeof(err)), err);
+	ASSERT_OK(add_pod(ns2, inet_addr("10.244.1.3"), NULL, NULL, &b, err, sizeof(err)), err);
 	ASSERT_STREQ(b->p_name, "10.244.1.3", "default name is the ip");
 	ASSERT_TRUE(pod_find_ip(inet_addr("10.244.1.2")) == a, "by ip");
 	ASSERT_TRUE(pod_find_name("10.244.1.3") == b, "by name");
 	stat(ns1, &st);
 	ASSERT_TRUE(pod_find_ns(st.st_dev, st.st_ino) == a, "by netns");
-	ASSERT_EQ(pod_add(ns1, inet_addr("10.244.1.9"), "c", NULL, NULL, err, sizeof(err)), -EEXIST,
+	ASSERT_EQ(add_pod(ns1, inet_addr("10.244.1.9"), "c", NULL, NULL, err, sizeof(err)), -EEXIST,
 		  "same netns twice");
-	ASSERT_EQ(pod_add(ns2, inet_addr("10.244.2.9"), "c", NULL, NULL, err, sizeof(err)), -EINVAL,
+	ASSERT_EQ(add_pod(ns2, inet_addr("10.244.2.9"), "c", NULL, NULL, err, sizeof(err)), -EINVAL,
 		  "ip of another node");
-	ASSERT_EQ(pod_add("/proc/self/ns/net", inet_addr("10.244.1.9"), "c", NULL, NULL, err,
+	ASSERT_EQ(add_pod("/proc/self/ns/net", inet_addr("10.244.1.9"), "c", NULL, NULL, err,
 			  sizeof(err)),
 		  -EINVAL, "the router's own netns");
+	/* A FIFO where a netns should be: refused at once, never waited on. */
+	ASSERT_OK(mkfifo("/tmp/slim-test-fifo", 0600) == 0 || errno == EEXIST ? 0 : -errno, "fifo");
+	ASSERT_EQ(add_pod("/tmp/slim-test-fifo", inet_addr("10.244.1.9"), "c", NULL, NULL, err,
+			  sizeof(err)),
+		  -EINVAL, "a FIFO is no netns");
+	unlink("/tmp/slim-test-fifo");
 	ASSERT_EQ(pod_count(), 2, "count");
 	pod_del(a);
 	ASSERT_TRUE(pod_find_ip(inet_addr("10.244.1.2")) == NULL, "deleted");
@@ -111,8 +132,8 @@ TEST(listeners_replace_share_and_go_with_their_pod)
 
 	if (!setup() || make_netns(ns1, sizeof(ns1)) < 0 || make_netns(ns2, sizeof(ns2)) < 0)
 		return;
-	pod_add(ns1, inet_addr("10.244.1.2"), "a", NULL, &a, err, sizeof(err));
-	pod_add(ns2, inet_addr("10.244.1.3"), "b", NULL, &b, err, sizeof(err));
+	add_pod(ns1, inet_addr("10.244.1.2"), "a", NULL, &a, err, sizeof(err));
+	add_pod(ns2, inet_addr("10.244.1.3"), "b", NULL, &b, err, sizeof(err));
 	ASSERT_OK(listener_add(a, htons(80), 0, fab, htons(40000), 1, &l), "add");
 	ASSERT_TRUE(listener_find(a->p_ip, htons(80)) == l, "find");
 	ASSERT_TRUE(listener_find(a->p_ip, htons(81)) == NULL, "other port");
