@@ -6,9 +6,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -19,6 +22,7 @@
 
 struct govern {
 	struct slim_govern_bpf *g_skel;
+	bool g_reused;
 	struct bpf_link *g_links[GOVERN_MAX_LINKS];
 	unsigned g_nlinks;
 	struct ring_buffer *g_ring;
@@ -41,6 +45,80 @@ static int govern_ring_cb(void *ctx, void *data, size_t len)
 	if (g->g_fn && len >= sizeof(struct slim_event))
 		g->g_fn(data, g->g_arg);
 	return 0;
+}
+
+/* Pins every map of ours (not the object's own .rodata/.bss) under dir: libbpf takes a pinned
+ * map that is there and fits, else makes one and pins it. */
+static int govern_pin_maps(struct govern *g, const char *dir)
+{
+	struct bpf_map *map;
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	bpf_object__for_each_map(map, g->g_skel->obj) {
+		const char *name = bpf_map__name(map);
+
+		if (strchr(name, '.'))
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+			return -ENAMETOOLONG;
+		if (stat(path, &st) == 0)
+			g->g_reused = true;
+		if (bpf_map__set_pin_path(map, path))
+			return govern_errno(0);
+	}
+	return 0;
+}
+
+/*
+ * The link of prog to the cgroup, pinned under dir: the one pinned there by an earlier router,
+ * with its program replaced atomically (no moment without governance), when it is attached to
+ * this very cgroup; else a new one, pinned.
+ */
+static int govern_link_pinned(struct bpf_program *prog, int cgroup_fd, const char *dir,
+			      struct bpf_link **out)
+{
+	char path[PATH_MAX];
+	struct bpf_link *l;
+	struct stat st;
+
+	if (snprintf(path, sizeof(path), "%s/link_%s", dir, bpf_program__name(prog)) >=
+	    (int)sizeof(path))
+		return -ENAMETOOLONG;
+	l = bpf_link__open(path);
+	if (l) {
+		struct bpf_link_info info = {0};
+		uint32_t len = sizeof(info);
+
+		if (fstat(cgroup_fd, &st) == 0 &&
+		    bpf_obj_get_info_by_fd(bpf_link__fd(l), &info, &len) == 0 &&
+		    info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id == st.st_ino &&
+		    bpf_link__update_program(l, prog) == 0) {
+			*out = l;
+			return 0;
+		}
+		/* Of a cgroup that is gone, or not replaceable: start afresh. */
+		bpf_link__unpin(l);
+		bpf_link__destroy(l);
+	}
+	l = bpf_program__attach_cgroup(prog, cgroup_fd);
+	if (!l)
+		return govern_errno(0);
+	if (bpf_link__pin(l, path)) {
+		int err = govern_errno(0);
+
+		bpf_link__destroy(l);
+		return err;
+	}
+	*out = l;
+	return 0;
+}
+
+bool govern_reused(struct govern *g)
+{
+	return g->g_reused;
 }
 
 int govern_open(const struct govern_config *cfg, struct govern **out)
@@ -67,19 +145,26 @@ int govern_open(const struct govern_config *cfg, struct govern **out)
 	g->g_skel->rodata->router_tgid = (__u32)cfg->gc_router_tgid;
 	g->g_skel->rodata->overlay_net = cfg->gc_overlay_net;
 	g->g_skel->rodata->overlay_mask = cfg->gc_overlay_mask;
+	if (cfg->gc_pin_dir && (err = govern_pin_maps(g, cfg->gc_pin_dir)) < 0)
+		goto destroy;
 	err = slim_govern_bpf__load(g->g_skel);
 	if (err) {
 		err = govern_errno(err);
 		goto destroy;
 	}
 	bpf_object__for_each_program(prog, g->g_skel->obj) {
-		struct bpf_link *l = bpf_program__attach_cgroup(prog, g->g_cgroup_fd);
+		struct bpf_link *l = NULL;
 
-		if (!l || g->g_nlinks == GOVERN_MAX_LINKS) {
-			err = govern_errno(0);
-			bpf_link__destroy(l);
+		if (g->g_nlinks == GOVERN_MAX_LINKS) {
+			err = -E2BIG;
 			goto detach;
 		}
+		if (cfg->gc_pin_dir)
+			err = govern_link_pinned(prog, g->g_cgroup_fd, cfg->gc_pin_dir, &l);
+		else if (!(l = bpf_program__attach_cgroup(prog, g->g_cgroup_fd)))
+			err = govern_errno(0);
+		if (err < 0)
+			goto detach;
 		g->g_links[g->g_nlinks++] = l;
 	}
 	g->g_ring = ring_buffer__new(bpf_map__fd(g->g_skel->maps.slim_events), govern_ring_cb, g,
@@ -118,6 +203,21 @@ void govern_close(struct govern *g)
 static int govern_ret(int ret)
 {
 	return ret < 0 ? -errno : 0;
+}
+
+int govern_sk_map_fd(struct govern *g)
+{
+	return bpf_map__fd(g->g_skel->maps.slim_sk_map);
+}
+
+uint32_t govern_sk_map_id(struct govern *g)
+{
+	struct bpf_map_info info = {0};
+	uint32_t len = sizeof(info);
+
+	if (bpf_obj_get_info_by_fd(govern_sk_map_fd(g), &info, &len))
+		return 0;
+	return info.id;
 }
 
 int govern_sock_set(struct govern *g, int fd, const struct slim_sk *st)

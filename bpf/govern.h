@@ -24,14 +24,28 @@ struct govern_config {
 	uint32_t gc_overlay_net; /* the overlay range */
 	uint32_t gc_overlay_mask;
 	pid_t gc_router_tgid; /* the router itself sets any option on its sockets */
+	/*
+	 * A bpffs directory to pin the maps and links in (NULL: nothing pinned). Pinned, they
+	 * outlive the router: the sockets it handed out stay governed while it is down, and the
+	 * router that starts next takes the same maps (socket states, routes) and replaces the
+	 * programs of the same links.
+	 */
+	const char *gc_pin_dir;
 };
 
 typedef void (*govern_event_fn)(const struct slim_event *ev, void *arg);
 
 /* open, configure, load, attach every program. 0 and *out, or -errno with nothing left. */
 int govern_open(const struct govern_config *cfg, struct govern **out);
-/* Detaches everything. Sockets already handed out keep their state until they close. */
+/* Closes our handles. Unpinned, everything is detached (sockets already handed out keep their
+ * state until they close); pinned, the programs stay attached and the maps stay. */
 void govern_close(struct govern *g);
+/* Whether govern_open took maps pinned by an earlier router (so state survived). */
+bool govern_reused(struct govern *g);
+
+/* The socket state map, for sock_diag dumps that report it (its fd and id). */
+int govern_sk_map_fd(struct govern *g);
+uint32_t govern_sk_map_id(struct govern *g);
 
 /* Gives socket fd its state: from now on the rules apply to it wherever it goes. */
 int govern_sock_set(struct govern *g, int fd, const struct slim_sk *st);

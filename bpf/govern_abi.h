@@ -98,7 +98,7 @@ struct slim_opt {
 
 /* Events to the router (ring buffer). */
 enum slim_event_type {
-	SLIM_EV_CONN = 1,     /* a governed connection is established (either end) */
+	SLIM_EV_CONN = 1,     /* a governed connection was accepted (the server's end) */
 	SLIM_EV_CONFINED = 2, /* a pod made a pool socket listen: destroy it */
 	SLIM_EV_REFUSED = 3,  /* a governed connect was refused: the route may be stale */
 };

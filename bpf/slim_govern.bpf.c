@@ -462,14 +462,6 @@ int slim_govern_sockops(struct bpf_sock_ops *skops)
 		if (ss->ss_flags & SLIM_SK_LISTENER)
 			sockops_accepted(skops, ss);
 		break;
-	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-		if (ss->ss_flags & SLIM_SK_HANDED)
-			emit(SLIM_EV_CONN, ss, bpf_get_socket_cookie(skops), skops,
-			     ss->ss_local_ip,
-			     ss->ss_local_port ? ss->ss_local_port
-					       : bpf_htons((__u16)skops->local_port),
-			     ss->ss_peer_ip, ss->ss_peer_port);
-		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		/* A refused connect: the route that sent it there may be stale. */
 		if (skops->args[0] == BPF_TCP_SYN_SENT && skops->args[1] == BPF_TCP_CLOSE &&

@@ -444,10 +444,19 @@ bool client_is_host_admin(const struct client *c)
 {
 	if (c->cs_uid != 0 || !client_admin_known)
 		return false;
-	for (int i = 0; i < CLIENT_NS_N; i++)
+	for (int i = 0; i < CLIENT_NS_N; i++) {
+		/*
+		 * The host's own network namespace (the router's) is the administrator's too: a
+		 * CNI plugin runs there, in the runtime's other namespaces, and so does root
+		 * entering a lab host with nsenter --net.
+		 */
+		if (i == CLIENT_NS_NET && c->cs_ns[i].ni_dev == router.r_ns_dev &&
+		    c->cs_ns[i].ni_ino == router.r_ns_ino)
+			continue;
 		if (c->cs_ns[i].ni_dev != client_admin_ns[i].ni_dev ||
 		    c->cs_ns[i].ni_ino != client_admin_ns[i].ni_ino)
 			return false;
+	}
 	/* Never a pod's process, even should the administrator's netns be registered as one. */
 	return !pod_find_ns(c->cs_ns_dev, c->cs_ns_ino);
 }

@@ -147,6 +147,7 @@ static json_t *control_pod_add(struct client *c, json_t *req)
 		return control_error("%s", err);
 	log_info("pod %s added: ip %s netns %s", p->p_name, ip, netns);
 	podsync_pod_changed(p, true);
+	state_save();
 	return control_ok(json_pack("{s:o}", "pod", pod_json(p)));
 }
 
@@ -182,6 +183,7 @@ static json_t *control_pod_del(json_t *req)
 	qos_pod_gone(p->p_ip);
 	pool_pod_gone(p->p_ip);
 	pod_del(p);
+	state_save();
 	return doc;
 }
 
@@ -505,8 +507,6 @@ void control_handle(struct client *c, uint32_t id, const char *text, size_t len)
 	else if (!strcmp(cmd, "pod.list"))
 		doc = control_ok(json_pack("{s:o}", "pods", pod_list_json()));
 	else if (!strcmp(cmd, "conns")) {
-		governor_drain(); /* everything the kernel reported */
-		conn_gc();	  /* list only what still exists */
 		doc = control_ok(json_pack("{s:o}", "conns", conn_list_json()));
 	} else if (!strcmp(cmd, "listeners")) {
 		listener_gc();

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * Enforcing a policy change on what already exists: cached resolutions, live slim connections
- * (revoked with SOCK_DESTROY on the router's record of their host 4-tuple, no kernel module),
- * and the nftables filter of the overlay path.
+ * (the kernel's record of them, revoked with SOCK_DESTROY, no kernel module), and the nftables
+ * filter of the overlay path.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -15,7 +15,7 @@
 
 struct enforce_walk {
 	struct enforce_report *ew_report;
-	struct sockdiag_sock *ew_doomed;
+	struct conn *ew_doomed;
 	size_t ew_n, ew_cap;
 	bool ew_nomem;
 };
@@ -28,28 +28,20 @@ static uint64_t enforce_now_usec(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/*
- * One socket of this netns: judge it when it is one of our connections and an app still holds
- * it. Our table may name connections that closed since the last sweep; only what the kernel
- * reports now, with the cookie it reports, is ever destroyed.
- */
-static void enforce_judge(const struct sockdiag_sock *s, void *arg)
+/* One of our connections, as the kernel reports it now: judge it. */
+static void enforce_judge(const struct conn *co, void *arg)
 {
 	struct enforce_walk *w = arg;
-	struct conn *co;
 
-	if (!s->sd_inode)
-		return;
-	co = conn_find(&s->sd_tuple);
-	if (!co || (co->co_cookie && co->co_cookie != s->sd_cookie))
-		return;
+	if (co->co_loopback)
+		return; /* policy is between pods, not inside one */
 	w->ew_report->er_checked++;
 	if (policy_allows_conn(co->co_overlay.src_ip, co->co_overlay.dst_ip,
 			       co->co_overlay.dst_port))
 		return;
 	if (w->ew_n == w->ew_cap) {
 		size_t cap = w->ew_cap ? w->ew_cap * 2 : 64;
-		struct sockdiag_sock *v = realloc(w->ew_doomed, cap * sizeof(*v));
+		struct conn *v = realloc(w->ew_doomed, cap * sizeof(*v));
 
 		if (!v) {
 			w->ew_nomem = true;
@@ -58,7 +50,7 @@ static void enforce_judge(const struct sockdiag_sock *s, void *arg)
 		w->ew_doomed = v;
 		w->ew_cap = cap;
 	}
-	w->ew_doomed[w->ew_n++] = *s;
+	w->ew_doomed[w->ew_n++] = *co;
 }
 
 static void enforce_revoke(struct enforce_report *r)
@@ -68,18 +60,17 @@ static void enforce_revoke(struct enforce_report *r)
 	struct enforce_walk w = {.ew_report = r};
 	int ret;
 
-	if (conn_count() == 0)
-		return;
-	ret = sockdiag_dump(states, enforce_judge, &w);
+	ret = conn_walk(states, enforce_judge, &w);
 	if (ret < 0 || w.ew_nomem)
 		log_warnx("%s: %s: some connections may not have been judged", __func__,
 			  ret < 0 ? strerror(-ret) : "out of memory");
 	for (size_t i = 0; i < w.ew_n; i++) {
-		const struct sockdiag_sock *s = &w.ew_doomed[i];
-		struct conn *co = conn_find(&s->sd_tuple);
+		const struct conn *co = &w.ew_doomed[i];
+		/* Exactly the socket the kernel reported (4-tuple and cookie), never another. */
+		struct sockdiag_sock s = {.sd_tuple = co->co_host, .sd_cookie = co->co_cookie};
 		char a[ADDR_STRLEN], b[ADDR_STRLEN];
 
-		ret = sockdiag_destroy_sock(s);
+		ret = sockdiag_destroy_sock(&s);
 		if (ret == -ENOENT || ret == -ESTALE)
 			continue; /* closed meanwhile */
 		if (ret < 0) {
@@ -88,17 +79,12 @@ static void enforce_revoke(struct enforce_report *r)
 			continue;
 		}
 		r->er_revoked++;
-		if (co)
-			log_info("revoked %s -> %s (pod %s, %s)",
-				 addr_str(a, sizeof(a), co->co_overlay.src_ip,
-					  co->co_overlay.src_port),
-				 addr_str(b, sizeof(b), co->co_overlay.dst_ip,
-					  co->co_overlay.dst_port),
-				 co->co_pod, co->co_out ? "out" : "in");
+		log_info("revoked %s -> %s (pod %s, %s)",
+			 addr_str(a, sizeof(a), co->co_overlay.src_ip, co->co_overlay.src_port),
+			 addr_str(b, sizeof(b), co->co_overlay.dst_ip, co->co_overlay.dst_port),
+			 co->co_pod, co->co_out ? "out" : "in");
 	}
 	free(w.ew_doomed);
-	if (r->er_revoked)
-		conn_gc();
 }
 
 void enforce_policy(struct enforce_report *r)
@@ -106,7 +92,6 @@ void enforce_policy(struct enforce_report *r)
 	uint64_t start = enforce_now_usec();
 
 	memset(r, 0, sizeof(*r));
-	governor_drain(); /* every connection the kernel told us of, up to now */
 	/* A cached answer or verdict may predate the policy: every connect decides afresh. */
 	resolve_cache_flush();
 	governor_policy_changed();
@@ -120,7 +105,7 @@ void enforce_accepted(const struct tuple4 *overlay)
 	struct enforce_report r = {0};
 
 	/* Set up before a policy change and accepted after it: the sweep at apply time could
-	 * not see it in our table, so judge it now (the whole sweep: rare, only on a denial). */
+	 * not see it yet, so judge it now (the whole sweep: rare, only on a denial). */
 	if (!policy_current() ||
 	    policy_allows_conn(overlay->src_ip, overlay->dst_ip, overlay->dst_port))
 		return;

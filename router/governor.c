@@ -27,7 +27,7 @@ static char governor_cgroup[PATH_MAX];
 static char governor_parent[PATH_MAX]; /* "slim/": removed with the last router using it */
 static char governor_root[PATH_MAX];
 static char governor_why_off[160] = "not started";
-static uint64_t governor_nconns, governor_ndestroyed;
+static uint64_t governor_naccepted, governor_ndestroyed;
 
 /*
  * The cgroup v2 hierarchy. Under `ip netns exec` /sys is a fresh sysfs without it; then mount it
@@ -89,7 +89,6 @@ static void governor_destroy(uint32_t lip, uint16_t lport, uint32_t rip, uint16_
 
 static void governor_event(const struct slim_event *ev, void *arg)
 {
-	const struct pod *p = pod_find_ip(ev->ev_pod_ip);
 	struct tuple4 host = {ev->ev_host_local_ip, ev->ev_host_remote_ip, ev->ev_host_local_port,
 			      ev->ev_host_remote_port};
 	struct tuple4 overlay = {ev->ev_ovl_src_ip, ev->ev_ovl_dst_ip, ev->ev_ovl_src_port,
@@ -97,17 +96,15 @@ static void governor_event(const struct slim_event *ev, void *arg)
 
 	switch (ev->ev_type) {
 	case SLIM_EV_CONN:
+		/* An accepted connection (the kernel keeps its record; see conn.c). */
 		if (ev->ev_flags & SLIM_SK_ANONYMOUS) {
 			governor_destroy(host.src_ip, host.src_port, host.dst_ip, host.dst_port,
 					 "accepted without an identity");
 			break;
 		}
-		governor_nconns++;
-		if (conn_add(&host, &overlay, ev->ev_cookie, p ? p->p_name : "?",
-			     !(ev->ev_flags & SLIM_SK_ACCEPTED)) < 0)
-			log_warnx("%s: out of memory", __func__);
+		governor_naccepted++;
 		/* Accepted after a policy change the client's router had not seen yet. */
-		if (ev->ev_flags & SLIM_SK_ACCEPTED)
+		if (!(ev->ev_flags & SLIM_SK_LOOPBACK))
 			enforce_accepted(&overlay);
 		break;
 	case SLIM_EV_CONFINED:
@@ -142,7 +139,15 @@ void governor_drain(void)
 		govern_events_drain(governor, governor_event, NULL);
 }
 
-int governor_start(const char *cgroup_name, bool sockmap)
+int governor_dump(uint32_t states, sockdiag_fn fn, void *arg)
+{
+	if (!governor)
+		return 0;
+	return sockdiag_dump_storage(states, govern_sk_map_fd(governor), govern_sk_map_id(governor),
+				     sizeof(struct slim_sk), fn, arg);
+}
+
+int governor_start(const char *cgroup_name, bool sockmap, const char *pin_dir)
 {
 	struct govern_config cfg = {
 		.gc_host_ip = router.r_fabric_ip,
@@ -180,6 +185,7 @@ int governor_start(const char *cgroup_name, bool sockmap)
 		goto off;
 	step = "BPF programs";
 	cfg.gc_cgroup = governor_cgroup;
+	cfg.gc_pin_dir = pin_dir;
 	ret = govern_open(&cfg, &governor);
 	if (ret < 0)
 		goto leave;
@@ -191,6 +197,9 @@ int governor_start(const char *cgroup_name, bool sockmap)
 	governor_cluster_changed();
 	governor_policy_changed();
 	log_info("governed host sockets on: programs attached to %s", governor_cgroup);
+	if (pin_dir)
+		log_info("governance pinned in %s%s", pin_dir,
+			 govern_reused(governor) ? ": state taken over from the router before" : "");
 	if (sockmap)
 		fastpath_start(governor_cgroup);
 	return 0;
@@ -298,7 +307,7 @@ json_t *governor_status_json(void)
 	return json_pack("{s:b, s:s, s:i, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
 			 "s:I, s:I, s:I, s:I}}",
 			 "enabled", 1, "cgroup", governor_cgroup, "routes",
-			 govern_route_count(governor), "conns_learned", (json_int_t)governor_nconns,
+			 govern_route_count(governor), "accepts_seen", (json_int_t)governor_naccepted,
 			 "destroyed", (json_int_t)governor_ndestroyed, "kernel", "connect_ok",
 			 (json_int_t)s.gs_connect_ok, "connect_miss", (json_int_t)s.gs_connect_miss,
 			 "connect_fallback", (json_int_t)s.gs_connect_fallback, "connect_denied",

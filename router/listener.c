@@ -199,3 +199,12 @@ json_t *listener_list_json(void)
 	}
 	return a;
 }
+
+void listener_foreach(void (*fn)(const struct listener *l, void *arg), void *arg)
+{
+	struct hnode *h = NULL;
+	size_t b = 0;
+
+	while ((h = htab_iter(&listener_by_key, &b, h)))
+		fn(container_of(h, struct listener, l_by_key), arg);
+}

@@ -636,7 +636,11 @@ static struct peer *peer_dial(const struct cluster_node *node)
 	setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0 ||
 	    (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS)) {
-		log_warn("%s: %s", __func__, node->cn_name);
+		/* A node that is down is dialed every sweep: say so a few times, not forever. */
+		static struct log_ratelimit rl;
+
+		log_ratelimited(&rl, LOG_LVL_WARN, "%s: %s: %s", __func__, node->cn_name,
+				strerror(errno));
 		close(fd);
 		return NULL;
 	}
@@ -741,6 +745,22 @@ json_t *peer_list_json(void)
 				     "queued", (json_int_t)pe->pe_outlen));
 	}
 	return a;
+}
+
+/*
+ * Our pods must be announced to every other node, also after a connection broke (the other
+ * router restarted, the fabric hiccuped): called from the periodic sweep, it dials every node
+ * we have no connection to, which announces our pods from scratch.
+ */
+void peer_reconnect_all(void)
+{
+	const struct cluster *cl = router.r_cluster;
+
+	if (!pod_count())
+		return;
+	for (size_t i = 0; i < cl->cl_nnodes; i++)
+		if (&cl->cl_nodes[i] != router.r_self)
+			peer_ensure(&cl->cl_nodes[i]);
 }
 
 void peer_ensure(const struct cluster_node *node)

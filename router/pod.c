@@ -248,3 +248,12 @@ json_t *pod_list_json(void)
 	free(v);
 	return a;
 }
+
+void pod_foreach(void (*fn)(const struct pod *p, void *arg), void *arg)
+{
+	struct hnode *h = NULL;
+	size_t b = 0;
+
+	while ((h = htab_iter(&pod_by_ip, &b, h)))
+		fn(container_of(h, struct pod, p_by_ip), arg);
+}

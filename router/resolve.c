@@ -42,6 +42,58 @@ struct inflight {
 	TAILQ_HEAD(, pending) if_waiters;
 };
 
+/*
+ * A node that let a resolution time out (stopped, overloaded, cut off) is not asked again for a
+ * while: connects to its pods fall back at once instead of each waiting a full timeout.
+ */
+#define RESOLVE_STALL_MS 5000
+
+struct stalled {
+	char st_node[NAME_MAX_LEN];
+	uint64_t st_until;
+	TAILQ_ENTRY(stalled) st_entry;
+};
+
+static TAILQ_HEAD(, stalled) stalled_list = TAILQ_HEAD_INITIALIZER(stalled_list);
+
+static struct stalled *resolve_stalled_find(const char *node)
+{
+	struct stalled *st;
+
+	TAILQ_FOREACH(st, &stalled_list, st_entry)
+		if (!strcmp(st->st_node, node))
+			return st;
+	return NULL;
+}
+
+static void resolve_stalled_set(const char *node, bool stalled)
+{
+	struct stalled *st = resolve_stalled_find(node);
+
+	if (!stalled) {
+		if (st) {
+			TAILQ_REMOVE(&stalled_list, st, st_entry);
+			free(st);
+		}
+		return;
+	}
+	if (!st) {
+		st = calloc(1, sizeof(*st));
+		if (!st)
+			return;
+		snprintf(st->st_node, sizeof(st->st_node), "%s", node);
+		TAILQ_INSERT_TAIL(&stalled_list, st, st_entry);
+	}
+	st->st_until = event_now_ms() + RESOLVE_STALL_MS;
+}
+
+bool resolve_node_stalled(const char *node)
+{
+	struct stalled *st = resolve_stalled_find(node);
+
+	return st && st->st_until > event_now_ms();
+}
+
 static struct htab resolve_cache;
 static struct htab inflight_by_key, inflight_by_id;
 static TAILQ_HEAD(, inflight) inflight_list = TAILQ_HEAD_INITIALIZER(inflight_list);
@@ -202,9 +254,10 @@ static long resolve_expire(struct event_loop *loop, void *arg)
 	while ((f = TAILQ_FIRST(&inflight_list)) && f->if_deadline <= now) {
 		char a[ADDR_STRLEN];
 
-		log_warnx("%s: %s on node %s: no answer in %d ms, falling back", __func__,
-			  addr_str(a, sizeof(a), f->if_ip, f->if_port), f->if_node,
-			  RESOLVE_TIMEOUT_MS);
+		log_warnx("%s: %s on node %s: no answer in %d ms, falling back (for %d ms)",
+			  __func__, addr_str(a, sizeof(a), f->if_ip, f->if_port), f->if_node,
+			  RESOLVE_TIMEOUT_MS, RESOLVE_STALL_MS);
+		resolve_stalled_set(f->if_node, true);
 		resolve_inflight_finish(f, NULL);
 	}
 	f = TAILQ_FIRST(&inflight_list);
@@ -288,6 +341,7 @@ void resolve_on_reply(const char *node_name, uint32_t id, const struct resolve_r
 		log_debug("%s: answer from %s to unknown request %u", __func__, node_name, id);
 		return;
 	}
+	resolve_stalled_set(node_name, false); /* it answers again */
 	/* A refusal by policy is for that client pod only: never cache it for the others. */
 	if (res->status != SLIM_RESOLVE_DENIED)
 		resolve_cache_put(f->if_ip, f->if_port, res);
@@ -321,9 +375,14 @@ void resolve_client_gone(struct client *c)
 void resolve_free(void)
 {
 	struct inflight *f;
+	struct stalled *st;
 
 	while ((f = TAILQ_FIRST(&inflight_list)))
 		resolve_inflight_finish(f, NULL);
+	while ((st = TAILQ_FIRST(&stalled_list))) {
+		TAILQ_REMOVE(&stalled_list, st, st_entry);
+		free(st);
+	}
 	resolve_cache_flush();
 	htab_free(&resolve_cache);
 	htab_free(&inflight_by_key);

@@ -155,6 +155,11 @@ void route_request(struct client *c, struct pod *p, const struct slim_route_req 
 		route_apply(c, p->p_ip, req, &d);
 		return;
 	}
+	/* A node that just let us wait in vain: the overlay carries it, without waiting again. */
+	if (resolve_node_stalled(d.rd_node->cn_name)) {
+		route_resolved(c, p->p_ip, req, NULL);
+		return;
+	}
 	ret = resolve_lookup(c, p, req, d.rd_node);
 	if (ret < 0)
 		route_reply(c, req->hdr.id, SLIM_ACT_FALLBACK, 0);

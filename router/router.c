@@ -142,9 +142,22 @@ void router_client_gone(struct client *c)
 	event_timer_add(router.r_loop, 10, router_recheck_listeners, (void *)(uintptr_t)p->p_ip);
 }
 
+/* A listener appeared or went: the kernel's routes, other nodes, and the state file follow. */
+static void router_listener_added(const struct listener *l)
+{
+	route_listener_added(l);
+	state_save();
+}
+
+static void router_listener_removed(const struct listener *l)
+{
+	route_listener_removed(l);
+	state_save();
+}
+
 static long router_sweep(struct event_loop *loop, void *arg)
 {
-	conn_gc();
+	peer_reconnect_all();
 	listener_gc();
 	resolve_cache_expire();
 	return CONN_GC_INTERVAL_MS;
@@ -280,7 +293,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: slimrouterd [--socket PATH] [--cluster FILE] [--node NAME]\n"
 		"                   [--log-level error|warn|info|debug] [--cgroup NAME] [--no-sockmap]\n"
-		"                   [--policy FILE] [--admin-ns DIR] [--pidfile FILE] [-n] [--help]\n"
+		"                   [--policy FILE] [--admin-ns DIR] [--pidfile FILE] [--bpf-dir DIR]\n"
+		"                   [--state FILE] [-n] [--help]\n"
 		"  --socket PATH    control socket (default %s)\n"
 		"  --cluster FILE   cluster description (default %s, else the built-in lab plan)\n"
 		"  --node NAME      this node's name in the cluster (default: by local address)\n"
@@ -291,6 +305,11 @@ static void usage(FILE *f)
 		"  --admin-ns DIR   who may use the control commands: root in the namespaces of\n"
 		"                   DIR (a /proc/PID/ns directory; default /proc/self/ns, ours)\n"
 		"  --pidfile FILE   write our pid there once started (in our namespaces, serving)\n"
+		"  --bpf-dir DIR    pin the governance maps and links in DIR (on a bpffs): handed\n"
+		"                   sockets stay governed while the router is down, and the next\n"
+		"                   router takes their state over\n"
+		"  --state FILE     keep the pods and host listeners there, and take them back at\n"
+		"                   start: a restart loses nothing\n"
 		"  -n               check the cluster file (and the policy file) and exit\n",
 		SLIM_DEFAULT_SOCKET, DEFAULT_CLUSTER_FILE);
 }
@@ -349,6 +368,8 @@ int main(int argc, char **argv)
 		{"policy", required_argument, NULL, 'P'},
 		{"admin-ns", required_argument, NULL, 'A'},
 		{"pidfile", required_argument, NULL, 'p'},
+		{"bpf-dir", required_argument, NULL, 'B'},
+		{"state", required_argument, NULL, 'T'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -357,7 +378,7 @@ int main(int argc, char **argv)
 	int level = LOG_LVL_INFO, opt, sigfd, ret;
 	bool check_only = false, sockmap = true;
 	const char *cgroup_name = NULL, *policy_path = NULL, *admin_ns = "/proc/self/ns";
-	const char *pidfile = NULL;
+	const char *pidfile = NULL, *bpf_dir = NULL, *state_file = NULL;
 	char err[512], cgroup_default[NAME_MAX_LEN + 32];
 	struct stat st;
 
@@ -397,6 +418,12 @@ int main(int argc, char **argv)
 			break;
 		case 'p':
 			pidfile = optarg;
+			break;
+		case 'B':
+			bpf_dir = optarg;
+			break;
+		case 'T':
+			state_file = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -492,7 +519,7 @@ int main(int argc, char **argv)
 	router.r_loop = event_loop_new();
 	if (!router.r_loop)
 		fatal("event loop");
-	if (pod_table_init() || listener_table_init() || conn_table_init() || resolve_init() ||
+	if (pod_table_init() || listener_table_init() || resolve_init() ||
 	    directory_init())
 		fatal("out of memory");
 	ret = sockdiag_init();
@@ -541,8 +568,8 @@ int main(int argc, char **argv)
 	 * us into a cgroup of our own, which only a clean exit leaves and removes.
 	 */
 	conn_accelerated_hook = fastpath_contains;
-	listener_added_hook = route_listener_added;
-	listener_removed_hook = route_listener_removed;
+	listener_added_hook = router_listener_added;
+	listener_removed_hook = router_listener_removed;
 	if (!sockmap) {
 		fastpath_disable("--no-sockmap");
 		log_info("same-host fast path off (--no-sockmap)");
@@ -552,7 +579,9 @@ int main(int argc, char **argv)
 			 (int)getpid());
 		cgroup_name = cgroup_default;
 	}
-	governor_start(cgroup_name, sockmap);
+	governor_start(cgroup_name, sockmap, bpf_dir);
+	if (state_file)
+		state_open(state_file);
 
 	{
 		char a[ADDR_STRLEN];
@@ -573,11 +602,11 @@ int main(int argc, char **argv)
 	accept_free();
 	unlink(socket_path);
 	governor_stop();
+	state_close();
 	peer_close_all();
 	resolve_free();
 	pod_table_free();
 	listener_table_free();
-	conn_table_free();
 	nft_remove();
 	qos_free();
 	policy_free();

@@ -166,6 +166,7 @@ void pod_del(struct pod *p);
 size_t pod_count(void);
 json_t *pod_json(const struct pod *p);
 json_t *pod_list_json(void);
+void pod_foreach(void (*fn)(const struct pod *p, void *arg), void *arg);
 
 /* ---- listener.c: (pod IP, port) -> host listener ---- */
 
@@ -203,6 +204,7 @@ bool listener_check_alive(struct listener *l);
 void listener_gc(void);
 size_t listener_count(void);
 json_t *listener_list_json(void);
+void listener_foreach(void (*fn)(const struct listener *l, void *arg), void *arg);
 
 /* ---- resolve.c: remote resolution (cache and requests in flight) ---- */
 
@@ -216,6 +218,8 @@ struct resolve_result {
 
 int resolve_init(void);
 void resolve_free(void);
+/* Whether node let a resolution time out lately (then its pods' connects fall back at once). */
+bool resolve_node_stalled(const char *node);
 /* The cached answer of the owner of (ip, port), if fresh. */
 bool resolve_cache_get(uint32_t ip, uint16_t port, struct resolve_result *res);
 /*
@@ -277,27 +281,24 @@ bool auth_check(enum auth_role role, const uint8_t challenge[SLIM_AUTH_NONCE],
 		const uint8_t nonce[SLIM_AUTH_NONCE], uint32_t dialer_ip, uint32_t acceptor_ip,
 		const uint8_t mac[SLIM_AUTH_MAC]);
 
-/* ---- conn.c: live slim connections ---- */
+/* ---- conn.c: live slim connections, as the kernel records them ---- */
 
 struct conn {
-	struct hnode co_node;
 	struct tuple4 co_host;	  /* host 4-tuple, src = this host's end */
 	struct tuple4 co_overlay; /* overlay 4-tuple, src = the client */
-	uint64_t co_cookie;	  /* SO_COOKIE, 0 when unknown (accepted side) */
+	uint64_t co_cookie;	  /* SO_COOKIE */
+	uint32_t co_pod_ip;	  /* this host's pod (the socket's owner) */
 	char co_pod[NAME_MAX_LEN];
-	bool co_out; /* this host's pod is the client */
-	uint64_t co_seen;
-	time_t co_since;
+	bool co_out;	  /* this host's pod is the client */
+	bool co_loopback; /* in-pod (sidecar): both ends are the pod's own */
+	uint8_t co_state; /* TCP_ESTABLISHED, ... */
 };
 
-int conn_table_init(void);
-void conn_table_free(void);
-/* Records a connection (replacing an entry with the same host 4-tuple). 0 or -ENOMEM. */
-int conn_add(const struct tuple4 *host, const struct tuple4 *overlay, uint64_t cookie,
-	     const char *pod, bool out);
-struct conn *conn_find(const struct tuple4 *host);
-/* Drops entries whose socket no longer exists (one sock_diag dump). */
-void conn_gc(void);
+typedef void (*conn_fn)(const struct conn *co, void *arg);
+/* Calls fn for every slim connection of this host in the given states (bit 1 << TCP_*; 0: every
+ * state an app's socket can be in). The count, or -errno. */
+int conn_walk(uint32_t states, conn_fn fn, void *arg);
+/* Established slim connections. */
 size_t conn_count(void);
 json_t *conn_list_json(void);
 /* Whether a connection is on the same-host fast path (set by router.c; NULL: never). */
@@ -310,6 +311,7 @@ struct sockdiag_sock {
 	uint64_t sd_cookie;
 	uint32_t sd_inode; /* 0 for sockets no process holds (orphans, TIME_WAIT) */
 	uint8_t sd_state;  /* TCP_ESTABLISHED, ... */
+	const void *sd_storage; /* sockdiag_dump_storage: the socket's value, or NULL */
 };
 
 typedef void (*sockdiag_fn)(const struct sockdiag_sock *s, void *arg);
@@ -318,6 +320,10 @@ int sockdiag_init(void);
 void sockdiag_close(void);
 /* Dumps the TCP/IPv4 sockets of this netns in the given states (bit 1 << TCP_*). 0 or -errno. */
 int sockdiag_dump(uint32_t states, sockdiag_fn fn, void *arg);
+/* The same, each socket with its value in the SK_STORAGE map map_fd (id map_id, values of
+ * value_size bytes) when it has one: the kernel's own record of the governed sockets. */
+int sockdiag_dump_storage(uint32_t states, int map_fd, uint32_t map_id, size_t value_size,
+			  sockdiag_fn fn, void *arg);
 /* 1 when a TCP listener is bound to ip:port in this netns, 0 when none, -errno on failure. */
 int sockdiag_listener_exists(uint32_t ip, uint16_t port);
 /* Destroys (SOCK_DESTROY) the TCP socket with this 4-tuple: both the app and the peer see the
@@ -458,8 +464,9 @@ void route_listener_removed(const struct listener *l);
 struct slim_sk;
 
 /* Moves the router into cgroup v2 directory cgroup_name (relative to the v2 root), attaches the
- * governance programs there and, with sockmap, the fast path. 0, or -errno (then no slim). */
-int governor_start(const char *cgroup_name, bool sockmap);
+ * governance programs there (pinned in pin_dir when not NULL) and, with sockmap, the fast path.
+ * 0, or -errno (then no slim). */
+int governor_start(const char *cgroup_name, bool sockmap, const char *pin_dir);
 void governor_stop(void);
 bool governor_enabled(void);
 /* Gives socket fd its state in the kernel (bpf/govern_abi.h): governed from now on. */
@@ -475,6 +482,18 @@ void governor_cluster_changed(void);
 json_t *governor_status_json(void);
 /* Takes in every event the kernel queued (connections made since the last drain). */
 void governor_drain(void);
+/* A sock_diag dump of this netns's TCP sockets in states, each with its governance state. */
+int governor_dump(uint32_t states, sockdiag_fn fn, void *arg);
+
+/* ---- state.c: what a restarted router takes back (pods, host listeners) ---- */
+
+/* Reads the state file (if any) into the tables and keeps it up to date from now on. */
+int state_open(const char *path);
+void state_close(void);
+/* Rewrites the state file (after a pod or listener change; nothing without --state). */
+void state_save(void);
+void state_add_pod_json(const struct pod *p, void *arg);
+void state_add_listener_json(const struct listener *l, void *arg);
 
 /* ---- fastpath.c: same-host sockmap acceleration ---- */
 
@@ -607,6 +626,8 @@ void podsync_pod_changed(const struct pod *p, bool added);
 /* peer.c hooks: dial node unless a connection we opened exists; queue msg on every connection
  * we opened (closing those that cannot take it, so they re-sync on reconnect). */
 void peer_ensure(const struct cluster_node *node);
+/* Dials every node we have no connection to (so our pods are announced again). */
+void peer_reconnect_all(void);
 void peer_broadcast(const void *msg, size_t len);
 
 /* sockdiag.c hook: destroys exactly the socket s (4-tuple and cookie, as a dump reported it):

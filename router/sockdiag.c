@@ -45,7 +45,42 @@ struct sockdiag_walk {
 	sockdiag_fn sw_fn;
 	void *sw_arg;
 	unsigned sw_count;
+	int sw_map_fd;	      /* with a storage dump: the SK_STORAGE map asked for, else -1 */
+	uint32_t sw_map_id;   /* its id, as replies name it */
+	size_t sw_value_size; /* the size of its values */
 };
+
+/* The value a storage dump reports for the socket in m (NULL when the socket has none). */
+static const void *sockdiag_storage(const struct nlmsghdr *nlh, const struct sockdiag_walk *w)
+{
+	const struct inet_diag_msg *m = mnl_nlmsg_get_payload(nlh);
+	const struct nlattr *a, *st, *f;
+
+	if (w->sw_map_fd < 0)
+		return NULL;
+	mnl_attr_for_each(a, nlh, sizeof(*m)) {
+		if (mnl_attr_get_type(a) != INET_DIAG_SK_BPF_STORAGES)
+			continue;
+		mnl_attr_for_each_nested(st, a) {
+			uint32_t id = 0;
+			const void *value = NULL;
+
+			if (mnl_attr_get_type(st) != SK_DIAG_BPF_STORAGE)
+				continue;
+			mnl_attr_for_each_nested(f, st) {
+				if (mnl_attr_get_type(f) == SK_DIAG_BPF_STORAGE_MAP_ID &&
+				    mnl_attr_get_payload_len(f) == sizeof(id))
+					id = mnl_attr_get_u32(f);
+				else if (mnl_attr_get_type(f) == SK_DIAG_BPF_STORAGE_MAP_VALUE &&
+					 mnl_attr_get_payload_len(f) >= w->sw_value_size)
+					value = mnl_attr_get_payload(f);
+			}
+			if (id == w->sw_map_id && value)
+				return value;
+		}
+	}
+	return NULL;
+}
 
 static int sockdiag_parse(const struct nlmsghdr *nlh, void *data)
 {
@@ -63,6 +98,7 @@ static int sockdiag_parse(const struct nlmsghdr *nlh, void *data)
 	s.sd_cookie = (uint64_t)m->id.idiag_cookie[0] | (uint64_t)m->id.idiag_cookie[1] << 32;
 	s.sd_inode = m->idiag_inode;
 	s.sd_state = m->idiag_state;
+	s.sd_storage = sockdiag_storage(nlh, w);
 	w->sw_count++;
 	if (w->sw_fn)
 		w->sw_fn(&s, w->sw_arg);
@@ -90,6 +126,12 @@ static int sockdiag_request(uint16_t type, uint16_t flags, const struct inet_dia
 	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
 	nlh->nlmsg_seq = seq = ++sockdiag_seq;
 	memcpy(mnl_nlmsg_put_extra_header(nlh, sizeof(*req)), req, sizeof(*req));
+	if (w->sw_map_fd >= 0) {
+		struct nlattr *nest = mnl_attr_nest_start(nlh, INET_DIAG_REQ_SK_BPF_STORAGES);
+
+		mnl_attr_put_u32(nlh, SK_DIAG_BPF_STORAGE_REQ_MAP_FD, (uint32_t)w->sw_map_fd);
+		mnl_attr_nest_end(nlh, nest);
+	}
 	if (mnl_socket_sendto(sockdiag_nl, nlh, nlh->nlmsg_len) < 0)
 		return -errno;
 	for (;;) {
@@ -111,7 +153,27 @@ int sockdiag_dump(uint32_t states, sockdiag_fn fn, void *arg)
 		.sdiag_protocol = IPPROTO_TCP,
 		.idiag_states = states,
 	};
-	struct sockdiag_walk w = {.sw_fn = fn, .sw_arg = arg};
+	struct sockdiag_walk w = {.sw_fn = fn, .sw_arg = arg, .sw_map_fd = -1};
+	int ret = sockdiag_request(SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, &req, &w);
+
+	if (ret < 0)
+		log_warnx("%s: %s", __func__, strerror(-ret));
+	return ret;
+}
+
+int sockdiag_dump_storage(uint32_t states, int map_fd, uint32_t map_id, size_t value_size,
+			  sockdiag_fn fn, void *arg)
+{
+	struct inet_diag_req_v2 req = {
+		.sdiag_family = AF_INET,
+		.sdiag_protocol = IPPROTO_TCP,
+		.idiag_states = states,
+	};
+	struct sockdiag_walk w = {.sw_fn = fn,
+				  .sw_arg = arg,
+				  .sw_map_fd = map_fd,
+				  .sw_map_id = map_id,
+				  .sw_value_size = value_size};
 	int ret = sockdiag_request(SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, &req, &w);
 
 	if (ret < 0)
@@ -132,7 +194,7 @@ int sockdiag_listener_exists(uint32_t ip, uint16_t port)
 				.idiag_cookie = {INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE},
 			},
 	};
-	struct sockdiag_walk w = {0};
+	struct sockdiag_walk w = {.sw_map_fd = -1};
 	int ret = sockdiag_request(SOCK_DIAG_BY_FAMILY, 0, &req, &w);
 
 	if (ret == -ENOENT)
@@ -159,7 +221,7 @@ int sockdiag_destroy(const struct tuple4 *t)
 				.idiag_cookie = {INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE},
 			},
 	};
-	struct sockdiag_walk w = {0};
+	struct sockdiag_walk w = {.sw_map_fd = -1};
 
 	/* With NLM_F_ACK the kernel answers NLMSG_ERROR: 0 on success, -errno otherwise. */
 	return sockdiag_request(SOCK_DESTROY, NLM_F_ACK, &req, &w);
@@ -183,7 +245,7 @@ int sockdiag_destroy_sock(const struct sockdiag_sock *s)
 						 (uint32_t)(s->sd_cookie >> 32)},
 			},
 	};
-	struct sockdiag_walk w = {0};
+	struct sockdiag_walk w = {.sw_map_fd = -1};
 
 	return sockdiag_request(SOCK_DESTROY, NLM_F_ACK, &req, &w);
 }

@@ -180,10 +180,10 @@ static int connect_kernel(int fd, struct fd_entry *e)
  * A failed host socket is under fd and the next attempt goes over the overlay: it needs a pod
  * socket again (the process runs in the pod's namespace, so a new socket is one).
  */
-static int connect_restore_pod_socket(int fd)
+static int connect_restore_pod_socket(int fd, int family)
 {
 	int fl = REAL(fcntl)(fd, F_GETFL), fdfl = REAL(fcntl)(fd, F_GETFD);
-	int s = REAL(socket)(AF_INET, SOCK_STREAM | (fl & O_NONBLOCK ? SOCK_NONBLOCK : 0), 0);
+	int s = REAL(socket)(family, SOCK_STREAM | (fl & O_NONBLOCK ? SOCK_NONBLOCK : 0), 0);
 	int rc;
 
 	if (s < 0)
@@ -193,17 +193,20 @@ static int connect_restore_pod_socket(int fd)
 	return rc < 0 ? -1 : 0;
 }
 
-static int connect_plain(int fd, struct fd_entry *e, const struct sockaddr_in *dst)
+/* Over the overlay, with the app's own address (an IPv6 socket's v4-mapped one included). */
+static int connect_plain(int fd, struct fd_entry *e, const struct sockaddr *addr,
+			 socklen_t len)
 {
 	bool was_host_socket = e->kind == FD_SLIM_CONN;
 
 	e->kind = FD_PLAIN;
-	if (was_host_socket && connect_restore_pod_socket(fd) < 0)
+	if (was_host_socket && connect_restore_pod_socket(fd, e->v6 ? AF_INET6 : AF_INET) < 0)
 		return -1;
-	return REAL(connect)(fd, (const struct sockaddr *)dst, sizeof(*dst));
+	return REAL(connect)(fd, addr, len);
 }
 
-int connect_slim(int fd, const struct sockaddr_in *dst)
+int connect_slim(int fd, const struct sockaddr_in *dst, const struct sockaddr *addr,
+		 socklen_t len)
 {
 	struct fd_entry *e = fdtab_get(fd);
 	bool nonblocking = false;
@@ -214,7 +217,7 @@ int connect_slim(int fd, const struct sockaddr_in *dst)
 	garbage_collect();
 	rc = connect_governed(fd, e, dst, 0, &nonblocking);
 	if (rc > 0)
-		return connect_plain(fd, e, dst);
+		return connect_plain(fd, e, addr, len);
 	if (rc < 0) {
 		errno = -rc;
 		return -1;
@@ -246,7 +249,7 @@ int connect_slim(int fd, const struct sockaddr_in *dst)
 			errno = error;
 			return -1;
 		default:
-			return connect_plain(fd, e, dst);
+			return connect_plain(fd, e, addr, len);
 		}
 	}
 	return rc;

@@ -186,7 +186,9 @@ int shim_fd_base(void);
 int shim_fd_relocate(int fd);
 
 /* ---- connect.c ---- */
-int connect_slim(int fd, const struct sockaddr_in *dst);
+/* dst: the IPv4 overlay destination; addr/len: what the app gave (for the plain connect). */
+int connect_slim(int fd, const struct sockaddr_in *dst, const struct sockaddr *addr,
+		 socklen_t len);
 
 /* ---- listener.c ---- */
 int listener_after_listen(int fd, int backlog);

@@ -125,7 +125,7 @@ SHIM_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	if (!e || (e->kind != FD_TCP && e->kind != FD_SLIM_CONN))
 		return REAL(connect)(fd, addr, len);
 	if (e->kind == FD_SLIM_CONN && connect_ipv4_dst(e, addr, len, &dst))
-		return connect_slim(fd, &dst);
+		return connect_slim(fd, &dst, addr, len);
 	/*
 	 * A socket the app bound before connecting keeps its port on the overlay: the kernel
 	 * names a governed socket by the port it was given, not one the app chose.
@@ -137,7 +137,7 @@ SHIM_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 			e->kind = FD_PLAIN;
 		return REAL(connect)(fd, addr, len);
 	}
-	return connect_slim(fd, &dst);
+	return connect_slim(fd, &dst, addr, len);
 }
 
 SHIM_EXPORT int listen(int fd, int backlog)

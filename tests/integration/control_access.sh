@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # The control commands are for the host's root only: root in the administrator's namespaces
-# (the lab's are slimlab's own) may use them; root inside a pod (its netns alone, or everything
+# (the lab's are slimlab's own), also when it enters the host's own network namespace (where a
+# CNI plugin runs: nsenter --net into h1), may use them; root inside a pod (its netns alone, or everything
 # `ip netns exec` gives), root in a fresh user namespace (unshare -Urn, unshare -U -r --mount),
 # root with any one other namespace of its own (mount, ipc, pid, net) and a non-root user are
 # refused, and what they tried (policy apply, pod del) has no effect.
@@ -49,8 +50,6 @@ each_context() {
 	expect_denied "pod (slimlab exec h1/p1) $*" in_ns h1/p1 "$CTL" -s "$S1" "$@"
 	expect_denied "pod netns only (nsenter --net) $*" \
 		nsenter --net="/run/netns/$PREFIX-h1-p1" "$CTL" -s "$S1" "$@"
-	expect_denied "host netns h1, unregistered (nsenter --net) $*" \
-		nsenter --net="/run/netns/$PREFIX-h1" "$CTL" -s "$S1" "$@"
 	expect_denied "unshare -Urn $*" unshare -Urn "$CTL" -s "$S1" "$@"
 	expect_denied "unshare -U -r --mount $*" unshare -U -r --mount "$CTL" -s "$S1" "$@"
 	expect_denied "unshare --mount $*" unshare --mount "$CTL" -s "$S1" "$@"
@@ -59,6 +58,13 @@ each_context() {
 	expect_denied "uid 65534 $*" setpriv --reuid=65534 --regid=65534 --clear-groups \
 		"$CTL" -s "$S1" "$@"
 }
+
+log "root entering the host's own network namespace (as a CNI plugin runs) is the administrator"
+nsenter --net="/run/netns/$PREFIX-h1" "$CTL" -s "$S1" status | grep -Eq "^node: +h1$" ||
+	fail "status from h1's netns"
+# But not in h2's: that is not this router's host.
+expect_denied "another host's netns (nsenter --net h2)" \
+	nsenter --net="/run/netns/$PREFIX-h2" "$CTL" -s "$S1" status
 
 log "everyone else is refused"
 each_context status

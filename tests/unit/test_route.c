@@ -40,6 +40,10 @@ int client_reply(struct client *c, const void *msg, size_t len, int fd, bool unl
 {
 	return 0;
 }
+bool resolve_node_stalled(const char *node)
+{
+	return false;
+}
 bool resolve_cache_get(uint32_t ip, uint16_t port, struct resolve_result *res)
 {
 	return false;

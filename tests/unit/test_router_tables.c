@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests for the router's lookup tables (router/pod.c, listener.c, conn.c): keys, the
+ * Unit tests for the router's lookup tables (router/pod.c, listener.c): keys, the
  * replacement rules, and what a pod's removal takes with it. Runs in a private network
  * namespace so the netns checks and the sock_diag sweeps see only this test's sockets.
  */
@@ -71,7 +71,7 @@ static bool setup(void)
 	router.r_ns_ino = st.st_ino;
 	return ASSERT_OK(pod_table_init(), "pods") &&
 	       ASSERT_OK(listener_table_init(), "listeners") &&
-	       ASSERT_OK(conn_table_init(), "conns") && ASSERT_OK(sockdiag_init(), "sockdiag");
+	       ASSERT_OK(sockdiag_init(), "sockdiag");
 }
 
 /* pod_add() as slimctl drives it: the caller opens the netns (non-blocking: it may be a FIFO). */
@@ -154,26 +154,4 @@ TEST(listeners_replace_share_and_go_with_their_pod)
 	/* No socket behind it: the sweep and the point check both drop it. */
 	ASSERT_TRUE(!listener_check_alive(listener_find(b->p_ip, htons(90))), "not alive");
 	ASSERT_EQ(listener_count(), 0, "dropped");
-}
-
-TEST(conns_keyed_by_host_tuple_and_swept)
-{
-	struct tuple4 h = {inet_addr("198.18.0.1"), inet_addr("198.18.0.2"), htons(5000),
-			   htons(6000)};
-	struct tuple4 o = {inet_addr("10.244.1.2"), inet_addr("10.244.2.2"), htons(5000),
-			   htons(80)};
-	struct tuple4 rev = {h.dst_ip, h.src_ip, h.dst_port, h.src_port};
-
-	if (!setup())
-		return;
-	ASSERT_OK(conn_add(&h, &o, 7, "a", true), "add out");
-	ASSERT_OK(conn_add(&rev, &o, 0, "b", false), "add in (same host, other end)");
-	ASSERT_EQ(conn_count(), 2, "two ends, two entries");
-	ASSERT_OK(conn_add(&h, &o, 8, "a", true), "same tuple again");
-	ASSERT_EQ(conn_count(), 2, "replaced, not added");
-	ASSERT_EQ(conn_find(&h)->co_cookie, 8, "newest wins");
-	ASSERT_TRUE(conn_find(&rev) && !conn_find(&rev)->co_out, "in entry");
-	/* Neither socket exists in this namespace: one sweep forgets both. */
-	conn_gc();
-	ASSERT_EQ(conn_count(), 0, "swept");
 }
