@@ -357,9 +357,11 @@ static void client_read(struct client *c)
 		n = slim_msg_recv(c->cs_fd, buf, sizeof(msg.bytes), &fd, MSG_DONTWAIT);
 		if (n == -EAGAIN)
 			break;
-		/* Only a control request may pass a descriptor (pod add's netns). */
+		/* Only a control request (pod add's netns) and a listen request (the app's own
+		 * listener, as proof) may pass a descriptor. */
 		if (fd >= 0 && (n <= 0 || slim_msg_check_request(buf, (size_t)n) < 0 ||
-				((struct slim_msg_hdr *)(void *)buf)->type != SLIM_MSG_CTL_REQ)) {
+				(((struct slim_msg_hdr *)(void *)buf)->type != SLIM_MSG_CTL_REQ &&
+				 ((struct slim_msg_hdr *)(void *)buf)->type != SLIM_MSG_LISTEN_REQ))) {
 			close(fd);
 			fd = -1;
 		}
@@ -388,7 +390,7 @@ static void client_read(struct client *c)
 				break;
 			continue;
 		}
-		router_dispatch(c, buf, (size_t)n);
+		client_req_dispatch(c, buf, (size_t)n, fd);
 		if (!client_busy_closed && c->cs_npending > client_pending_hwm)
 			client_pending_hwm = c->cs_npending;
 	}

@@ -12,7 +12,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <linux/sockios.h>
 
 #include <linux/types.h>
 
@@ -49,6 +52,46 @@ static bool hostsock_wants_reuseport(const struct slim_listen_req *req)
 	return false;
 }
 
+/*
+ * The proof a LISTEN_REQ carries: the app's own pod listener (passed with the request). It must
+ * be a listening TCP socket of the caller's pod, bound to the port (and address) a host listener
+ * is asked for. Another process of the pod cannot listen on a port a server holds (the kernel
+ * refuses the bind, or SO_REUSEPORT across users), so it cannot take that port's slim clients.
+ */
+static bool hostsock_listener_proven(int fd, const struct pod *p,
+				     const struct slim_listen_req *req)
+{
+	struct sockaddr_in6 sa;
+	socklen_t len = sizeof(sa);
+	int on = 0, proto = 0, ns;
+	socklen_t olen = sizeof(int);
+	struct stat st;
+
+	if (fd < 0)
+		return false;
+	ns = ioctl(fd, SIOCGSKNS);
+	if (ns < 0)
+		return false;
+	if (fstat(ns, &st) < 0 || st.st_dev != p->p_ns_dev || st.st_ino != p->p_ns_ino) {
+		close(ns);
+		return false;
+	}
+	close(ns);
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &olen) < 0 || !on)
+		return false;
+	olen = sizeof(int);
+	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &olen) < 0 || proto != IPPROTO_TCP)
+		return false;
+	if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+		return false;
+	if (sa.sin6_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)&sa;
+
+		return sin->sin_port == req->port && sin->sin_addr.s_addr == req->bound_ip;
+	}
+	return sa.sin6_family == AF_INET6 && sa.sin6_port == req->port;
+}
+
 void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_req *req)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = router.r_fabric_ip};
@@ -66,6 +109,15 @@ void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_r
 	if ((req->bound_ip && req->bound_ip != p->p_ip &&
 	     (req->bound_ip & htonl(0xff000000)) != htonl(0x7f000000)) ||
 	    !req->port || !governor_enabled()) {
+		router_reply_fallback(c, SLIM_MSG_LISTEN_REP, req->hdr.id);
+		return;
+	}
+	if (!hostsock_listener_proven(c->cs_req_fd, p, req)) {
+		static struct log_ratelimit rl;
+
+		log_ratelimited(&rl, LOG_LVL_WARN,
+				"%s: pid %d of pod %s asks for port %u without listening there",
+				__func__, (int)c->cs_pid, p->p_name, ntohs(req->port));
 		router_reply_fallback(c, SLIM_MSG_LISTEN_REP, req->hdr.id);
 		return;
 	}

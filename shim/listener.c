@@ -74,8 +74,9 @@ int listener_after_listen(int fd, int backlog)
 		req.nopts = e->opts->n;
 		memcpy(req.opts, e->opts->opt, e->opts->n * sizeof(req.opts[0]));
 	}
-	if (router_call(&req, slim_listen_req_len(req.nopts), SLIM_MSG_LISTEN_REP, &rep,
-			sizeof(rep), &host_fd) < 0 ||
+	/* The listener itself goes with the request: the router's proof that it is ours. */
+	if (router_call_fd(&req, slim_listen_req_len(req.nopts), fd, SLIM_MSG_LISTEN_REP, &rep,
+			   sizeof(rep), &host_fd) < 0 ||
 	    rep.action != SLIM_ACT_FD || host_fd < 0) {
 		if (host_fd >= 0)
 			REAL(close)(host_fd);

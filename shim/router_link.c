@@ -132,6 +132,12 @@ static int link_wait_reply(uint16_t type, uint32_t id, void *rep, size_t rep_len
 
 int router_call(void *req, size_t len, uint16_t rep_type, void *rep, size_t rep_len, int *fd_out)
 {
+	return router_call_fd(req, len, -1, rep_type, rep, rep_len, fd_out);
+}
+
+int router_call_fd(void *req, size_t len, int pass_fd, uint16_t rep_type, void *rep,
+		   size_t rep_len, int *fd_out)
+{
 	struct slim_msg_hdr *h = req;
 	int err;
 
@@ -145,7 +151,7 @@ int router_call(void *req, size_t len, uint16_t rep_type, void *rep, size_t rep_
 	h->id = ++link_next_id;
 	h->len = (uint32_t)len;
 	h->reserved = 0;
-	err = slim_msg_send(link_fd, req, len, -1);
+	err = slim_msg_send(link_fd, req, len, pass_fd);
 	if (err == 0)
 		err = link_wait_reply(rep_type, h->id, rep, rep_len, fd_out);
 	if (err < 0) {

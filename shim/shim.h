@@ -166,6 +166,9 @@ void listener_put(struct shim_listener *l);
  * unreachable, too slow, or answers nonsense: the caller then falls back.
  */
 int router_call(void *req, size_t len, uint16_t rep_type, void *rep, size_t rep_len, int *fd_out);
+/* The same, passing pass_fd with the request (a LISTEN_REQ's proof: the app's own listener). */
+int router_call_fd(void *req, size_t len, int pass_fd, uint16_t rep_type, void *rep,
+		   size_t rep_len, int *fd_out);
 void router_link_init(void);
 
 /* ---- pool.c: governed host sockets made ahead of need ---- */

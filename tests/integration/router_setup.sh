@@ -32,6 +32,14 @@ host_port=$(sed -n 's/^listen fd host=198\.18\.0\.2:\([0-9]*\)$/\1/p' "$TMP/srv.
 ctl2 listeners | grep -Eq "^p1 +10\.244\.2\.2:8080 +198\.18\.0\.2:$host_port " ||
 	fail "listener table: $(ctl2 listeners)"
 
+log "another process of the pod cannot take over the port: a LISTEN_REQ needs its own listener"
+[ "$(inside h2/p1 "$RC" "$S2" claim 8080 0)" = "claim fallback" ] || fail "claim without proof"
+[ "$(inside h2/p1 "$RC" "$S2" claim 8080 8090)" = "claim fallback" ] ||
+	fail "claim with another port's listener"
+[ "$(inside h2/p2 "$RC" "$S2" claim 8092 8092)" = "claim fd" ] || fail "claim with its own listener"
+ctl2 listeners | grep -Eq "^p1 +10\.244\.2\.2:8080 +198\.18\.0\.2:$host_port " ||
+	fail "the server's listener entry changed: $(ctl2 listeners)"
+
 log "cross-host connect h1/p1 -> 10.244.2.2:8080 (a miss: h1's router asks h2's)"
 bg cli h1/p1 "$RC" "$S1" connect 10.244.2.2 8080 hello 3000
 wait_for 5 has cli "^echo hello"

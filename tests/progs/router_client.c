@@ -8,6 +8,9 @@
  *	overlay address (0.0.0.0:PORT); prints "listen fd host=IP:PORT" (the reply's host address),
  *	then accepts ACCEPTS connections (default 1): prints "accepted src=... dst=..." as the
  *	kernel names them (accept's address and getsockname), echoes until the client closes.
+ *   router_client SOCK claim PORT PROOF_PORT
+ *	A forged LISTEN_REQ: a host listener for PORT, with a listener on PROOF_PORT (0: none) as
+ *	its proof. Prints "claim fallback" (refused, as it must be) or "claim fd".
  *   router_client SOCK connect IP PORT [MSG [HOLD_MS]]
  *	POOL_REQ for one governed socket, connect() on it to IP:PORT; on a miss ROUTE_REQ and
  *	connect again. Prints "connect fallback", "connect refused" or "connect local=... routed=0|1"
@@ -96,6 +99,18 @@ static int recv_reply(int rfd, void *buf, size_t cap, uint16_t type, uint32_t id
 	return fd;
 }
 
+/* A listening pod socket on 0.0.0.0:port (in the pod's namespace, where we run). */
+static int pod_listener(int port)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(fd, 16) < 0)
+		die("pod listener on port %d: %s", port, strerror(errno));
+	return fd;
+}
+
 static int do_listen(int rfd, const char *pod_ip, int port, int accepts)
 {
 	struct slim_listen_req req = {0};
@@ -111,7 +126,8 @@ static int do_listen(int rfd, const char *pod_ip, int port, int accepts)
 	req.hdr.id = 7;
 	req.port = htons((uint16_t)port);
 	req.backlog = 128;
-	if (slim_msg_send(rfd, &req, req.hdr.len, -1) < 0)
+	/* As the shim does: the pod listener goes with the request, proof that the port is ours. */
+	if (slim_msg_send(rfd, &req, req.hdr.len, pod_listener(port)) < 0)
 		die("send LISTEN_REQ");
 	lfd = recv_reply(rfd, &rep, sizeof(rep), SLIM_MSG_LISTEN_REP, 7);
 	if (rep.action == SLIM_ACT_FALLBACK) {
@@ -276,6 +292,24 @@ static int do_connect(int rfd, const char *dst, int port, const char *msg, int h
 	return 0;
 }
 
+static int do_claim(int rfd, int port, int proof_port)
+{
+	struct slim_listen_req req = {0};
+	struct slim_listen_rep rep;
+	int lfd;
+
+	req.hdr.type = SLIM_MSG_LISTEN_REQ;
+	req.hdr.len = (uint32_t)slim_listen_req_len(0);
+	req.hdr.id = 11;
+	req.port = htons((uint16_t)port);
+	req.backlog = 16;
+	if (slim_msg_send(rfd, &req, req.hdr.len, proof_port ? pod_listener(proof_port) : -1) < 0)
+		die("send LISTEN_REQ");
+	lfd = recv_reply(rfd, &rep, sizeof(rep), SLIM_MSG_LISTEN_REP, 11);
+	printf("claim %s\n", rep.action == SLIM_ACT_FD && lfd >= 0 ? "fd" : "fallback");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	int rfd;
@@ -284,6 +318,10 @@ int main(int argc, char **argv)
 	if (argc >= 5 && !strcmp(argv[2], "listen")) {
 		rfd = router_open(argv[1]);
 		return do_listen(rfd, argv[3], atoi(argv[4]), argc > 5 ? atoi(argv[5]) : 1);
+	}
+	if (argc == 5 && !strcmp(argv[2], "claim")) {
+		rfd = router_open(argv[1]);
+		return do_claim(rfd, atoi(argv[3]), atoi(argv[4]));
 	}
 	if (argc >= 5 && !strcmp(argv[2], "connect")) {
 		rfd = router_open(argv[1]);

@@ -106,6 +106,20 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* A listening pod socket on 0.0.0.0:port (in the pod's namespace, where we run). */
+static int pod_listener(int port)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(fd, 16) < 0) {
+		printf("error: pod listener on port %d: %s\n", port, strerror(errno));
+		exit(1);
+	}
+	return fd;
+}
+
 /* LISTEN_REQ for the caller's pod; returns the host listener fd and fills *rep. */
 static int host_listener(int rfd, int port, struct slim_listen_rep *rep)
 {
@@ -117,7 +131,8 @@ static int host_listener(int rfd, int port, struct slim_listen_rep *rep)
 	lreq.hdr.id = 1;
 	lreq.port = htons((uint16_t)port);
 	lreq.backlog = 4096;
-	if (slim_msg_send(rfd, &lreq, lreq.hdr.len, -1) < 0 ||
+	/* As the shim does: the pod listener goes with the request, proof that the port is ours. */
+	if (slim_msg_send(rfd, &lreq, lreq.hdr.len, pod_listener(port)) < 0 ||
 	    slim_msg_recv(rfd, rep, sizeof(*rep), &lfd, 0) != sizeof(*rep) ||
 	    rep->action != SLIM_ACT_FD || lfd < 0) {
 		printf("error: no host listener\n");
