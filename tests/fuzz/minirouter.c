@@ -32,7 +32,7 @@ void minirouter_init(void)
 	router.r_ns_dev = st.st_dev;
 	router.r_ns_ino = st.st_ino;
 	router.r_loop = event_loop_new();
-	if (!router.r_loop || pod_table_init() || listener_table_init() || conn_table_init() ||
+	if (!router.r_loop || pod_table_init() || listener_table_init() ||
 	    resolve_init() || directory_init() || sockdiag_init() < 0) {
 		fprintf(stderr, "%s: router tables: %s\n", __func__, strerror(errno));
 		abort();
