@@ -251,12 +251,16 @@ struct control_job {
 	char *cj_text; /* a copy: the request's buffer is gone when the handler returns */
 	size_t cj_len;
 	struct policy_doc *cj_doc; /* the worker's result */
+	struct enforce_report cj_report;
+	size_t cj_npolicies, cj_nrules;
 	int cj_ret;
 	char cj_err[CONTROL_ERR_MAX * 2];
 	uint64_t cj_queued_ms;
 };
 
 static TAILQ_HEAD(, control_job) control_jobs = TAILQ_HEAD_INITIALIZER(control_jobs);
+/* Applied and enforced, waiting for the overlay filter (nft, off the loop) before answering. */
+static TAILQ_HEAD(, control_job) control_filtering = TAILQ_HEAD_INITIALIZER(control_filtering);
 static int control_job_efd = -1; /* the worker's "done" signal to the loop */
 static pthread_t control_worker;
 static bool control_worker_busy;
@@ -302,10 +306,36 @@ static void control_job_next(void)
 	control_worker = pthread_self();
 }
 
-/* Second half, on the loop: swap in, enforce, answer. */
+/* Third half, on the loop: the overlay filter is in force (or nft failed): answer. */
+static void control_job_filtered(int ret, void *arg)
+{
+	struct control_job *j = arg;
+	const struct enforce_report *r = &j->cj_report;
+	json_t *doc;
+
+	TAILQ_REMOVE(&control_filtering, j, cj_entry);
+	log_info("policy %s applied: %zu policies, %zu rules; %u of %u connections revoked in %llu "
+		 "us; overlay filter %s (%llu ms after the request)",
+		 j->cj_name, j->cj_npolicies, j->cj_nrules, r->er_revoked, r->er_checked,
+		 (unsigned long long)r->er_usec, ret == 0 ? "in force" : "unchanged",
+		 (unsigned long long)(event_now_ms() - j->cj_queued_ms));
+	doc = control_ok(json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I}", "origin",
+				   j->cj_name, "policies", (json_int_t)j->cj_npolicies, "rules",
+				   (json_int_t)j->cj_nrules, "checked", (json_int_t)r->er_checked,
+				   "revoked", (json_int_t)r->er_revoked, "failed",
+				   (json_int_t)r->er_failed, "overlay_filter", ret == 0, "usec",
+				   (json_int_t)r->er_usec));
+	if (!doc)
+		doc = control_error("out of memory");
+	if (j->cj_client)
+		control_send(j->cj_client, j->cj_id, doc);
+	json_decref(doc);
+	control_job_free(j);
+}
+
+/* Second half, on the loop: swap in, enforce (the overlay filter follows off the loop). */
 static void control_job_done(struct event_loop *loop, int fd, uint32_t events, void *arg)
 {
-	struct enforce_report r;
 	struct control_job *j;
 	struct policy_doc *d;
 	uint64_t n;
@@ -323,29 +353,21 @@ static void control_job_done(struct event_loop *loop, int fd, uint32_t events, v
 			snprintf(j->cj_err, sizeof(j->cj_err), "%s: out of memory", j->cj_name);
 		log_warnx("policy apply refused, keeping the current policy: %s", j->cj_err);
 		doc = control_error("%s", j->cj_err);
+		if (!doc)
+			doc = control_error("out of memory");
+		if (j->cj_client)
+			control_send(j->cj_client, j->cj_id, doc);
+		json_decref(doc);
+		control_job_free(j);
 	} else {
 		d = j->cj_doc;
 		j->cj_doc = NULL;
+		j->cj_npolicies = policy_doc_count(d);
+		j->cj_nrules = policy_doc_rules(d);
 		policy_install(d);
-		enforce_policy(&r);
-		log_info("policy %s applied: %zu policies, %zu rules; %u of %u connections "
-			 "revoked in %llu us (%llu ms after the request)",
-			 j->cj_name, policy_doc_count(d), policy_doc_rules(d), r.er_revoked,
-			 r.er_checked, (unsigned long long)r.er_usec,
-			 (unsigned long long)(event_now_ms() - j->cj_queued_ms));
-		doc = control_ok(json_pack(
-			"{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I}", "origin", j->cj_name,
-			"policies", (json_int_t)policy_doc_count(d), "rules",
-			(json_int_t)policy_doc_rules(d), "checked", (json_int_t)r.er_checked,
-			"revoked", (json_int_t)r.er_revoked, "failed", (json_int_t)r.er_failed,
-			"overlay_filter", r.er_nft == 0, "usec", (json_int_t)r.er_usec));
+		TAILQ_INSERT_TAIL(&control_filtering, j, cj_entry);
+		enforce_policy(&j->cj_report, control_job_filtered, j);
 	}
-	if (!doc)
-		doc = control_error("out of memory");
-	if (j->cj_client)
-		control_send(j->cj_client, j->cj_id, doc);
-	json_decref(doc);
-	control_job_free(j);
 	control_job_next();
 }
 
@@ -406,6 +428,9 @@ void control_client_gone(struct client *c)
 	TAILQ_FOREACH(j, &control_jobs, cj_entry)
 		if (j->cj_client == c)
 			j->cj_client = NULL;
+	TAILQ_FOREACH(j, &control_filtering, cj_entry)
+		if (j->cj_client == c)
+			j->cj_client = NULL;
 }
 
 void control_stop(void)
@@ -417,6 +442,11 @@ void control_stop(void)
 	control_worker_busy = false;
 	while ((j = TAILQ_FIRST(&control_jobs))) {
 		TAILQ_REMOVE(&control_jobs, j, cj_entry);
+		control_job_free(j);
+	}
+	/* Shutting down: their overlay filter runs are dropped (spawn_stop), no one is answered. */
+	while ((j = TAILQ_FIRST(&control_filtering))) {
+		TAILQ_REMOVE(&control_filtering, j, cj_entry);
 		control_job_free(j);
 	}
 	if (control_job_efd >= 0) {

@@ -87,7 +87,7 @@ static void enforce_revoke(struct enforce_report *r)
 	free(w.ew_doomed);
 }
 
-void enforce_policy(struct enforce_report *r)
+void enforce_policy(struct enforce_report *r, spawn_done_fn done, void *arg)
 {
 	uint64_t start = enforce_now_usec();
 
@@ -96,8 +96,8 @@ void enforce_policy(struct enforce_report *r)
 	resolve_cache_flush();
 	governor_policy_changed();
 	enforce_revoke(r);
-	r->er_nft = nft_apply();
 	r->er_usec = enforce_now_usec() - start;
+	nft_apply(done, arg);
 }
 
 void enforce_accepted(const struct tuple4 *overlay)

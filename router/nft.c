@@ -203,26 +203,54 @@ static void nft_enable_bridge_hook(void)
 		close(fd);
 }
 
-int nft_apply(void)
+struct nft_apply_ctx {
+	bool na_installed; /* what the table will be once this script is in force */
+	spawn_done_fn na_done;
+	void *na_arg;
+};
+
+static void nft_applied(int ret, void *arg)
 {
+	struct nft_apply_ctx *ctx = arg;
+
+	if (ret < 0)
+		log_warnx("%s: nft -f failed (%s): overlay filter unchanged", __func__,
+			  strerror(-ret));
+	else
+		nft_installed = ctx->na_installed;
+	if (ctx->na_done)
+		ctx->na_done(ret, ctx->na_arg);
+	free(ctx);
+}
+
+void nft_apply(spawn_done_fn done, void *arg)
+{
+	const char *nft = spawn_find("nft");
+	const char *argv[] = {nft, "-f", "-", NULL};
 	char *text = NULL, *body = NULL;
 	size_t len = 0, blen = 0, isolated;
+	struct nft_apply_ctx *ctx;
 	FILE *f;
 	int ret;
 
+	/* The script is built here, from the tables as they are; only running it waits. */
 	f = open_memstream(&body, &blen);
-	if (!f)
-		return -ENOMEM;
+	if (!f) {
+		ret = -ENOMEM;
+		goto fail;
+	}
 	isolated = nft_ruleset(f);
 	fclose(f);
 	if (!isolated && !nft_installed) {
 		free(body);
-		return 0; /* nothing to filter, nothing of ours to remove */
+		ret = 0; /* nothing to filter, nothing of ours to remove */
+		goto fail;
 	}
 	f = open_memstream(&text, &len);
 	if (!f) {
 		free(body);
-		return -ENOMEM;
+		ret = -ENOMEM;
+		goto fail;
 	}
 	/* Create-then-delete makes the delete valid whether or not the table exists; the whole
 	 * file is one transaction, so packets never see a missing or half-built table. */
@@ -233,15 +261,22 @@ int nft_apply(void)
 	free(body);
 	if (isolated)
 		nft_enable_bridge_hook();
-	ret = nft_run(text, len);
-	free(text);
-	if (ret < 0) {
-		log_warnx("%s: nft -f failed (%s): overlay filter unchanged", __func__,
-			  strerror(-ret));
-		return ret;
+	ctx = calloc(1, sizeof(*ctx));
+	ret = !nft ? -ENOENT : !ctx ? -ENOMEM : 0;
+	if (ret == 0) {
+		ctx->na_installed = isolated > 0;
+		ctx->na_done = done;
+		ctx->na_arg = arg;
+		ret = spawn_async(argv, text, len, nft_applied, ctx);
+		if (ret == 0)
+			return;
 	}
-	nft_installed = isolated > 0;
-	return 0;
+	free(ctx);
+	free(text);
+	log_warnx("%s: %s: overlay filter unchanged", __func__, strerror(-ret));
+fail:
+	if (done)
+		done(ret, arg);
 }
 
 void nft_remove(void)
@@ -257,7 +292,7 @@ static long long nft_timer = -1;
 static long nft_refresh(struct event_loop *loop, void *arg)
 {
 	nft_timer = -1;
-	nft_apply();
+	nft_apply(NULL, NULL);
 	return EVENT_TIMER_STOP;
 }
 

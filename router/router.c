@@ -598,6 +598,7 @@ int main(int argc, char **argv)
 	event_loop_run(router.r_loop);
 
 	control_stop();
+	spawn_stop();
 	client_close_all();
 	accept_free();
 	unlink(socket_path);

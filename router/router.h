@@ -636,6 +636,9 @@ int sockdiag_destroy_sock(const struct sockdiag_sock *s);
 
 /* ---- enforce.c: making live state obey a newly installed policy ---- */
 
+/* spawn.c: a run of a system tool off the loop is done (ret as spawn_feed's). */
+typedef void (*spawn_done_fn)(int ret, void *arg);
+
 struct enforce_report {
 	unsigned er_checked; /* live connections judged */
 	unsigned er_revoked; /* destroyed because the policy now forbids them */
@@ -644,9 +647,10 @@ struct enforce_report {
 	uint64_t er_usec;
 };
 
-/* Flushes cached resolutions, destroys live connections the policy forbids (SOCK_DESTROY: both
- * ends see a reset) and reprograms the overlay filter. Runs to completion before returning. */
-void enforce_policy(struct enforce_report *r);
+/* Flushes cached resolutions and destroys live connections the policy forbids (SOCK_DESTROY:
+ * both ends see a reset) before returning; reprograms the overlay filter off the loop and calls
+ * done(nft result, arg) on the loop once it is in force (done may be NULL). */
+void enforce_policy(struct enforce_report *r, spawn_done_fn done, void *arg);
 /* router.c hook: the server app accepted the connection overlay (src = the client): revokes it
  * when the policy in force forbids it (it raced with a policy change). */
 void enforce_accepted(const struct tuple4 *overlay);
@@ -658,12 +662,17 @@ void enforce_accepted(const struct tuple4 *overlay);
 int spawn_feed(const char *const argv[], int netns_fd, const char *text, size_t len);
 /* The full path of a system tool (static buffer), or NULL. */
 const char *spawn_find(const char *name);
+/* The same off the loop: runs argv with text (owned from now on) on its stdin in a worker thread,
+ * runs queued one at a time and in order; done(ret, arg) is called on the loop. 0 or -errno. */
+int spawn_async(const char *const argv[], char *text, size_t len, spawn_done_fn done, void *arg);
+/* Waits for the run in progress and drops the queued ones (shutdown). */
+void spawn_stop(void);
 
 /* ---- nft.c: the overlay path's filter, compiled from the same policy ---- */
 
 /* Replaces table inet slim with the compiled policy of this host's pods (removes it when no
- * local pod is isolated). 0 or -errno. */
-int nft_apply(void);
+ * local pod is isolated), off the loop (spawn_async); done(0 or -errno, arg) once in force. */
+void nft_apply(spawn_done_fn done, void *arg);
 /* Pods changed: nft_apply() shortly (coalescing bursts). */
 void nft_schedule(void);
 /* Removes our table (shutdown). */

@@ -2,16 +2,42 @@
 /*
  * Running the system tools the router programs the kernel with (nft, tc): fork, exec, feed a
  * script on stdin, wait. Used only on control paths (policy apply, pod set), never per connect.
+ * nft can take long (0.4 s for 10,000 rules), so the loop hands such runs to spawn_async(): a
+ * worker thread forks, feeds and waits, one run at a time and in order (the last script asked for
+ * is the one in force), and the loop is told through an eventfd when each is done.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+#include <sys/eventfd.h>
+#include <sys/queue.h>
 #include <sys/wait.h>
 
+#include "log.h"
 #include "router.h"
+
+#define SPAWN_ARGS_MAX 8
+
+struct spawn_job {
+	TAILQ_ENTRY(spawn_job) sj_entry;
+	const char *sj_argv[SPAWN_ARGS_MAX + 1];
+	char *sj_strings; /* the arguments' text */
+	char *sj_text;
+	size_t sj_len;
+	int sj_ret;
+	spawn_done_fn sj_done;
+	void *sj_arg;
+};
+
+static TAILQ_HEAD(, spawn_job) spawn_jobs = TAILQ_HEAD_INITIALIZER(spawn_jobs);
+static int spawn_efd = -1;
+static pthread_t spawn_worker;
+static bool spawn_busy;
 
 int spawn_feed(const char *const argv[], int netns_fd, const char *text, size_t len)
 {
@@ -64,4 +90,121 @@ const char *spawn_find(const char *name)
 			return path;
 	}
 	return NULL;
+}
+
+static void *spawn_job_run(void *arg)
+{
+	struct spawn_job *j = arg;
+	uint64_t one = 1;
+
+	j->sj_ret = spawn_feed(j->sj_argv, -1, j->sj_text, j->sj_len);
+	/* An eventfd write of 1 cannot fail short of overflow. */
+	if (write(spawn_efd, &one, sizeof(one)) < 0)
+		abort();
+	return NULL;
+}
+
+static void spawn_job_next(void)
+{
+	struct spawn_job *j = TAILQ_FIRST(&spawn_jobs);
+	uint64_t one = 1;
+	int ret;
+
+	if (spawn_busy || !j)
+		return;
+	spawn_busy = true;
+	ret = pthread_create(&spawn_worker, NULL, spawn_job_run, j);
+	if (ret == 0)
+		return;
+	/* No thread: run it here, the loop waits (correct, only slower). */
+	log_warnx("%s: pthread_create: %s: running on the loop", __func__, strerror(ret));
+	spawn_worker = pthread_self();
+	j->sj_ret = spawn_feed(j->sj_argv, -1, j->sj_text, j->sj_len);
+	if (write(spawn_efd, &one, sizeof(one)) < 0)
+		abort();
+}
+
+static void spawn_job_free(struct spawn_job *j)
+{
+	free(j->sj_strings);
+	free(j->sj_text);
+	free(j);
+}
+
+static void spawn_job_done(struct event_loop *loop, int fd, uint32_t events, void *arg)
+{
+	struct spawn_job *j;
+	uint64_t n;
+
+	if (read(fd, &n, sizeof(n)) != sizeof(n) || !spawn_busy)
+		return;
+	if (!pthread_equal(spawn_worker, pthread_self()))
+		pthread_join(spawn_worker, NULL);
+	spawn_busy = false;
+	j = TAILQ_FIRST(&spawn_jobs);
+	TAILQ_REMOVE(&spawn_jobs, j, sj_entry);
+	if (j->sj_done)
+		j->sj_done(j->sj_ret, j->sj_arg);
+	spawn_job_free(j);
+	spawn_job_next();
+}
+
+int spawn_async(const char *const argv[], char *text, size_t len, spawn_done_fn done, void *arg)
+{
+	struct spawn_job *j;
+	size_t total = 0, off = 0;
+	int n = 0;
+
+	if (spawn_efd < 0) {
+		spawn_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (spawn_efd < 0)
+			return -errno;
+		if (event_add(router.r_loop, spawn_efd, EVENT_READ, spawn_job_done, NULL) < 0) {
+			close(spawn_efd);
+			spawn_efd = -1;
+			return -ENOMEM;
+		}
+	}
+	while (argv[n])
+		total += strlen(argv[n++]) + 1;
+	if (n > SPAWN_ARGS_MAX)
+		return -E2BIG;
+	j = calloc(1, sizeof(*j));
+	if (!j || !(j->sj_strings = malloc(total ? total : 1))) {
+		free(j);
+		return -ENOMEM;
+	}
+	/* Copies: the caller's arguments may live in static buffers (spawn_find). */
+	for (int i = 0; i < n; i++) {
+		size_t l = strlen(argv[i]) + 1;
+
+		memcpy(j->sj_strings + off, argv[i], l);
+		j->sj_argv[i] = j->sj_strings + off;
+		off += l;
+	}
+	j->sj_text = text;
+	j->sj_len = len;
+	j->sj_done = done;
+	j->sj_arg = arg;
+	TAILQ_INSERT_TAIL(&spawn_jobs, j, sj_entry);
+	spawn_job_next();
+	return 0;
+}
+
+void spawn_stop(void)
+{
+	struct spawn_job *j;
+
+	if (spawn_busy && !pthread_equal(spawn_worker, pthread_self()))
+		pthread_join(spawn_worker, NULL);
+	spawn_busy = false;
+	while ((j = TAILQ_FIRST(&spawn_jobs))) {
+		TAILQ_REMOVE(&spawn_jobs, j, sj_entry);
+		spawn_job_free(j);
+	}
+	if (spawn_efd >= 0) {
+		event_del(router.r_loop, spawn_efd);
+		close(spawn_efd);
+		spawn_efd = -1;
+	}
 }
