@@ -53,7 +53,7 @@ mem0=$(awk '$1 == "TCP:" { for (i = 2; i < NF; i++) if ($i == "mem") print $(i +
 
 # nsenter, not ip netns exec: the latter remounts /sys, hiding the cgroup v2 hierarchy.
 nsenter --net="/run/netns/$ns" "$prog" --cgroup "$cg" --host-ip 198.18.0.1 \
-	--other-ip 198.18.0.2 stall block eintr unread unread_full slow=30 bursty=5 \
+	--other-ip 198.18.0.2 stall block eintr unread unread_full slow=30 bursty=10 \
 	>"$TMP/out.log" 2>&1 &
 pid=$!
 cleanup "kill $pid"
@@ -61,7 +61,7 @@ rc=0
 wait $pid || rc=$?
 sed 's/^/  /' "$TMP/out.log"
 [ $rc = 0 ] || fail "sockmap_flow failed (exit $rc)"
-grep -q '^PASS bursty=5$' "$TMP/out.log" || fail "sockmap_flow did not finish"
+grep -q '^PASS bursty=10$' "$TMP/out.log" || fail "sockmap_flow did not finish"
 
 mem1=$(awk '$1 == "TCP:" { for (i = 2; i < NF; i++) if ($i == "mem") print $(i + 1) }' /proc/net/sockstat)
 log "host TCP memory: $mem0 pages before, $mem1 after"

@@ -20,7 +20,7 @@
  *              the sender learns at once; what its writes do is reported (docs/design.md)
  *   slow=S     a producer at least 10x faster than its consumer for S seconds (the control S/6):
  *              memory bounded all along, every byte exact
- *   bursty=S   the reader pauses (1..40 ms) and drains by turns for S seconds, so the fast path
+ *   bursty=S   the reader pauses (1..10 ms) and drains by turns for S seconds, so the fast path
  *              keeps switching between redirect and TCP (at least 10 times): every byte exact
  * Prints one line per case and path, "PASS CASE" when both paths passed; exits 1 on a failure.
  * Must run in a network namespace where A and B are local addresses.
@@ -230,8 +230,8 @@ static void *reader_run(void *arg)
 		ssize_t k;
 
 		if (r->rd_bursty && drained) {
-			/* A pause of 1..40 ms: the sender goes past the bound, then drains. */
-			usleep((useconds_t)(1000 + gen_next64(&rng) % 40000));
+			/* A pause of 1..10 ms: the sender goes past the bound, then drains. */
+			usleep((useconds_t)(1000 + gen_next64(&rng) % 10000));
 			drained = 0;
 		}
 		/* Read once: the main thread sets it to 0 at the end, to drain at full speed. */
