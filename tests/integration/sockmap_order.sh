@@ -5,8 +5,10 @@
 # and an app byte stream; the server must read the preamble first and then exactly the stream.
 # Also with TCP_DEFER_ACCEPT and with TCP Fast Open (both must fall back to TCP, in order), and
 # with the handshake's final ACK dropped (client established before the server's child exists).
-# Without sockmap_client_established the dropped-ACK case must show the overtaking hazard, which
-# proves the check can fail.
+# Without sockmap_client_established the dropped-ACK case must stay in order too: the sk_msg
+# program's flow control keeps a direction whose first sends found no mapped peer on the TCP way
+# until those bytes were read (docs/design.md). Before it did, this case showed the overtaking
+# hazard on every connection (200 of 200 misordered), which is how the check is known to fail.
 # timeout: 90
 . "$(dirname "$0")/../lib.sh"
 
@@ -75,11 +77,8 @@ NFT
 order -n 200 --port $port || fail "dropped final ACK: $out"
 log "$out"
 assert_eq "$(left_to_tcp "$out")" 200 "dropped final ACK: connections left to TCP"
-if order -n 200 --port $port --no-settle; then
-	fail "without sockmap_client_established the hazard did not show: $out"
-fi
+order -n 200 --port $port --no-settle || fail "dropped final ACK, no router check: $out"
 log "$out"
-bad=$(misordered "$out")
-assert_ge "$bad" 1 "misordered connections without sockmap_client_established"
+assert_eq "$(misordered "$out")" 0 "misordered connections without sockmap_client_established"
 [ ! -e "$cg" ] || fail "cgroup $cg left behind"
 log "pass"
