@@ -127,7 +127,7 @@ static void set_nonblock(int fd, int on)
 		die("fcntl: %s", strerror(errno));
 }
 
-/* Kernel memory the connection holds: both ends' receive and send queues (SO_MEMINFO). */
+/* Kernel memory the connection holds: both ends' queues and reserves (SO_MEMINFO). */
 static uint64_t conn_mem(int c, int s)
 {
 	uint32_t mc[SK_MEMINFO_VARS], ms[SK_MEMINFO_VARS];
@@ -136,8 +136,11 @@ static uint64_t conn_mem(int c, int s)
 	if (getsockopt(c, SOL_SOCKET, SO_MEMINFO, mc, &lc) ||
 	    getsockopt(s, SOL_SOCKET, SO_MEMINFO, ms, &ls))
 		die("SO_MEMINFO: %s", strerror(errno));
+	/* Reserved but unused memory (forward alloc) is charged to the host's TCP memory too. */
 	return (uint64_t)mc[SK_MEMINFO_RMEM_ALLOC] + mc[SK_MEMINFO_WMEM_QUEUED] +
-	       ms[SK_MEMINFO_RMEM_ALLOC] + ms[SK_MEMINFO_WMEM_QUEUED];
+	       ms[SK_MEMINFO_RMEM_ALLOC] + ms[SK_MEMINFO_WMEM_QUEUED] +
+	       ((int32_t)mc[SK_MEMINFO_FWD_ALLOC] > 0 ? mc[SK_MEMINFO_FWD_ALLOC] : 0) +
+	       ((int32_t)ms[SK_MEMINFO_FWD_ALLOC] > 0 ? ms[SK_MEMINFO_FWD_ALLOC] : 0);
 }
 
 /* The host's TCP memory in bytes (/proc/net/sockstat "TCP: ... mem PAGES", not per netns). */
