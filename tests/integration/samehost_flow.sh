@@ -13,7 +13,9 @@
 #  - a signal interrupts a blocking 32 MiB send: a partial count (or EINTR), and exactly that
 #    many bytes arrive;
 #  - close with 3 MiB unread: the sender learns at once, its writes fail, the memory is freed;
-#  - a producer 10x faster than its consumer for 30 s: memory bounded all along, bytes exact;
+#  - a producer 10x faster than its consumer for 30 s: the connection's memory (SO_MEMINFO,
+#    reserves included) within 16 MiB all along, the host's TCP memory within 16 MiB (median
+#    over the run: other programs on a shared host move it too), bytes exact;
 #  - a reader that pauses and drains by turns, so the fast path keeps switching between
 #    redirect and TCP: bytes exact;
 #  - last (its sender may keep its queue for a while): close with everything queued: the sender
