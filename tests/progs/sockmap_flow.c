@@ -248,8 +248,15 @@ static void *reader_run(void *arg)
 
 			if (gen_next64(&rng) % 64 == 0)
 				due += 50 * 1000000ull;
-			while (now_ns() < due && __atomic_load_n(&r->rd_rate, __ATOMIC_RELAXED))
-				usleep((useconds_t)((due - now_ns()) / 1000 + 1));
+			for (;;) {
+				uint64_t t = now_ns();
+
+				if (t >= due || !__atomic_load_n(&r->rd_rate, __ATOMIC_RELAXED))
+					break;
+				/* One reading of the clock: a second one could be past due. */
+				usleep((useconds_t)((due - t) / 1000 < 100000 ? (due - t) / 1000 + 1
+									     : 100000));
+			}
 		}
 		if (n > r->rd_want - r->rd_got)
 			n = (size_t)(r->rd_want - r->rd_got);
