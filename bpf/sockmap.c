@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,6 +27,23 @@ struct sockmap {
 	bool sm_verdict_attached;
 };
 
+/*
+ * net.ipv4.tcp_rmem[1], the receive buffer a socket starts with, as the flow-control bound's
+ * share for peers that did not set SO_RCVBUF (slim_sockmap.bpf.c); 0 if it cannot be read.
+ */
+static uint32_t sockmap_rcvbuf_default(void)
+{
+	unsigned int lo, def = 0, hi;
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_rmem", "re");
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%u %u %u", &lo, &def, &hi) != 3)
+		def = 0;
+	fclose(f);
+	return def;
+}
+
 /* libbpf reports through errno and NULL/negative returns; normalise to -errno. */
 static int sockmap_errno(int err)
 {
@@ -38,6 +56,7 @@ int sockmap_open(const char *cgroup_path, uint32_t host_ip, unsigned int flags,
 		 struct sockmap **out)
 {
 	struct sockmap *sm;
+	uint32_t rcvbuf;
 	int err;
 
 	*out = NULL;
@@ -59,6 +78,9 @@ int sockmap_open(const char *cgroup_path, uint32_t host_ip, unsigned int flags,
 	}
 	sm->sm_skel->rodata->host_ip = host_ip;
 	sm->sm_skel->rodata->keep_order = !(flags & SOCKMAP_F_NO_ORDER);
+	rcvbuf = sockmap_rcvbuf_default();
+	if (rcvbuf)
+		sm->sm_skel->rodata->rcvbuf_default = rcvbuf;
 	if (flags & SOCKMAP_F_NO_VERDICT)
 		bpf_program__set_autoload(sm->sm_skel->progs.slim_stream_verdict, false);
 	err = slim_sockmap_bpf__load(sm->sm_skel);
@@ -232,4 +254,7 @@ void sockmap_stats(struct sockmap *sm, struct sockmap_stats *st)
 	st->sms_skipped = __atomic_load_n(&bss->stat_skipped, __ATOMIC_RELAXED);
 	st->sms_redirected = __atomic_load_n(&bss->stat_redirected, __ATOMIC_RELAXED);
 	st->sms_passed = __atomic_load_n(&bss->stat_passed, __ATOMIC_RELAXED);
+	st->sms_flow_passed = __atomic_load_n(&bss->stat_flow_passed, __ATOMIC_RELAXED);
+	st->sms_to_tcp = __atomic_load_n(&bss->stat_to_tcp, __ATOMIC_RELAXED);
+	st->sms_to_redirect = __atomic_load_n(&bss->stat_to_redirect, __ATOMIC_RELAXED);
 }

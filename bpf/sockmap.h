@@ -37,6 +37,10 @@ struct sockmap_stats {
 	uint64_t sms_skipped;	 /* eligible sockets left to TCP: bytes had crossed (Fast Open) */
 	uint64_t sms_redirected; /* sends redirected to the peer */
 	uint64_t sms_passed;	 /* sends from a mapped socket with an unmapped peer (TCP) */
+	/* Flow control (docs/design.md, "Same-host fast path"): */
+	uint64_t sms_flow_passed; /* sends to a mapped peer that went the TCP way */
+	uint64_t sms_to_tcp;	  /* directions switched from redirect to TCP (peer behind) */
+	uint64_t sms_to_redirect; /* directions switched to redirect (pipe drained) */
 };
 
 /*

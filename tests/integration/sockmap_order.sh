@@ -5,10 +5,10 @@
 # and an app byte stream; the server must read the preamble first and then exactly the stream.
 # Also with TCP_DEFER_ACCEPT and with TCP Fast Open (both must fall back to TCP, in order), and
 # with the handshake's final ACK dropped (client established before the server's child exists).
-# Without sockmap_client_established the sk_msg program's own rule (a direction that found its
-# peer unmapped stays on TCP; what apps get, who connect their sockets themselves) must still keep
-# the order; without both, the dropped-ACK case must show the overtaking hazard, which proves the
-# check can fail.
+# Without sockmap_client_established the sk_msg program's flow rules (a direction whose first
+# sends found no mapped peer stays on TCP until those bytes were read; what apps get, who connect
+# their sockets themselves) must still keep the order; without both, the dropped-ACK case must
+# show the overtaking hazard, which proves the check can fail.
 # timeout: 90
 . "$(dirname "$0")/../lib.sh"
 

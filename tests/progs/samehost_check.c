@@ -51,8 +51,12 @@
 /* The draining end of a fill case reads once the queued bytes stopped growing for QUIET_MS. */
 #define QUIET_MS     300
 #define CHUNK	     (256 * 1024)
-/* A fill that never sees EAGAIN after this many bytes has no backpressure. */
-#define FILL_CAP     (64ull << 20)
+/*
+ * A fill that never sees EAGAIN after this many bytes has no backpressure: TCP over loopback
+ * stops a sender at its send buffer plus the receiver's (a few MiB), the fast path at most
+ * about twice that (docs/design.md).
+ */
+#define FILL_CAP     (16ull << 20)
 #define TRAILER_LEN  22 /* "fill %016llu\n" */
 #define WATCHDOG_S   90
 

@@ -658,7 +658,9 @@ static void test_bench(double seconds)
 {
 	int l = tcp_listener(host_ip, 0), lo = tcp_listener(other_ip, 0);
 	double fast, plain, fast2, plain2;
+	struct sockmap_stats before, after;
 
+	sockmap_stats(prog_sm, &before);
 	plain = bench_pair(lo, seconds);
 	fast = bench_pair(l, seconds);
 	plain2 = bench_pair(lo, seconds);
@@ -666,6 +668,13 @@ static void test_bench(double seconds)
 	printf("bench: plain TCP %.1f / %.1f Gbit/s, sockmap %.1f / %.1f Gbit/s (64 KiB writes, "
 	       "%.0f s each)\n",
 	       plain, plain2, fast, fast2, seconds);
+	sockmap_stats(prog_sm, &after);
+	printf("bench: flow control: %llu sends redirected, %llu the TCP way; %llu switches to "
+	       "TCP, %llu back\n",
+	       (unsigned long long)(after.sms_redirected - before.sms_redirected),
+	       (unsigned long long)(after.sms_flow_passed - before.sms_flow_passed),
+	       (unsigned long long)(after.sms_to_tcp - before.sms_to_tcp),
+	       (unsigned long long)(after.sms_to_redirect - before.sms_to_redirect));
 	printf("bench: 1-byte ping-pong round trip: plain TCP %.1f us, sockmap %.1f us\n",
 	       pingpong_us(lo, 20000), pingpong_us(l, 20000));
 	close(l);
