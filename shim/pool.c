@@ -75,7 +75,6 @@ void pool_private_lost(int fd)
 
 static int pool_link_open(void)
 {
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int fd;
 
 	if (pool_link >= 0 && pool_link_pid == pool_pid)
@@ -83,18 +82,12 @@ static int pool_link_open(void)
 	pool_link_close();
 	if (pool_retry_after && pool_now_ns() < pool_retry_after)
 		return -ECONNREFUSED;
-	fd = REAL(socket)(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	memcpy(sun.sun_path, shim_config.router_path, sizeof(shim_config.router_path));
-	if (REAL(connect)(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		int err = -errno;
-
-		REAL(close)(fd);
+	fd = router_socket_connect();
+	if (fd < 0) {
 		pool_retry_after = pool_now_ns() + POOL_RETRY_NS;
-		return err;
+		return fd;
 	}
-	pool_link = shim_fd_relocate(fd);
+	pool_link = fd;
 	pool_link_pid = pool_pid;
 	fdtab_set_private(pool_link);
 	pool_retry_after = 0;

@@ -62,9 +62,26 @@ void router_link_init(void)
 	pthread_atfork(NULL, NULL, link_after_fork_child);
 }
 
-static int link_open(void)
+int router_socket_connect(void)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd = REAL(socket)(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	memcpy(sun.sun_path, shim_config.router_path, sizeof(shim_config.router_path));
+	if (REAL(connect)(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int err = -errno;
+
+		REAL(close)(fd);
+		return err;
+	}
+	/* High, out of the way of the app's own numbers (see shim_fd_base). */
+	return shim_fd_relocate(fd);
+}
+
+static int link_open(void)
+{
 	int fd;
 
 	if (link_fd >= 0 && link_pid == getpid())
@@ -73,21 +90,14 @@ static int link_open(void)
 		link_close(); /* a child created without fork() handlers (clone, vfork) */
 	if (link_retry_after && now_ns() < link_retry_after)
 		return -ECONNREFUSED;
-	fd = REAL(socket)(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	memcpy(sun.sun_path, shim_config.router_path, sizeof(shim_config.router_path));
-	if (REAL(connect)(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		int err = -errno;
-
-		REAL(close)(fd);
+	fd = router_socket_connect();
+	if (fd < 0) {
 		link_retry_after = now_ns() + ROUTER_RETRY_NS;
 		shim_log("router %s unreachable (%s): plain sockets", shim_config.router_path,
-			 strerror(-err));
-		return err;
+			 strerror(-fd));
+		return fd;
 	}
-	/* High, out of the way of the app's own numbers (see shim_fd_base). */
-	link_fd = shim_fd_relocate(fd);
+	link_fd = fd;
 	link_pid = getpid();
 	link_retry_after = 0;
 	pthread_setspecific(link_key, (void *)1); /* arms link_thread_exit for this thread */

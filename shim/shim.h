@@ -170,6 +170,8 @@ int router_call(void *req, size_t len, uint16_t rep_type, void *rep, size_t rep_
 int router_call_fd(void *req, size_t len, int pass_fd, uint16_t rep_type, void *rep,
 		   size_t rep_len, int *fd_out);
 void router_link_init(void);
+/* A new connection to the router's socket, at a high descriptor number. fd or -errno. */
+int router_socket_connect(void);
 
 /* ---- pool.c: governed host sockets made ahead of need ---- */
 void pool_init(void);

@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "router.h"
+#include "netns.h"
 #include "test.h"
 
 struct router router;
@@ -58,33 +59,6 @@ void resolve_cache_drop(uint32_t ip, uint16_t port)
 }
 void peer_broadcast_invalidate(uint32_t ip, uint16_t port)
 {
-}
-
-static int make_netns(char *path, size_t len)
-{
-	int p[2], fd;
-	pid_t pid;
-	char c;
-
-	if (pipe(p) < 0)
-		return -1;
-	pid = fork();
-	if (pid == 0) {
-		if (unshare(CLONE_NEWNET) < 0 || write(p[1], "x", 1) != 1)
-			_exit(1);
-		pause();
-		_exit(0);
-	}
-	if (read(p[0], &c, 1) != 1)
-		return -1;
-	close(p[0]);
-	close(p[1]);
-	snprintf(path, len, "/proc/%d/ns/net", (int)pid);
-	fd = open(path, O_RDONLY);
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	snprintf(path, len, "/proc/self/fd/%d", fd);
-	return fd;
 }
 
 static struct pod *pod_a, *pod_b;

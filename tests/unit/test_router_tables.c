@@ -17,41 +17,11 @@
 
 #include "log.h"
 #include "router.h"
+#include "netns.h"
 #include "test.h"
 
 struct router router;
 static struct cluster *test_cluster;
-
-/* A netns file for pods: a child unshares and we keep its /proc/<pid>/ns/net open. */
-static int make_netns(char *path, size_t len)
-{
-	int p[2], fd;
-	pid_t pid;
-	char c;
-
-	if (pipe(p) < 0)
-		return -1;
-	pid = fork();
-	if (pid == 0) {
-		if (unshare(CLONE_NEWNET) < 0)
-			_exit(1);
-		if (write(p[1], "x", 1) != 1)
-			_exit(1);
-		pause(); /* until killed, once the parent holds the namespace */
-		_exit(0);
-	}
-	if (read(p[0], &c, 1) != 1)
-		return -1;
-	close(p[0]);
-	close(p[1]);
-	snprintf(path, len, "/proc/%d/ns/net", (int)pid);
-	fd = open(path, O_RDONLY);
-	/* Keep the namespace alive through our fd, addressed as /proc/self/fd/N. */
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	snprintf(path, len, "/proc/self/fd/%d", fd);
-	return fd;
-}
 
 static bool setup(void)
 {
