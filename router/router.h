@@ -529,6 +529,15 @@ void control_client_gone(struct client *c);
 /* Waits for the policy worker and drops queued work (shutdown). */
 void control_stop(void);
 
+/* ---- metrics.c: the Prometheus endpoint (--metrics ADDR:PORT) ---- */
+
+struct sockaddr_in;
+/* Parses "a.b.c.d:port". 0, or -EINVAL with err saying what is wrong. */
+int metrics_parse_addr(const char *arg, struct sockaddr_in *sa, char *err, size_t errlen);
+/* Listens on sa and serves GET /metrics from the router's loop (no thread). 0 or -errno. */
+int metrics_start(const struct sockaddr_in *sa);
+void metrics_stop(void);
+
 /* ---- router.c: the daemon ---- */
 
 struct router {
