@@ -82,6 +82,20 @@ ok=$(ctl 1 --json status | jq -r '.governance.kernel.connect_ok')
 assert_ge "$ok" "$(value "$TMP/h1.after" 'slim_connects_total{outcome="slim"}')" \
 	"slimctl's connect_ok vs the scrape before it"
 
+# A held connection across hosts shows in the connection gauge (h1 is its server end).
+bg hold h2/p1 --slim python3 -c "
+import socket, time
+s = socket.create_connection(('$srv', 9000))
+print('connected', flush=True)
+time.sleep(30)"
+wait_for 10 grep -q '^connected' "$TMP/hold.log"
+held_in() {
+	scrape h1 "$url1" "$TMP/h1.held" &&
+		[ "$(value "$TMP/h1.held" 'slim_connections{direction="in",path="host"}')" -ge 1 ]
+}
+wait_for 5 held_in
+kill_tree "$PID_hold"
+
 # Paths and methods.
 assert_eq "$(status h1 "http://198.18.0.1:9464/other")" 404 "GET /other"
 assert_eq "$(status h1 -X POST -d x "$url1")" 405 "POST /metrics"
