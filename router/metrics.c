@@ -524,6 +524,8 @@ int metrics_start(const struct sockaddr_in *sa)
 		(unsigned)METRICS_CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		(size_t)METRICS_CONN_MEMORY, MHD_OPTION_END);
 	if (!metrics_daemon) {
+		/* Some libmicrohttpd versions close it on failure, some not: a second close of a
+		 * number nothing has reused since (one thread) only fails with EBADF. */
 		close(lfd);
 		return -EIO;
 	}
