@@ -58,6 +58,18 @@ bool fastpath_contains(const struct tuple4 *host)
 	return fastpath_map && sockmap_contains(fastpath_map, &local, &remote);
 }
 
+int fastpath_stats(struct sockmap_stats *st, unsigned *entries)
+{
+	int n;
+
+	if (!fastpath_map)
+		return -ENOTCONN;
+	sockmap_stats(fastpath_map, st);
+	n = sockmap_entries(fastpath_map);
+	*entries = n < 0 ? 0 : (unsigned)n;
+	return 0;
+}
+
 json_t *fastpath_status_json(void)
 {
 	struct sockmap_stats st;

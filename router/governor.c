@@ -297,6 +297,18 @@ void governor_cluster_changed(void)
 				cl->cl_nodes[i].cn_pod_cidr.net, cl->cl_nodes[i].cn_pod_cidr.mask);
 }
 
+int governor_stats(struct slim_govern_stats *s, unsigned *routes)
+{
+	int n;
+
+	if (!governor)
+		return -ENOTCONN;
+	govern_stats(governor, s);
+	n = govern_route_count(governor);
+	*routes = n < 0 ? 0 : (unsigned)n;
+	return 0;
+}
+
 json_t *governor_status_json(void)
 {
 	struct slim_govern_stats s;

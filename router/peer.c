@@ -729,6 +729,16 @@ void peer_close_all(void)
 	}
 }
 
+unsigned peer_connected_count(bool dialed)
+{
+	struct peer *pe;
+	unsigned n = 0;
+
+	TAILQ_FOREACH(pe, &peer_list, pe_entry)
+		n += pe->pe_connected && pe->pe_dialed == dialed;
+	return n;
+}
+
 json_t *peer_list_json(void)
 {
 	json_t *a = json_array();

@@ -158,6 +158,16 @@ void pool_handout(struct client *c, const struct pod *p, const struct slim_pool_
 		close(fds[--n]);
 }
 
+uint64_t pool_handed_count(void)
+{
+	return pool_nhanded;
+}
+
+uint64_t pool_refused_count(void)
+{
+	return pool_nrefused;
+}
+
 json_t *pool_status_json(void)
 {
 	return json_pack("{s:I, s:I}", "handed", (json_int_t)pool_nhanded, "refused",

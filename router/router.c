@@ -294,7 +294,7 @@ static void usage(FILE *f)
 		"usage: slimrouterd [--socket PATH] [--cluster FILE] [--node NAME]\n"
 		"                   [--log-level error|warn|info|debug] [--cgroup NAME] [--no-sockmap]\n"
 		"                   [--policy FILE] [--admin-ns DIR] [--pidfile FILE] [--bpf-dir DIR]\n"
-		"                   [--state FILE] [-n] [--help]\n"
+		"                   [--state FILE] [--metrics ADDR:PORT] [-n] [--help]\n"
 		"  --socket PATH    control socket (default %s)\n"
 		"  --cluster FILE   cluster description (default %s, else the built-in lab plan)\n"
 		"  --node NAME      this node's name in the cluster (default: by local address)\n"
@@ -310,6 +310,8 @@ static void usage(FILE *f)
 		"                   router takes their state over\n"
 		"  --state FILE     keep the pods and host listeners there, and take them back at\n"
 		"                   start: a restart loses nothing\n"
+		"  --metrics ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+		"                   (default: off)\n"
 		"  -n               check the cluster file (and the policy file) and exit\n",
 		SLIM_DEFAULT_SOCKET, DEFAULT_CLUSTER_FILE);
 }
@@ -370,6 +372,7 @@ int main(int argc, char **argv)
 		{"pidfile", required_argument, NULL, 'p'},
 		{"bpf-dir", required_argument, NULL, 'B'},
 		{"state", required_argument, NULL, 'T'},
+		{"metrics", required_argument, NULL, 'M'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -378,7 +381,8 @@ int main(int argc, char **argv)
 	int level = LOG_LVL_INFO, opt, sigfd, ret;
 	bool check_only = false, sockmap = true;
 	const char *cgroup_name = NULL, *policy_path = NULL, *admin_ns = "/proc/self/ns";
-	const char *pidfile = NULL, *bpf_dir = NULL, *state_file = NULL;
+	const char *pidfile = NULL, *bpf_dir = NULL, *state_file = NULL, *metrics_addr = NULL;
+	struct sockaddr_in metrics_sa;
 	char err[512], cgroup_default[NAME_MAX_LEN + 32];
 	struct stat st;
 
@@ -424,6 +428,13 @@ int main(int argc, char **argv)
 			break;
 		case 'T':
 			state_file = optarg;
+			break;
+		case 'M':
+			if (metrics_parse_addr(optarg, &metrics_sa, err, sizeof(err)) < 0) {
+				fprintf(stderr, "slimrouterd: --metrics \"%s\": %s\n", optarg, err);
+				return 1;
+			}
+			metrics_addr = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -562,6 +573,11 @@ int main(int argc, char **argv)
 		fatal("fabric listener %s",
 		      addr_str(a, sizeof(a), router.r_fabric_ip, htons(router.r_peer_port)));
 	}
+	if (metrics_addr && (ret = metrics_start(&metrics_sa)) < 0) {
+		unlink(socket_path);
+		errno = -ret;
+		fatal("--metrics %s", metrics_addr);
+	}
 	event_timer_add(router.r_loop, CONN_GC_INTERVAL_MS, router_sweep, NULL);
 	/*
 	 * Last of the start-up steps, after everything that can fail fatally: governance moves
@@ -597,6 +613,7 @@ int main(int argc, char **argv)
 	}
 	event_loop_run(router.r_loop);
 
+	metrics_stop();
 	control_stop();
 	spawn_stop();
 	client_close_all();

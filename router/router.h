@@ -255,6 +255,8 @@ void peer_broadcast_invalidate(uint32_t ip, uint16_t port);
 /* The cluster changed: close connections to nodes that left or moved. */
 void peer_cluster_changed(void);
 json_t *peer_list_json(void);
+/* Fabric connections with the handshake done: those we dialed (dialed) or those we accepted. */
+unsigned peer_connected_count(bool dialed);
 /* Incoming fabric connections refused or closed by the caps, and closed for an overdue message. */
 uint64_t peer_refused_count(void);
 uint64_t peer_timed_out_count(void);
@@ -424,6 +426,9 @@ void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_r
 void pool_handout(struct client *c, const struct pod *p, const struct slim_pool_req *req);
 void pool_pod_gone(uint32_t ip);
 json_t *pool_status_json(void);
+/* Sockets handed to shims, and sockets asked for that the per-pod rate limit held back. */
+uint64_t pool_handed_count(void);
+uint64_t pool_refused_count(void);
 
 /* ---- route.c: the connect decision and its mechanics ---- */
 
@@ -462,6 +467,7 @@ void route_listener_removed(const struct listener *l);
 /* ---- governor.c: the router's cgroup, the governance programs and their maps ---- */
 
 struct slim_sk;
+struct slim_govern_stats;
 
 /* Moves the router into cgroup v2 directory cgroup_name (relative to the v2 root), attaches the
  * governance programs there (pinned in pin_dir when not NULL) and, with sockmap, the fast path.
@@ -480,6 +486,8 @@ void governor_policy_changed(void);
 /* The cluster changed: the nodes whose SYNs may carry identities, and their pod ranges. */
 void governor_cluster_changed(void);
 json_t *governor_status_json(void);
+/* The kernel's counters and the size of its route map; -ENOTCONN when governance is off. */
+int governor_stats(struct slim_govern_stats *s, unsigned *routes);
 /* Takes in every event the kernel queued (connections made since the last drain). */
 void governor_drain(void);
 /* A sock_diag dump of this netns's TCP sockets in states, each with its governance state. */
@@ -507,6 +515,9 @@ bool fastpath_enabled(void);
 /* Whether the connection with this host 4-tuple (src = this end) is accelerated. */
 bool fastpath_contains(const struct tuple4 *host);
 json_t *fastpath_status_json(void);
+struct sockmap_stats;
+/* The sockmap programs' counters and how many sockets are mapped; -ENOTCONN when off. */
+int fastpath_stats(struct sockmap_stats *st, unsigned *entries);
 
 /* ---- control.c: slimctl's JSON commands ---- */
 
@@ -517,6 +528,15 @@ void control_handle(struct client *c, uint32_t id, const char *json, size_t len)
 void control_client_gone(struct client *c);
 /* Waits for the policy worker and drops queued work (shutdown). */
 void control_stop(void);
+
+/* ---- metrics.c: the Prometheus endpoint (--metrics ADDR:PORT) ---- */
+
+struct sockaddr_in;
+/* Parses "a.b.c.d:port". 0, or -EINVAL with err saying what is wrong. */
+int metrics_parse_addr(const char *arg, struct sockaddr_in *sa, char *err, size_t errlen);
+/* Listens on sa and serves GET /metrics from the router's loop (no thread). 0 or -errno. */
+int metrics_start(const struct sockaddr_in *sa);
+void metrics_stop(void);
 
 /* ---- router.c: the daemon ---- */
 
