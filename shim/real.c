@@ -41,6 +41,14 @@ void real_resolve(void)
 	RESOLVE(epoll_create1);
 	RESOLVE(epoll_ctl);
 	RESOLVE(syscall);
+	RESOLVE(read);
+	RESOLVE(readv);
+	RESOLVE(recv);
+	RESOLVE(recvfrom);
+	RESOLVE(recvmsg);
+	RESOLVE(__read_chk);
+	RESOLVE(__recv_chk);
+	RESOLVE(__recvfrom_chk);
 	if (!real.fcntl64)
 		real.fcntl64 = real.fcntl;
 }

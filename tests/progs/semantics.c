@@ -51,6 +51,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1727,6 +1728,74 @@ static int case_nonblock_flags(void)
 	return 0;
 }
 
+/* One read of fd through the function numbered how (read, readv, recv, recvfrom, recvmsg). */
+static ssize_t read_by(int how, int fd, void *buf, size_t n, int flags)
+{
+	struct iovec iov = {buf, n};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+
+	switch (how) {
+	case 0:
+		return read(fd, buf, n);
+	case 1:
+		return readv(fd, &iov, 1);
+	case 2:
+		return recv(fd, buf, n, flags);
+	case 3:
+		return recvfrom(fd, buf, n, flags, NULL, NULL);
+	default:
+		return recvmsg(fd, &msg, flags);
+	}
+}
+
+/*
+ * The shim reads again after an EAGAIN the kernel should not have given (shim/io.c): every EAGAIN
+ * the app asked for must still come through each read function — O_NONBLOCK, MSG_DONTWAIT and
+ * a blocking read whose SO_RCVTIMEO (100 ms) expired.
+ */
+static int case_read_eagain(void)
+{
+	static const char *names[] = {"read", "readv", "recv", "recvfrom", "recvmsg"};
+	struct timeval tv = {0, 100000}, none = {0, 0};
+	int fd = client_open("echo");
+	char buf[4];
+
+	TRY(fd);
+	for (int how = 0; how < 5; how++) {
+		long long t0;
+		ssize_t r;
+
+		CHECK(fcntl(fd, F_SETFL, O_NONBLOCK) == 0, "F_SETFL: %s", E);
+		r = read_by(how, fd, buf, sizeof(buf), 0);
+		CHECK(r < 0 && errno == EAGAIN, "%s with O_NONBLOCK: %zd (%s)", names[how], r, E);
+		CHECK(fcntl(fd, F_SETFL, 0) == 0, "F_SETFL 0: %s", E);
+		if (how >= 2) {
+			r = read_by(how, fd, buf, sizeof(buf), MSG_DONTWAIT);
+			CHECK(r < 0 && errno == EAGAIN, "%s with MSG_DONTWAIT: %zd (%s)", names[how],
+			      r, E);
+		}
+		CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0,
+		      "SO_RCVTIMEO: %s", E);
+		t0 = now_us();
+		r = read_by(how, fd, buf, sizeof(buf), 0);
+		CHECK(r < 0 && errno == EAGAIN, "%s with SO_RCVTIMEO: %zd (%s)", names[how], r, E);
+		CHECK(now_us() - t0 >= 80000 && now_us() - t0 < 3000000,
+		      "%s with SO_RCVTIMEO 100 ms: EAGAIN after %lld us", names[how],
+		      now_us() - t0);
+		CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none)) == 0,
+		      "SO_RCVTIMEO 0: %s", E);
+		/* Blocking without a timeout: waits for the echo. */
+		TRY(util_send_str(fd, "abcd"));
+		r = read_by(how, fd, buf, sizeof(buf), 0);
+		CHECK(r > 0 && memcmp(buf, "abcd", (size_t)r) == 0, "%s blocking: %zd (%s)",
+		      names[how], r, E);
+		if (r < 4)
+			CHECK(recv(fd, buf, 4 - (size_t)r, MSG_WAITALL) == 4 - r, "recv rest: %s", E);
+	}
+	close(fd);
+	return 0;
+}
+
 static int case_shutdown_wr(void)
 {
 	int fd = client_open("shutwr"), r;
@@ -2504,6 +2573,7 @@ static const struct sem_case cases[] = {
 	CASE(dup3, 1, 10),
 	CASE(fcntl_dupfd, 1, 10),
 	CASE(nonblock_flags, 1, 10),
+	CASE(read_eagain, 1, 20),
 	CASE(shutdown_wr, 1, 10),
 	CASE(dup_before_connect, 1, 10),
 	CASE(fd_reuse, 1, 10),
