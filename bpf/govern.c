@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -29,6 +30,7 @@ struct govern {
 	govern_event_fn g_fn;
 	void *g_arg;
 	int g_cgroup_fd;
+	struct slim_maglev_slot *g_maglev; /* slim_maglev, mapped (NULL until govern_maglev) */
 };
 
 static int govern_errno(int err)
@@ -193,6 +195,8 @@ void govern_close(struct govern *g)
 	if (!g)
 		return;
 	ring_buffer__free(g->g_ring);
+	if (g->g_maglev)
+		munmap(g->g_maglev, (size_t)SLIM_MAGLEV_SLOTS * sizeof(*g->g_maglev));
 	while (g->g_nlinks)
 		bpf_link__destroy(g->g_links[--g->g_nlinks]);
 	slim_govern_bpf__destroy(g->g_skel);
@@ -323,6 +327,39 @@ int govern_set_policy_active(struct govern *g, bool on)
 					      &s, BPF_ANY));
 }
 
+int govern_service_put(struct govern *g, const struct slim_svc_key *k, const struct slim_svc *v)
+{
+	return govern_ret(
+		bpf_map_update_elem(bpf_map__fd(g->g_skel->maps.slim_services), k, v, BPF_ANY));
+}
+
+int govern_service_del(struct govern *g, const struct slim_svc_key *k)
+{
+	int ret = govern_ret(bpf_map_delete_elem(bpf_map__fd(g->g_skel->maps.slim_services), k));
+
+	return ret == -ENOENT ? 0 : ret;
+}
+
+void govern_services_flush(struct govern *g)
+{
+	govern_map_flush(bpf_map__fd(g->g_skel->maps.slim_services), sizeof(struct slim_svc_key));
+}
+
+struct slim_maglev_slot *govern_maglev(struct govern *g)
+{
+	void *p;
+
+	if (g->g_maglev)
+		return g->g_maglev;
+	/* A write through the mapping is a store the programs see: no syscall per slot. */
+	p = mmap(NULL, (size_t)SLIM_MAGLEV_SLOTS * sizeof(*g->g_maglev), PROT_READ | PROT_WRITE,
+		 MAP_SHARED, bpf_map__fd(g->g_skel->maps.slim_maglev), 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	g->g_maglev = p;
+	return p;
+}
+
 int govern_events_fd(struct govern *g)
 {
 	return ring_buffer__epoll_fd(g->g_ring);
@@ -358,5 +395,7 @@ void govern_stats(struct govern *g, struct slim_govern_stats *st)
 	GOVERN_LOAD(gs_syn_dropped);
 	GOVERN_LOAD(gs_ident_written);
 	GOVERN_LOAD(gs_events_lost);
+	GOVERN_LOAD(gs_connect_service);
+	GOVERN_LOAD(gs_connect_no_backend);
 #undef GOVERN_LOAD
 }

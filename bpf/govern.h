@@ -60,6 +60,11 @@ void govern_verdicts_flush(struct govern *g);
 int govern_node_put(struct govern *g, uint32_t fabric_ip, uint32_t pod_net, uint32_t pod_mask);
 void govern_nodes_flush(struct govern *g);
 int govern_set_policy_active(struct govern *g, bool on);
+/* Services: (VIP, port) entries, and the Maglev array mapped into our memory (NULL: failed). */
+int govern_service_put(struct govern *g, const struct slim_svc_key *k, const struct slim_svc *v);
+int govern_service_del(struct govern *g, const struct slim_svc_key *k);
+void govern_services_flush(struct govern *g);
+struct slim_maglev_slot *govern_maglev(struct govern *g);
 /* Entries in the route map (walks it). */
 int govern_route_count(struct govern *g);
 

@@ -18,7 +18,9 @@ struct slim_sk {
 	__u32 ss_peer_ip;    /* overlay address of the other end, once connected or accepted */
 	__u16 ss_local_port; /* overlay port this end shows (0: the host port) */
 	__u16 ss_peer_port;
-	__u32 ss_pad;
+	__u32 ss_svc_ip;     /* the Service VIP the app connected to (getpeername shows it), or 0 */
+	__u16 ss_svc_port;
+	__u16 ss_pad;
 };
 
 #define SLIM_SK_HANDED	  0x01 /* a pod holds it: connect/bind/setsockopt are governed */
@@ -28,6 +30,7 @@ struct slim_sk {
 #define SLIM_SK_IDENT	  0x10 /* the identity option still goes out on this socket */
 #define SLIM_SK_CONFINED  0x20 /* a pod made a pool socket listen: bound to lo, destroyed */
 #define SLIM_SK_ANONYMOUS 0x40 /* accepted without an identity (cannot happen unless forged) */
+#define SLIM_SK_SVC_PICKED 0x80 /* a Service connect missed: the next one keeps the pick */
 
 /* Route map: an overlay destination -> the host listener serving it. */
 struct slim_route_key {
@@ -56,6 +59,51 @@ struct slim_verdict_key {
 
 #define SLIM_VERDICT_ALLOW 1
 #define SLIM_VERDICT_DENY  2
+
+/*
+ * Services (ClusterIP): (VIP, port) -> the service's Maglev table, a range of the one array
+ * slim_maglev (pod IPs of the backends, slot by slot). The router writes a new layout into the
+ * half of the array not in use, then points the entries at it: a connect sees one table whole.
+ */
+struct slim_svc_key {
+	__u32 sk_ip;
+	__u16 sk_port;
+	__u16 sk_pad;
+};
+
+struct slim_svc {
+	__u32 sv_base;	      /* first slot in slim_maglev */
+	__u32 sv_size;	      /* slots (a prime); 0: no backends: connects are refused */
+	__u16 sv_target_port; /* the backends' port */
+	__u16 sv_flags;	      /* SLIM_SVC_* */
+	__u32 sv_pad;
+};
+
+#define SLIM_SVC_AFFINITY   0x1	      /* sessionAffinity ClientIP: the slot follows the client pod */
+#define SLIM_MAGLEV_SLOTS   (1u << 23) /* two halves of 4 Mi slots (64 MiB) */
+
+/* One slot of slim_maglev. An array's elements are 8-byte aligned, also in the mapping the router
+ * writes through: the padding is spelled out so both sides agree on the stride. */
+struct slim_maglev_slot {
+	__u32 ms_ip; /* the backend pod */
+	__u32 ms_pad;
+};
+
+/*
+ * The slot hash (murmur3's finalizer over two words) of a client pod, for ClientIP affinity (the
+ * kernel picks a random slot otherwise). The router computes the same (maglev.c).
+ */
+static inline __u32 slim_hash32(__u32 a, __u32 b)
+{
+	__u32 h = a * 0xcc9e2d51u ^ (b + 0x9e3779b9u);
+
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
 
 /* Node map: a cluster node's fabric address -> the pod range its pods come from. */
 struct slim_node {
@@ -129,11 +177,14 @@ struct slim_govern_stats {
 	__u64 gs_syn_dropped;	 /* SYNs to a host listener without a valid identity */
 	__u64 gs_ident_written;	 /* identity options written */
 	__u64 gs_events_lost;	 /* ring buffer full */
+	__u64 gs_connect_service;    /* connects to a Service VIP sent to a backend */
+	__u64 gs_connect_no_backend; /* connects to a Service without backends: refused */
 };
 
 #define SLIM_GOVERN_MAX_ROUTES	 65536
 #define SLIM_GOVERN_MAX_VERDICTS 65536
 #define SLIM_GOVERN_MAX_NODES	 1024
+#define SLIM_GOVERN_MAX_SERVICES 65536 /* (VIP, port) pairs */
 #define SLIM_GOVERN_MAX_PODS	 4096
 
 #endif

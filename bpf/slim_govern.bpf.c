@@ -102,6 +102,22 @@ struct {
 } slim_settings SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SLIM_GOVERN_MAX_SERVICES);
+	__type(key, struct slim_svc_key);
+	__type(value, struct slim_svc);
+} slim_services SEC(".maps");
+
+/* Maglev tables of every service, back to back (struct slim_svc says where each starts). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, SLIM_MAGLEV_SLOTS);
+	__type(key, __u32);
+	__type(value, struct slim_maglev_slot);
+} slim_maglev SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
 } slim_events SEC(".maps");
@@ -180,6 +196,55 @@ static __always_inline int connect_fail(int err)
 	return 0;
 }
 
+/*
+ * A Service VIP: the backend is picked here, at connect time, from the service's Maglev table --
+ * by the client pod's hash (ClientIP affinity) or at random -- and the connect goes on as one to
+ * that backend: its route, and the policy verdict for it (as Kubernetes judges a connection
+ * after DNAT). The socket remembers the VIP for getpeername, and the pick: when the kernel has
+ * to ask the router first (a miss), the router routes that backend and the shim's second connect
+ * keeps it. 0, or an errno.
+ */
+static __always_inline int connect_service(struct bpf_sock_addr *ctx, struct slim_sk *ss,
+					   __u32 *dst, __u16 *port)
+{
+	struct slim_svc_key sk = {.sk_ip = *dst, .sk_port = *port};
+	struct slim_svc *svc = bpf_map_lookup_elem(&slim_services, &sk);
+	bool again = (ss->ss_flags & SLIM_SK_SVC_PICKED) && ss->ss_svc_ip == *dst &&
+		     ss->ss_svc_port == *port;
+	struct slim_maglev_slot *backend;
+	__u32 slot, ip;
+
+	ss->ss_flags &= ~SLIM_SK_SVC_PICKED;
+	ss->ss_svc_ip = 0;
+	ss->ss_svc_port = 0;
+	if (!svc)
+		return 0;
+	if (!svc->sv_size) {
+		COUNT(gs_connect_no_backend);
+		return ECONNREFUSED; /* a service without backends, as kube-proxy's reject */
+	}
+	if (again) {
+		ip = ss->ss_peer_ip;
+	} else {
+		slot = svc->sv_flags & SLIM_SVC_AFFINITY ? slim_hash32(ss->ss_pod_ip, 0)
+							 : bpf_get_prandom_u32();
+		slot = svc->sv_base + slot % svc->sv_size;
+		backend = bpf_map_lookup_elem(&slim_maglev, &slot);
+		if (!backend || !backend->ms_ip)
+			return SLIM_ERRNO_MISS;
+		ip = backend->ms_ip;
+	}
+	ss->ss_svc_ip = *dst;
+	ss->ss_svc_port = *port;
+	/* Where it went, for the router should the route be missing (service.c reads it). */
+	ss->ss_peer_ip = ip;
+	ss->ss_peer_port = svc->sv_target_port;
+	*dst = ip;
+	*port = svc->sv_target_port;
+	COUNT(gs_connect_service);
+	return 0;
+}
+
 SEC("cgroup/connect4")
 int slim_connect4(struct bpf_sock_addr *ctx)
 {
@@ -196,6 +261,16 @@ int slim_connect4(struct bpf_sock_addr *ctx)
 		return 1; /* the router's own socket */
 	if (ss->ss_flags & (SLIM_SK_LISTENER | SLIM_SK_CONFINED))
 		return connect_fail(EPERM);
+
+	if (!loop) {
+		int ret = connect_service(ctx, ss, &dst, &port);
+
+		if (ret)
+			return connect_fail(ret);
+	} else {
+		ss->ss_svc_ip = 0;
+		ss->ss_svc_port = 0;
+	}
 
 	/* In-pod loopback routes belong to one pod; the rest to every pod of the host. */
 	key.rk_ip = dst;
@@ -222,6 +297,8 @@ int slim_connect4(struct bpf_sock_addr *ctx)
 		/* Anything the router never routed (a host address, 127.0.0.1 of the host, a
 		 * fabric port) ends here too: the router answers those with a fallback. */
 		COUNT(gs_connect_miss);
+		if (ss->ss_svc_ip)
+			ss->ss_flags |= SLIM_SK_SVC_PICKED;
 		return connect_fail(SLIM_ERRNO_MISS);
 	}
 	if (rt->rt_flags & SLIM_ROUTE_FALLBACK) {
@@ -281,7 +358,13 @@ int slim_getpeername4(struct bpf_sock_addr *ctx)
 
 	if (!ss || caller_is_router())
 		return 1;
-	/* Never a fabric address, even for a peer we could not name. */
+	/* Never a fabric address, even for a peer we could not name; a Service's VIP, as the
+	 * app connected to it. */
+	if (ss->ss_svc_ip) {
+		ctx->user_ip4 = ss->ss_svc_ip;
+		ctx->user_port = ss->ss_svc_port;
+		return 1;
+	}
 	ctx->user_ip4 = ss->ss_peer_ip;
 	ctx->user_port = ss->ss_peer_port;
 	return 1;

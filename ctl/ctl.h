@@ -18,6 +18,9 @@ void ctl_show_status(json_t *rep);
 void ctl_show_policy_applied(json_t *rep);
 void ctl_show_policy(json_t *rep);
 void ctl_show_pod_set(json_t *rep);
+void ctl_show_pod_labeled(json_t *rep);
+void ctl_show_services_applied(json_t *rep);
+void ctl_show_services(json_t *rep);
 void ctl_show_directory(json_t *rep);
 
 #endif

@@ -199,3 +199,55 @@ void ctl_show_pod_set(json_t *rep)
 								 : "unlimited",
 	       p);
 }
+
+void ctl_show_pod_labeled(json_t *rep)
+{
+	json_t *p = json_object_get(rep, "pod");
+	char labels[512];
+
+	show_labels(json_object_get(p, "labels"), labels, sizeof(labels));
+	printf("pod %s: labels %s\n", show_str(p, "name"), labels);
+}
+
+void ctl_show_services_applied(json_t *rep)
+{
+	printf("applied %s: %lld services; reset %lld connections; installed in %lld us (%lld ms "
+	       "after the request)\n",
+	       show_str(rep, "origin"), show_int(rep, "services"), show_int(rep, "revoked"),
+	       show_int(rep, "install_usec"), show_int(rep, "total_ms"));
+}
+
+void ctl_show_services(json_t *rep)
+{
+	json_t *list = json_object_get(rep, "services"), *sv, *v;
+	size_t i, k;
+
+	printf("%-20s %-15s %-16s %-9s %-8s %s\n", "NAME", "IP", "PORTS", "AFFINITY", "SLOTS",
+	       "BACKENDS");
+	json_array_foreach(list, i, sv) {
+		char ports[128] = "", backends[512] = "";
+		size_t off = 0;
+
+		json_array_foreach(json_object_get(sv, "ports"), k, v) {
+			int n = snprintf(ports + off, sizeof(ports) - off, "%s%lld->%lld",
+					 off ? "," : "", show_int(v, "port"),
+					 show_int(v, "targetPort"));
+
+			if (n < 0 || (size_t)n >= sizeof(ports) - off)
+				break;
+			off += (size_t)n;
+		}
+		off = 0;
+		json_array_foreach(json_object_get(sv, "backends"), k, v) {
+			int n = snprintf(backends + off, sizeof(backends) - off, "%s%s",
+					 off ? "," : "", json_string_value(v));
+
+			if (n < 0 || (size_t)n >= sizeof(backends) - off)
+				break;
+			off += (size_t)n;
+		}
+		printf("%-20s %-15s %-16s %-9s %-8lld %s\n", show_str(sv, "name"), show_str(sv, "ip"),
+		       ports, show_str(sv, "sessionAffinity"), show_int(sv, "table_size"),
+		       off ? backends : "(none)");
+	}
+}

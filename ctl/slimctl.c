@@ -220,19 +220,44 @@ static char *ctl_read_doc(const char *path, size_t *len)
 	return buf;
 }
 
-/* policy apply FILE|-: we read the document (with our rights) and send it; the router never
- * opens a path we name. The name only labels its messages. */
-static void ctl_build_policy_apply(int argc, char **argv, json_t *req)
+/* policy apply FILE|- and service apply FILE|-: we read the document (with our rights) and send
+ * it; the router never opens a path we name. The name only labels its messages. */
+static void ctl_build_doc_apply(int argc, char **argv, json_t *req)
 {
 	char *abs;
 
 	if (argc != 2 || (argv[1][0] == '-' && argv[1][1]))
-		ctl_die("usage: policy apply FILE|-");
+		ctl_die("usage: %s apply FILE|-", argv[0]);
 	ctl_doc = ctl_read_doc(argv[1], &ctl_doc_len);
 	abs = strcmp(argv[1], "-") ? realpath(argv[1], NULL) : NULL;
 	json_object_set_new(req, "name",
 			    json_string(abs ? abs : strcmp(argv[1], "-") ? argv[1] : "(stdin)"));
 	free(abs);
+}
+
+/* pod label NAME KEY=VALUE|KEY- ...: KEY- removes the label, as kubectl label does. */
+static void ctl_build_pod_label(int argc, char **argv, json_t *req)
+{
+	json_t *labels = json_object();
+
+	if (argc < 3)
+		ctl_die("usage: pod label NAME KEY=VALUE|KEY- ...");
+	json_object_set_new(req, "name", json_string(argv[1]));
+	for (int i = 2; i < argc; i++) {
+		char *eq = strchr(argv[i], '=');
+		size_t n = strlen(argv[i]);
+
+		if (eq && eq != argv[i]) {
+			*eq = '\0';
+			json_object_set_new(labels, argv[i], json_string(eq + 1));
+		} else if (!eq && n > 1 && argv[i][n - 1] == '-') {
+			argv[i][n - 1] = '\0';
+			json_object_set_new(labels, argv[i], json_null());
+		} else {
+			ctl_die("pod label: \"%s\" is neither KEY=VALUE nor KEY-", argv[i]);
+		}
+	}
+	json_object_set_new(req, "labels", labels);
 }
 
 static void ctl_build_none(int argc, char **argv, json_t *req)
@@ -271,10 +296,21 @@ static const struct ctl_command ctl_commands[] = {
 	{{"status", NULL}, "status", ctl_build_none, ctl_show_status, "status"},
 	{{"policy", "apply"},
 	 "policy.apply",
-	 ctl_build_policy_apply,
+	 ctl_build_doc_apply,
 	 ctl_show_policy_applied,
 	 "policy apply FILE|-"},
 	{{"policy", "show"}, "policy.show", ctl_build_none, ctl_show_policy, "policy show"},
+	{{"service", "apply"},
+	 "service.apply",
+	 ctl_build_doc_apply,
+	 ctl_show_services_applied,
+	 "service apply FILE|-"},
+	{{"service", "show"}, "service.show", ctl_build_none, ctl_show_services, "service show"},
+	{{"pod", "label"},
+	 "pod.label",
+	 ctl_build_pod_label,
+	 ctl_show_pod_labeled,
+	 "pod label NAME KEY=VALUE|KEY- ..."},
 	{{"directory", NULL}, "directory", ctl_build_none, ctl_show_directory, "directory"},
 };
 

@@ -357,11 +357,13 @@ static void client_read(struct client *c)
 		n = slim_msg_recv(c->cs_fd, buf, sizeof(msg.bytes), &fd, MSG_DONTWAIT);
 		if (n == -EAGAIN)
 			break;
-		/* Only a control request (pod add's netns) and a listen request (the app's own
-		 * listener, as proof) may pass a descriptor. */
+		/* Only a control request (pod add's netns), a listen request (the app's own
+		 * listener, as proof) and a route request (the socket whose connect to a Service
+		 * the kernel could not finish) may pass a descriptor. */
 		if (fd >= 0 && (n <= 0 || slim_msg_check_request(buf, (size_t)n) < 0 ||
 				(((struct slim_msg_hdr *)(void *)buf)->type != SLIM_MSG_CTL_REQ &&
-				 ((struct slim_msg_hdr *)(void *)buf)->type != SLIM_MSG_LISTEN_REQ))) {
+				 ((struct slim_msg_hdr *)(void *)buf)->type != SLIM_MSG_LISTEN_REQ &&
+				 ((struct slim_msg_hdr *)(void *)buf)->type != SLIM_MSG_ROUTE_REQ))) {
 			close(fd);
 			fd = -1;
 		}

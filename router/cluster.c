@@ -9,6 +9,8 @@
 
 #include "router.h"
 
+#define CLUSTER_DEFAULT_SERVICES "10.96.0.0/16" /* as kubeadm's default */
+
 /* Fills err with "ORIGIN: PATH: problem" and returns -EINVAL. */
 static int __attribute__((format(printf, 5, 6)))
 cluster_error(char *err, size_t errlen, const char *origin, const char *path, const char *fmt, ...)
@@ -174,10 +176,10 @@ static int cluster_index(struct cluster *c)
 static int cluster_from_json(const json_t *root, const char *origin, struct cluster **out,
 			     char *err, size_t errlen)
 {
-	static const char *const keys[] = {"overlay_cidr", "peer_port", "nodes", "secret_file",
-					   NULL};
+	static const char *const keys[] = {"overlay_cidr", "service_cidr", "peer_port", "nodes",
+					   "secret_file", NULL};
 	struct cluster *c;
-	const char *overlay, *secret = NULL;
+	const char *overlay, *services = CLUSTER_DEFAULT_SERVICES, *secret = NULL;
 	json_t *port, *nodes;
 	int ret;
 
@@ -202,6 +204,24 @@ static int cluster_from_json(const json_t *root, const char *origin, struct clus
 	if (cidr_parse(overlay, &c->cl_overlay) < 0 || !strchr(overlay, '/')) {
 		ret = cluster_error(err, errlen, origin, "overlay_cidr", "bad CIDR \"%s\"",
 				    overlay);
+		goto fail;
+	}
+
+	/* ClusterIPs (service.c): their own range, disjoint from every pod address. */
+	if (json_object_get(root, "service_cidr")) {
+		ret = cluster_get_string(root, "service_cidr", origin, "", &services, err, errlen);
+		if (ret)
+			goto fail;
+	}
+	if (cidr_parse(services, &c->cl_services) < 0 || !strchr(services, '/')) {
+		ret = cluster_error(err, errlen, origin, "service_cidr", "bad CIDR \"%s\"",
+				    services);
+		goto fail;
+	}
+	if (cidr_contains(&c->cl_overlay, c->cl_services.net) ||
+	    cidr_contains(&c->cl_services, c->cl_overlay.net)) {
+		ret = cluster_error(err, errlen, origin, "service_cidr",
+				    "%s overlaps overlay_cidr %s", services, overlay);
 		goto fail;
 	}
 

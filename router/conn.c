@@ -34,7 +34,7 @@ static void conn_from_sock(const struct sockdiag_sock *s, void *arg)
 	/* Ours, handed to a pod, connected (or accepted), and still held by a process. */
 	if (!st || !s->sd_inode || !(st->ss_flags & SLIM_SK_HANDED) ||
 	    (st->ss_flags & (SLIM_SK_LISTENER | SLIM_SK_CONFINED)) ||
-	    (!st->ss_peer_ip && !st->ss_peer_port))
+	    (!st->ss_peer_ip && !st->ss_peer_port) || s->sd_state == TCP_CLOSE)
 		return;
 	memset(&co, 0, sizeof(co));
 	co.co_host = s->sd_tuple;
@@ -43,6 +43,8 @@ static void conn_from_sock(const struct sockdiag_sock *s, void *arg)
 	co.co_out = !(st->ss_flags & SLIM_SK_ACCEPTED);
 	co.co_loopback = st->ss_flags & SLIM_SK_LOOPBACK;
 	co.co_state = s->sd_state;
+	co.co_svc_ip = st->ss_svc_ip;
+	co.co_svc_port = st->ss_svc_port;
 	if (co.co_out) {
 		co.co_overlay.src_ip = st->ss_local_ip ? st->ss_local_ip : st->ss_pod_ip;
 		co.co_overlay.src_port = st->ss_local_port ? st->ss_local_port : s->sd_tuple.src_port;

@@ -187,6 +187,53 @@ static json_t *control_pod_del(json_t *req)
 	return doc;
 }
 
+/*
+ * pod.label {"name": N, "labels": {k: "v" | null}}: sets (or with null removes) labels of a pod of
+ * this node. Everything that selects pods follows: the directory and every other router, policy,
+ * the overlay filter and Services' backends.
+ */
+static json_t *control_pod_label(json_t *req)
+{
+	static const char *const keys[] = {"name", "labels", NULL};
+	json_t *doc, *labels, *next, *v;
+	const char *name, *key;
+	bool bad = false;
+	struct pod *p;
+
+	if ((doc = control_check_keys(req, keys)))
+		return doc;
+	name = control_str(req, "name", &bad);
+	labels = json_object_get(req, "labels");
+	if (bad || !name || !json_is_object(labels) || !json_object_size(labels))
+		return control_error("pod.label needs \"name\" and \"labels\" (an object)");
+	json_object_foreach(labels, key, v) {
+		if (!policy_label_valid(key, false))
+			return control_error("bad label key \"%s\"", key);
+		if (!json_is_null(v) &&
+		    (!json_is_string(v) || !policy_label_valid(json_string_value(v), true)))
+			return control_error("label \"%s\": a value must be a label value or null",
+					     key);
+	}
+	p = pod_find_name(name);
+	if (!p)
+		return control_error("no pod named %s", name);
+	next = json_deep_copy(p->p_labels);
+	if (!next)
+		return control_error("out of memory");
+	json_object_foreach(labels, key, v) {
+		if (json_is_null(v))
+			json_object_del(next, key);
+		else
+			json_object_set(next, key, v);
+	}
+	json_decref(p->p_labels);
+	p->p_labels = next;
+	log_info("pod %s: labels changed", p->p_name);
+	podsync_pod_changed(p, true);
+	state_save();
+	return control_ok(json_pack("{s:o}", "pod", pod_json(p)));
+}
+
 /* pod.set {"name": N, "egress_rate": "100mbit"|"none", "priority": 0-6|null}: shaping applies
  * to the pod's existing slim connections too (their sockets carry its mark already). */
 static json_t *control_pod_set(json_t *req)
@@ -238,19 +285,34 @@ static bool control_name_valid(const char *s)
 }
 
 /*
- * policy.apply runs in two halves. Parsing and validating a large document takes long (50,000
- * policies: ~0.5 s, mostly JSON), and the loop must keep serving connects meanwhile, so a worker
- * thread does it: policy_parse() touches nothing but the document and its own allocations. The
- * loop then swaps the result in, enforces it and answers. Applies run one at a time, in order.
+ * policy.apply and service.apply run in two halves. Parsing and validating a large document
+ * takes long (50,000 policies: ~0.5 s, mostly JSON), and the loop must keep serving connects
+ * meanwhile, so a worker thread does it: the parsers touch nothing but the document and their
+ * own allocations. The loop then swaps the result in, enforces it and answers. Applies run one
+ * at a time, in order.
  */
+struct control_job;
+
+struct control_doc_kind {
+	const char *dk_cmd; /* "policy.apply", ... */
+	/* Off the loop: fills cj_doc, or cj_err and returns -errno. */
+	int (*dk_parse)(struct control_job *j);
+	/* On the loop: puts cj_doc in force and answers (now, or later and frees j then). Returns
+	 * true when j is done with. */
+	bool (*dk_install)(struct control_job *j);
+	void (*dk_free)(void *doc);
+};
+
 struct control_job {
 	TAILQ_ENTRY(control_job) cj_entry;
+	const struct control_doc_kind *cj_kind;
 	struct client *cj_client; /* NULL once the client went away (the work still completes) */
 	uint32_t cj_id;
 	char *cj_name;
 	char *cj_text; /* a copy: the request's buffer is gone when the handler returns */
 	size_t cj_len;
-	struct policy_doc *cj_doc; /* the worker's result */
+	struct cidr cj_services, cj_overlay; /* the cluster's ranges, for service documents */
+	void *cj_doc;			     /* the worker's result */
 	struct enforce_report cj_report;
 	size_t cj_npolicies, cj_nrules;
 	int cj_ret;
@@ -270,8 +332,7 @@ static void *control_job_parse(void *arg)
 	struct control_job *j = arg;
 	uint64_t one = 1;
 
-	j->cj_ret = policy_parse(j->cj_text, j->cj_len, j->cj_name, &j->cj_doc, j->cj_err,
-				 sizeof(j->cj_err));
+	j->cj_ret = j->cj_kind->dk_parse(j);
 	/* An eventfd write of 1 cannot fail short of overflow (2^64 - 1 pending). */
 	if (write(control_job_efd, &one, sizeof(one)) < 0)
 		abort();
@@ -280,10 +341,21 @@ static void *control_job_parse(void *arg)
 
 static void control_job_free(struct control_job *j)
 {
-	policy_doc_free(j->cj_doc);
+	if (j->cj_doc)
+		j->cj_kind->dk_free(j->cj_doc);
 	free(j->cj_name);
 	free(j->cj_text);
 	free(j);
+}
+
+/* Answers j's client, if it is still there (doc: a reference, dropped). */
+static void control_job_answer(struct control_job *j, json_t *doc)
+{
+	if (!doc)
+		doc = control_error("out of memory");
+	if (j->cj_client)
+		control_send(j->cj_client, j->cj_id, doc);
+	json_decref(doc);
 }
 
 /* Starts the worker on the oldest job, unless it is busy. */
@@ -306,12 +378,22 @@ static void control_job_next(void)
 	control_worker = pthread_self();
 }
 
+static int control_policy_parse(struct control_job *j)
+{
+	return policy_parse(j->cj_text, j->cj_len, j->cj_name, (struct policy_doc **)&j->cj_doc,
+			    j->cj_err, sizeof(j->cj_err));
+}
+
+static void control_policy_free(void *doc)
+{
+	policy_doc_free(doc);
+}
+
 /* Third half, on the loop: the overlay filter is in force (or nft failed): answer. */
 static void control_job_filtered(int ret, void *arg)
 {
 	struct control_job *j = arg;
 	const struct enforce_report *r = &j->cj_report;
-	json_t *doc;
 
 	TAILQ_REMOVE(&control_filtering, j, cj_entry);
 	log_info("policy %s applied: %zu policies, %zu rules; %u of %u connections revoked in %llu "
@@ -319,27 +401,75 @@ static void control_job_filtered(int ret, void *arg)
 		 j->cj_name, j->cj_npolicies, j->cj_nrules, r->er_revoked, r->er_checked,
 		 (unsigned long long)r->er_usec, ret == 0 ? "in force" : "unchanged",
 		 (unsigned long long)(event_now_ms() - j->cj_queued_ms));
-	doc = control_ok(json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I}", "origin",
-				   j->cj_name, "policies", (json_int_t)j->cj_npolicies, "rules",
-				   (json_int_t)j->cj_nrules, "checked", (json_int_t)r->er_checked,
-				   "revoked", (json_int_t)r->er_revoked, "failed",
-				   (json_int_t)r->er_failed, "overlay_filter", ret == 0, "usec",
-				   (json_int_t)r->er_usec));
-	if (!doc)
-		doc = control_error("out of memory");
-	if (j->cj_client)
-		control_send(j->cj_client, j->cj_id, doc);
-	json_decref(doc);
+	control_job_answer(j, control_ok(json_pack(
+				      "{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I}", "origin",
+				      j->cj_name, "policies", (json_int_t)j->cj_npolicies, "rules",
+				      (json_int_t)j->cj_nrules, "checked", (json_int_t)r->er_checked,
+				      "revoked", (json_int_t)r->er_revoked, "failed",
+				      (json_int_t)r->er_failed, "overlay_filter", ret == 0, "usec",
+				      (json_int_t)r->er_usec)));
 	control_job_free(j);
 }
+
+/* Swaps the policy in and enforces it; the answer waits for the overlay filter. */
+static bool control_policy_install(struct control_job *j)
+{
+	struct policy_doc *d = j->cj_doc;
+
+	j->cj_doc = NULL;
+	j->cj_npolicies = policy_doc_count(d);
+	j->cj_nrules = policy_doc_rules(d);
+	policy_install(d);
+	TAILQ_INSERT_TAIL(&control_filtering, j, cj_entry);
+	enforce_policy(&j->cj_report, control_job_filtered, j);
+	return false;
+}
+
+static const struct control_doc_kind control_policy_kind = {
+	"policy.apply", control_policy_parse, control_policy_install, control_policy_free};
+
+static int control_service_parse(struct control_job *j)
+{
+	return service_parse(j->cj_text, j->cj_len, j->cj_name, &j->cj_services, &j->cj_overlay,
+			     (struct service_doc **)&j->cj_doc, j->cj_err, sizeof(j->cj_err));
+}
+
+static void control_service_free(void *doc)
+{
+	service_doc_free(doc);
+}
+
+static bool control_service_install(struct control_job *j)
+{
+	struct service_doc *d = j->cj_doc;
+	size_t n = service_doc_count(d);
+	uint64_t revoked = service_revoked_count();
+	struct timespec t0, t1;
+
+	j->cj_doc = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	service_install(d);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	log_info("services %s applied: %zu services (%llu ms after the request)", j->cj_name, n,
+		 (unsigned long long)(event_now_ms() - j->cj_queued_ms));
+	control_job_answer(j, control_ok(json_pack(
+				      "{s:s, s:I, s:I, s:I, s:I}", "origin", j->cj_name, "services",
+				      (json_int_t)n, "revoked",
+				      (json_int_t)(service_revoked_count() - revoked), "install_usec",
+				      (json_int_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
+						   (t1.tv_nsec - t0.tv_nsec) / 1000),
+				      "total_ms", (json_int_t)(event_now_ms() - j->cj_queued_ms))));
+	return true;
+}
+
+static const struct control_doc_kind control_service_kind = {
+	"service.apply", control_service_parse, control_service_install, control_service_free};
 
 /* Second half, on the loop: swap in, enforce (the overlay filter follows off the loop). */
 static void control_job_done(struct event_loop *loop, int fd, uint32_t events, void *arg)
 {
 	struct control_job *j;
-	struct policy_doc *d;
 	uint64_t n;
-	json_t *doc;
 
 	if (read(fd, &n, sizeof(n)) != sizeof(n) || !control_worker_busy)
 		return;
@@ -351,35 +481,26 @@ static void control_job_done(struct event_loop *loop, int fd, uint32_t events, v
 	if (j->cj_ret < 0) {
 		if (j->cj_ret == -ENOMEM && !j->cj_err[0])
 			snprintf(j->cj_err, sizeof(j->cj_err), "%s: out of memory", j->cj_name);
-		log_warnx("policy apply refused, keeping the current policy: %s", j->cj_err);
-		doc = control_error("%s", j->cj_err);
-		if (!doc)
-			doc = control_error("out of memory");
-		if (j->cj_client)
-			control_send(j->cj_client, j->cj_id, doc);
-		json_decref(doc);
+		log_warnx("%s refused, keeping what is in force: %s", j->cj_kind->dk_cmd,
+			  j->cj_err);
+		control_job_answer(j, control_error("%s", j->cj_err));
 		control_job_free(j);
-	} else {
-		d = j->cj_doc;
-		j->cj_doc = NULL;
-		j->cj_npolicies = policy_doc_count(d);
-		j->cj_nrules = policy_doc_rules(d);
-		policy_install(d);
-		TAILQ_INSERT_TAIL(&control_filtering, j, cj_entry);
-		enforce_policy(&j->cj_report, control_job_filtered, j);
+	} else if (j->cj_kind->dk_install(j)) {
+		control_job_free(j);
 	}
 	control_job_next();
 }
 
 /*
- * policy.apply {"name": N} + the document: parse and validate it whole (off the loop), then swap
- * it in and enforce it (revocations and the overlay filter) before answering, so the caller knows
- * it is in force. The caller read the file (with its own rights) and sent its content; the
- * router never opens a path a caller names. N is only for messages ("where it came from").
- * Returns NULL when the answer will come later (control_job_done).
+ * policy.apply / service.apply {"name": N} + the document: parse and validate it whole (off the
+ * loop), then swap it in and enforce it before answering, so the caller knows it is in force.
+ * The caller read the file (with its own rights) and sent its content; the router never opens a
+ * path a caller names. N is only for messages ("where it came from"). Returns NULL when the
+ * answer will come later (control_job_done).
  */
-static json_t *control_policy_apply(struct client *c, uint32_t id, json_t *req, const char *text,
-				    size_t len, bool attached)
+static json_t *control_doc_apply(const struct control_doc_kind *kind, struct client *c,
+				 uint32_t id, json_t *req, const char *text, size_t len,
+				 bool attached)
 {
 	static const char *const keys[] = {"name", NULL};
 	struct control_job *j;
@@ -391,10 +512,10 @@ static json_t *control_policy_apply(struct client *c, uint32_t id, json_t *req, 
 		return doc;
 	name = control_str(req, "name", &bad);
 	if (bad || !name || !control_name_valid(name))
-		return control_error("policy.apply needs \"name\": 1-%d printable characters",
+		return control_error("%s needs \"name\": 1-%d printable characters", kind->dk_cmd,
 				     CONTROL_NAME_MAX);
 	if (!attached)
-		return control_error("policy.apply needs the document after the request");
+		return control_error("%s needs the document after the request", kind->dk_cmd);
 	if (control_job_efd < 0) {
 		control_job_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (control_job_efd < 0 ||
@@ -402,7 +523,8 @@ static json_t *control_policy_apply(struct client *c, uint32_t id, json_t *req, 
 			if (control_job_efd >= 0)
 				close(control_job_efd);
 			control_job_efd = -1;
-			return control_error("cannot start the policy worker: %s", strerror(errno));
+			return control_error("cannot start the document worker: %s",
+					     strerror(errno));
 		}
 	}
 	j = calloc(1, sizeof(*j));
@@ -411,10 +533,13 @@ static json_t *control_policy_apply(struct client *c, uint32_t id, json_t *req, 
 			control_job_free(j);
 		return control_error("out of memory");
 	}
+	j->cj_kind = kind;
 	memcpy(j->cj_text, text, len);
 	j->cj_len = len;
 	j->cj_client = c;
 	j->cj_id = id;
+	j->cj_services = router.r_cluster->cl_services;
+	j->cj_overlay = router.r_cluster->cl_overlay;
 	j->cj_queued_ms = event_now_ms();
 	TAILQ_INSERT_TAIL(&control_jobs, j, cj_entry);
 	control_job_next();
@@ -524,8 +649,12 @@ void control_handle(struct client *c, uint32_t id, const char *text, size_t len)
 		doc = control_pod_del(req);
 	else if (!strcmp(cmd, "pod.set"))
 		doc = control_pod_set(req);
-	else if (!strcmp(cmd, "policy.apply")) {
-		doc = control_policy_apply(c, id, req, att, attlen, attached);
+	else if (!strcmp(cmd, "pod.label"))
+		doc = control_pod_label(req);
+	else if (!strcmp(cmd, "policy.apply") || !strcmp(cmd, "service.apply")) {
+		doc = control_doc_apply(!strcmp(cmd, "policy.apply") ? &control_policy_kind
+								     : &control_service_kind,
+					c, id, req, att, attlen, attached);
 		if (!doc) {
 			json_decref(req);
 			return; /* answered when the document is in force (control_job_done) */
@@ -541,6 +670,8 @@ void control_handle(struct client *c, uint32_t id, const char *text, size_t len)
 	} else if (!strcmp(cmd, "listeners")) {
 		listener_gc();
 		doc = control_ok(json_pack("{s:o}", "listeners", listener_list_json()));
+	} else if (!strcmp(cmd, "service.show")) {
+		doc = control_ok(json_pack("{s:o}", "services", service_list_json()));
 	} else if (!strcmp(cmd, "policy.show"))
 		doc = control_ok(json_pack("{s:o}", "policy", policy_json()));
 	else if (!strcmp(cmd, "directory"))

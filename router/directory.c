@@ -38,6 +38,15 @@ void directory_free(void)
 	htab_free(&dir_by_ip);
 }
 
+void (*directory_changed_hook)(void);
+
+static void directory_changed(void)
+{
+	dir_generation++;
+	if (directory_changed_hook)
+		directory_changed_hook();
+}
+
 const struct dir_pod *directory_find(uint32_t ip)
 {
 	for (struct hnode *h = htab_first(&dir_by_ip, htab_hash_u64(ip)); h; h = htab_next(h)) {
@@ -68,7 +77,7 @@ int directory_put(const char *node, bool local, uint32_t ip, const char *name, j
 	json_decref(d->dp_labels);
 	d->dp_labels = labels ? json_incref(labels) : json_object();
 	d->dp_local = local;
-	dir_generation++;
+	directory_changed();
 	return 0;
 }
 
@@ -78,7 +87,7 @@ void directory_del(uint32_t ip)
 
 	if (d) {
 		directory_entry_free(d);
-		dir_generation++;
+		directory_changed();
 	}
 }
 
@@ -93,7 +102,7 @@ void directory_drop_node(const char *node)
 		next = htab_iter(&dir_by_ip, &b, h);
 		if (!d->dp_local && !strcmp(d->dp_nodename, node)) {
 			directory_entry_free(d);
-			dir_generation++;
+			directory_changed();
 		}
 	}
 }

@@ -196,6 +196,8 @@ int governor_start(const char *cgroup_name, bool sockmap, const char *pin_dir)
 	event_timer_add(router.r_loop, GOVERNOR_DRAIN_MS, governor_drain_timer, NULL);
 	governor_cluster_changed();
 	governor_policy_changed();
+	/* Services are not part of the state a router takes over (yet): none until applied. */
+	govern_services_flush(governor);
 	log_info("governed host sockets on: programs attached to %s", governor_cgroup);
 	if (pin_dir)
 		log_info("governance pinned in %s%s", pin_dir,
@@ -260,6 +262,31 @@ void governor_route_put(uint32_t ip, uint16_t port, uint32_t scope, uint32_t hos
 		log_warnx("%s: %s", __func__, strerror(-ret));
 }
 
+int governor_sock_get(int fd, struct slim_sk *st)
+{
+	return governor ? govern_sock_get(governor, fd, st) : -ENOTCONN;
+}
+
+int governor_service_put(uint32_t vip, uint16_t port, const struct slim_svc *v)
+{
+	struct slim_svc_key k = {.sk_ip = vip, .sk_port = port};
+
+	return governor ? govern_service_put(governor, &k, v) : 0;
+}
+
+void governor_service_del(uint32_t vip, uint16_t port)
+{
+	struct slim_svc_key k = {.sk_ip = vip, .sk_port = port};
+
+	if (governor)
+		govern_service_del(governor, &k);
+}
+
+struct slim_maglev_slot *governor_maglev(void)
+{
+	return governor ? govern_maglev(governor) : NULL;
+}
+
 void governor_route_del(uint32_t ip, uint16_t port, uint32_t scope)
 {
 	struct slim_route_key k = {.rk_ip = ip, .rk_scope = scope, .rk_port = port};
@@ -317,7 +344,7 @@ json_t *governor_status_json(void)
 		return json_pack("{s:b, s:s}", "enabled", 0, "reason", governor_why_off);
 	govern_stats(governor, &s);
 	return json_pack("{s:b, s:s, s:i, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-			 "s:I, s:I, s:I, s:I}}",
+			 "s:I, s:I, s:I, s:I, s:I, s:I}, s:I}",
 			 "enabled", 1, "cgroup", governor_cgroup, "routes",
 			 govern_route_count(governor), "accepts_seen", (json_int_t)governor_naccepted,
 			 "destroyed", (json_int_t)governor_ndestroyed, "kernel", "connect_ok",
@@ -329,5 +356,8 @@ json_t *governor_status_json(void)
 			 "accept_anon", (json_int_t)s.gs_accept_anon, "syn_dropped",
 			 (json_int_t)s.gs_syn_dropped, "ident_written",
 			 (json_int_t)s.gs_ident_written, "events_lost",
-			 (json_int_t)s.gs_events_lost);
+			 (json_int_t)s.gs_events_lost, "connect_service",
+			 (json_int_t)s.gs_connect_service, "connect_no_backend",
+			 (json_int_t)s.gs_connect_no_backend, "services_reset",
+			 (json_int_t)service_revoked_count());
 }

@@ -95,56 +95,7 @@ static uint64_t policy_nchecks, policy_ndenied;
 
 /* ---- parsing ---- */
 
-static int policy_error(char *err, size_t errlen, const char *origin, const char *path,
-			const char *fmt, ...)
-{
-	va_list ap;
-	int ret;
-
-	va_start(ap, fmt);
-	ret = confjson_verror(err, errlen, origin, *path ? path : "(top level)", fmt, ap);
-	va_end(ap);
-	return ret;
-}
-
-/* Builds a JSON path for error messages; a path too long for buf is cut, never overrun. */
-static void policy_path(char *buf, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void policy_path(char *buf, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
-}
-
-struct policy_ctx {
-	const char *origin;
-	char *err;
-	size_t errlen;
-};
-
-static int policy_check_keys(const struct policy_ctx *x, json_t *o, const char *path,
-			     const char *const *allowed)
-{
-	const char *key = confjson_unknown_key(o, allowed);
-
-	return key ? policy_error(x->err, x->errlen, x->origin, path, "unknown key \"%s\"", key) : 0;
-}
-
-static int policy_want(const struct policy_ctx *x, json_t *v, json_type t, const char *path,
-		       const char *what)
-{
-	if (!v || json_typeof(v) != t)
-		return policy_error(x->err, x->errlen, x->origin, path,
-				    "wrong type: expected %s, got %s", what,
-				    v ? confjson_type_name(v) : "nothing");
-	return 0;
-}
-
-static bool policy_label_valid(const char *s, bool value)
+bool policy_label_valid(const char *s, bool value)
 {
 	size_t n = strlen(s);
 
@@ -159,7 +110,7 @@ static bool policy_label_valid(const char *s, bool value)
 }
 
 /* {"matchLabels": {k: v, ...}} */
-static int policy_parse_selector(const struct policy_ctx *x, json_t *o, const char *path,
+static int policy_parse_selector(const struct confjson_ctx *x, json_t *o, const char *path,
 				 struct policy_selector *s)
 {
 	static const char *const keys[] = {"matchLabels", NULL};
@@ -169,14 +120,14 @@ static int policy_parse_selector(const struct policy_ctx *x, json_t *o, const ch
 	size_t i = 0;
 	int ret;
 
-	if ((ret = policy_want(x, o, JSON_OBJECT, path, "an object")) ||
-	    (ret = policy_check_keys(x, o, path, keys)))
+	if ((ret = confjson_want(x, o, JSON_OBJECT, path, "an object")) ||
+	    (ret = confjson_check_keys(x, o, path, keys)))
 		return ret;
 	ml = json_object_get(o, "matchLabels");
 	if (!ml)
 		return 0;
-	policy_path(p, sizeof(p), "%s.matchLabels", path);
-	if ((ret = policy_want(x, ml, JSON_OBJECT, p, "an object")))
+	confjson_path(p, sizeof(p), "%s.matchLabels", path);
+	if ((ret = confjson_want(x, ml, JSON_OBJECT, p, "an object")))
 		return ret;
 	s->ps_n = json_object_size(ml);
 	s->ps_keys = calloc(s->ps_n + 1, sizeof(*s->ps_keys));
@@ -184,14 +135,14 @@ static int policy_parse_selector(const struct policy_ctx *x, json_t *o, const ch
 	if (!s->ps_keys || !s->ps_vals)
 		return -ENOMEM;
 	json_object_foreach(ml, key, v) {
-		policy_path(q, sizeof(q), "%s.%s", p, key);
+		confjson_path(q, sizeof(q), "%s.%s", p, key);
 		if (!policy_label_valid(key, false))
-			return policy_error(x->err, x->errlen, x->origin, p, "bad label key \"%s\"",
+			return confjson_error(x, p, "bad label key \"%s\"",
 					    key);
-		if ((ret = policy_want(x, v, JSON_STRING, q, "a string")))
+		if ((ret = confjson_want(x, v, JSON_STRING, q, "a string")))
 			return ret;
 		if (!policy_label_valid(json_string_value(v), true))
-			return policy_error(x->err, x->errlen, x->origin, q,
+			return confjson_error(x, q,
 					    "bad label value \"%s\"", json_string_value(v));
 		s->ps_keys[i] = key;
 		s->ps_vals[i] = json_string_value(v);
@@ -200,7 +151,7 @@ static int policy_parse_selector(const struct policy_ctx *x, json_t *o, const ch
 	return 0;
 }
 
-static int policy_parse_peer(const struct policy_ctx *x, json_t *o, const char *path,
+static int policy_parse_peer(const struct confjson_ctx *x, json_t *o, const char *path,
 			     struct policy_peer *pe)
 {
 	static const char *const keys[] = {"podSelector", "ipBlock", NULL};
@@ -209,44 +160,44 @@ static int policy_parse_peer(const struct policy_ctx *x, json_t *o, const char *
 	json_t *ps, *ib, *c;
 	int ret;
 
-	if ((ret = policy_want(x, o, JSON_OBJECT, path, "an object")))
+	if ((ret = confjson_want(x, o, JSON_OBJECT, path, "an object")))
 		return ret;
 	if (json_object_get(o, "namespaceSelector"))
-		return policy_error(x->err, x->errlen, x->origin, path,
+		return confjson_error(x, path,
 				    "namespaceSelector is not supported (slim has no namespaces)");
-	if ((ret = policy_check_keys(x, o, path, keys)))
+	if ((ret = confjson_check_keys(x, o, path, keys)))
 		return ret;
 	ps = json_object_get(o, "podSelector");
 	ib = json_object_get(o, "ipBlock");
 	if (!ps == !ib)
-		return policy_error(x->err, x->errlen, x->origin, path,
+		return confjson_error(x, path,
 				    "a peer needs exactly one of podSelector or ipBlock");
 	if (ps) {
-		policy_path(p, sizeof(p), "%s.podSelector", path);
+		confjson_path(p, sizeof(p), "%s.podSelector", path);
 		return policy_parse_selector(x, ps, p, &pe->pe_pods);
 	}
-	policy_path(p, sizeof(p), "%s.ipBlock", path);
-	if ((ret = policy_want(x, ib, JSON_OBJECT, p, "an object")))
+	confjson_path(p, sizeof(p), "%s.ipBlock", path);
+	if ((ret = confjson_want(x, ib, JSON_OBJECT, p, "an object")))
 		return ret;
 	if (json_object_get(ib, "except"))
-		return policy_error(x->err, x->errlen, x->origin, p,
+		return confjson_error(x, p,
 				    "except is not supported: list the allowed blocks instead");
-	if ((ret = policy_check_keys(x, ib, p, ipkeys)))
+	if ((ret = confjson_check_keys(x, ib, p, ipkeys)))
 		return ret;
 	c = json_object_get(ib, "cidr");
-	policy_path(p, sizeof(p), "%s.ipBlock.cidr", path);
-	if ((ret = policy_want(x, c, JSON_STRING, p, "a string")))
+	confjson_path(p, sizeof(p), "%s.ipBlock.cidr", path);
+	if ((ret = confjson_want(x, c, JSON_STRING, p, "a string")))
 		return ret;
 	if (cidr_parse(json_string_value(c), &pe->pe_cidr) < 0 ||
 	    !strchr(json_string_value(c), '/'))
-		return policy_error(x->err, x->errlen, x->origin, p,
+		return confjson_error(x, p,
 				    "bad CIDR \"%s\" (a.b.c.d/len, no host bits)",
 				    json_string_value(c));
 	pe->pe_is_cidr = true;
 	return 0;
 }
 
-static int policy_parse_port(const struct policy_ctx *x, json_t *o, const char *path,
+static int policy_parse_port(const struct confjson_ctx *x, json_t *o, const char *path,
 			     struct policy_port *pp)
 {
 	static const char *const keys[] = {"protocol", "port", "endPort", NULL};
@@ -255,16 +206,16 @@ static int policy_parse_port(const struct policy_ctx *x, json_t *o, const char *
 	json_int_t lo, hi;
 	int ret;
 
-	if ((ret = policy_want(x, o, JSON_OBJECT, path, "an object")) ||
-	    (ret = policy_check_keys(x, o, path, keys)))
+	if ((ret = confjson_want(x, o, JSON_OBJECT, path, "an object")) ||
+	    (ret = confjson_check_keys(x, o, path, keys)))
 		return ret;
 	proto = json_object_get(o, "protocol");
 	pp->pp_proto = IPPROTO_TCP;
 	if (proto) {
 		const char *s;
 
-		policy_path(p, sizeof(p), "%s.protocol", path);
-		if ((ret = policy_want(x, proto, JSON_STRING, p, "a string")))
+		confjson_path(p, sizeof(p), "%s.protocol", path);
+		if ((ret = confjson_want(x, proto, JSON_STRING, p, "a string")))
 			return ret;
 		s = json_string_value(proto);
 		if (!strcmp(s, "TCP"))
@@ -272,7 +223,7 @@ static int policy_parse_port(const struct policy_ctx *x, json_t *o, const char *
 		else if (!strcmp(s, "UDP"))
 			pp->pp_proto = IPPROTO_UDP;
 		else
-			return policy_error(x->err, x->errlen, x->origin, p,
+			return confjson_error(x, p,
 					    "unknown protocol \"%s\" (TCP or UDP)", s);
 	}
 	port = json_object_get(o, "port");
@@ -281,28 +232,28 @@ static int policy_parse_port(const struct policy_ctx *x, json_t *o, const char *
 	pp->pp_hi = 65535;
 	if (!port) {
 		if (end)
-			return policy_error(x->err, x->errlen, x->origin, path,
+			return confjson_error(x, path,
 					    "endPort needs port");
 		return 0;
 	}
-	policy_path(p, sizeof(p), "%s.port", path);
+	confjson_path(p, sizeof(p), "%s.port", path);
 	if (json_is_string(port))
-		return policy_error(x->err, x->errlen, x->origin, p,
+		return confjson_error(x, p,
 				    "named ports are not supported: give a number");
-	if ((ret = policy_want(x, port, JSON_INTEGER, p, "an integer")))
+	if ((ret = confjson_want(x, port, JSON_INTEGER, p, "an integer")))
 		return ret;
 	lo = json_integer_value(port);
 	if (lo < 1 || lo > 65535)
-		return policy_error(x->err, x->errlen, x->origin, p, "port %lld out of 1-65535",
+		return confjson_error(x, p, "port %lld out of 1-65535",
 				    (long long)lo);
 	hi = lo;
 	if (end) {
-		policy_path(p, sizeof(p), "%s.endPort", path);
-		if ((ret = policy_want(x, end, JSON_INTEGER, p, "an integer")))
+		confjson_path(p, sizeof(p), "%s.endPort", path);
+		if ((ret = confjson_want(x, end, JSON_INTEGER, p, "an integer")))
 			return ret;
 		hi = json_integer_value(end);
 		if (hi < lo || hi > 65535)
-			return policy_error(x->err, x->errlen, x->origin, p,
+			return confjson_error(x, p,
 					    "endPort %lld must be from port (%lld) to 65535",
 					    (long long)hi, (long long)lo);
 	}
@@ -311,7 +262,7 @@ static int policy_parse_port(const struct policy_ctx *x, json_t *o, const char *
 	return 0;
 }
 
-static int policy_parse_rule(const struct policy_ctx *x, json_t *o, const char *path,
+static int policy_parse_rule(const struct confjson_ctx *x, json_t *o, const char *path,
 			     enum policy_dir dir, struct policy_rule *r)
 {
 	static const char *const in_keys[] = {"from", "ports", NULL};
@@ -322,8 +273,8 @@ static int policy_parse_rule(const struct policy_ctx *x, json_t *o, const char *
 	size_t i;
 	int ret;
 
-	if ((ret = policy_want(x, o, JSON_OBJECT, path, "an object")) ||
-	    (ret = policy_check_keys(x, o, path, dir == POLICY_INGRESS ? in_keys : out_keys)))
+	if ((ret = confjson_want(x, o, JSON_OBJECT, path, "an object")) ||
+	    (ret = confjson_check_keys(x, o, path, dir == POLICY_INGRESS ? in_keys : out_keys)))
 		return ret;
 	peers = json_object_get(o, peers_key);
 	if (!peers || json_array_size(peers) == 0) {
@@ -331,30 +282,30 @@ static int policy_parse_rule(const struct policy_ctx *x, json_t *o, const char *
 		r->pr_any_peer = true;
 	}
 	if (peers) {
-		policy_path(p, sizeof(p), "%s.%s", path, peers_key);
-		if ((ret = policy_want(x, peers, JSON_ARRAY, p, "an array")))
+		confjson_path(p, sizeof(p), "%s.%s", path, peers_key);
+		if ((ret = confjson_want(x, peers, JSON_ARRAY, p, "an array")))
 			return ret;
 		r->pr_npeers = json_array_size(peers);
 		r->pr_peers = calloc(r->pr_npeers + 1, sizeof(*r->pr_peers));
 		if (!r->pr_peers)
 			return -ENOMEM;
 		json_array_foreach(peers, i, v) {
-			policy_path(p, sizeof(p), "%s.%s[%zu]", path, peers_key, i);
+			confjson_path(p, sizeof(p), "%s.%s[%zu]", path, peers_key, i);
 			if ((ret = policy_parse_peer(x, v, p, &r->pr_peers[i])))
 				return ret;
 		}
 	}
 	ports = json_object_get(o, "ports");
 	if (ports) {
-		policy_path(p, sizeof(p), "%s.ports", path);
-		if ((ret = policy_want(x, ports, JSON_ARRAY, p, "an array")))
+		confjson_path(p, sizeof(p), "%s.ports", path);
+		if ((ret = confjson_want(x, ports, JSON_ARRAY, p, "an array")))
 			return ret;
 		r->pr_nports = json_array_size(ports);
 		r->pr_ports = calloc(r->pr_nports + 1, sizeof(*r->pr_ports));
 		if (!r->pr_ports)
 			return -ENOMEM;
 		json_array_foreach(ports, i, v) {
-			policy_path(p, sizeof(p), "%s.ports[%zu]", path, i);
+			confjson_path(p, sizeof(p), "%s.ports[%zu]", path, i);
 			if ((ret = policy_parse_port(x, v, p, &r->pr_ports[i])))
 				return ret;
 		}
@@ -362,7 +313,7 @@ static int policy_parse_rule(const struct policy_ctx *x, json_t *o, const char *
 	return 0;
 }
 
-static int policy_parse_item(const struct policy_ctx *x, json_t *o, const char *path,
+static int policy_parse_item(const struct confjson_ctx *x, json_t *o, const char *path,
 			     struct policy_item *it)
 {
 	static const char *const keys[] = {"name",    "podSelector", "policyTypes",
@@ -374,41 +325,41 @@ static int policy_parse_item(const struct policy_ctx *x, json_t *o, const char *
 	size_t i;
 	int ret;
 
-	if ((ret = policy_want(x, o, JSON_OBJECT, path, "an object")) ||
-	    (ret = policy_check_keys(x, o, path, keys)))
+	if ((ret = confjson_want(x, o, JSON_OBJECT, path, "an object")) ||
+	    (ret = confjson_check_keys(x, o, path, keys)))
 		return ret;
 	name = json_object_get(o, "name");
-	policy_path(p, sizeof(p), "%s.name", path);
-	if ((ret = policy_want(x, name, JSON_STRING, p, "a string")))
+	confjson_path(p, sizeof(p), "%s.name", path);
+	if ((ret = confjson_want(x, name, JSON_STRING, p, "a string")))
 		return ret;
 	if (!policy_label_valid(json_string_value(name), false) ||
 	    strlen(json_string_value(name)) >= NAME_MAX_LEN)
-		return policy_error(x->err, x->errlen, x->origin, p,
+		return confjson_error(x, p,
 				    "bad name \"%s\" (1-%d of A-Z a-z 0-9 . _ - /)",
 				    json_string_value(name), NAME_MAX_LEN - 1);
 	it->pi_name = json_string_value(name);
-	policy_path(p, sizeof(p), "%s.podSelector", path);
+	confjson_path(p, sizeof(p), "%s.podSelector", path);
 	if (!json_object_get(o, "podSelector"))
-		return policy_error(x->err, x->errlen, x->origin, p,
+		return confjson_error(x, p,
 				    "missing (use {} to select every pod)");
 	if ((ret = policy_parse_selector(x, json_object_get(o, "podSelector"), p, &it->pi_pods)))
 		return ret;
 
 	types = json_object_get(o, "policyTypes");
 	if (types) {
-		policy_path(p, sizeof(p), "%s.policyTypes", path);
-		if ((ret = policy_want(x, types, JSON_ARRAY, p, "an array")))
+		confjson_path(p, sizeof(p), "%s.policyTypes", path);
+		if ((ret = confjson_want(x, types, JSON_ARRAY, p, "an array")))
 			return ret;
 		json_array_foreach(types, i, v) {
 			const char *s = json_string_value(v);
 
-			policy_path(p, sizeof(p), "%s.policyTypes[%zu]", path, i);
+			confjson_path(p, sizeof(p), "%s.policyTypes[%zu]", path, i);
 			if (s && !strcmp(s, "Ingress"))
 				it->pi_types[POLICY_INGRESS] = true;
 			else if (s && !strcmp(s, "Egress"))
 				it->pi_types[POLICY_EGRESS] = true;
 			else
-				return policy_error(x->err, x->errlen, x->origin, p,
+				return confjson_error(x, p,
 						    "expected \"Ingress\" or \"Egress\"");
 		}
 	} else {
@@ -421,11 +372,11 @@ static int policy_parse_item(const struct policy_ctx *x, json_t *o, const char *
 
 		if (!rules)
 			continue;
-		policy_path(p, sizeof(p), "%s.%s", path, dir_keys[d]);
-		if ((ret = policy_want(x, rules, JSON_ARRAY, p, "an array")))
+		confjson_path(p, sizeof(p), "%s.%s", path, dir_keys[d]);
+		if ((ret = confjson_want(x, rules, JSON_ARRAY, p, "an array")))
 			return ret;
 		if (!it->pi_types[d])
-			return policy_error(x->err, x->errlen, x->origin, p,
+			return confjson_error(x, p,
 					    "rules given but policyTypes lacks \"%s\"",
 					    dir_types[d]);
 		it->pi_nrules[d] = json_array_size(rules);
@@ -433,7 +384,7 @@ static int policy_parse_item(const struct policy_ctx *x, json_t *o, const char *
 		if (!it->pi_rules[d])
 			return -ENOMEM;
 		json_array_foreach(rules, i, v) {
-			policy_path(p, sizeof(p), "%s.%s[%zu]", path, dir_keys[d], i);
+			confjson_path(p, sizeof(p), "%s.%s[%zu]", path, dir_keys[d], i);
 			if ((ret = policy_parse_rule(x, v, p, (enum policy_dir)d,
 						     &it->pi_rules[d][i])))
 				return ret;
@@ -489,21 +440,17 @@ int policy_parse(const char *text, size_t len, const char *origin, struct policy
 		 char *err, size_t errlen)
 {
 	static const char *const keys[] = {"policies", NULL};
-	struct policy_ctx x = {.origin = origin, .err = err, .errlen = errlen};
+	struct confjson_ctx x = {.origin = origin, .err = err, .errlen = errlen};
 	struct htab names = {0};
 	struct policy_doc *d;
-	json_error_t jerr;
 	json_t *root, *items, *v;
 	size_t i;
 	int ret;
 
 	*out = NULL;
-	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root) {
-		snprintf(err, errlen, "%s: line %d column %d: %s", origin, jerr.line, jerr.column,
-			 jerr.text);
+	root = confjson_load(&x, text, len);
+	if (!root)
 		return -EINVAL;
-	}
 	d = calloc(1, sizeof(*d));
 	if (!d) {
 		json_decref(root);
@@ -515,11 +462,11 @@ int policy_parse(const char *text, size_t len, const char *origin, struct policy
 		ret = -ENOMEM;
 		goto fail;
 	}
-	if ((ret = policy_want(&x, root, JSON_OBJECT, "", "an object")) ||
-	    (ret = policy_check_keys(&x, root, "", keys)))
+	if ((ret = confjson_want(&x, root, JSON_OBJECT, "", "an object")) ||
+	    (ret = confjson_check_keys(&x, root, "", keys)))
 		goto fail;
 	items = json_object_get(root, "policies");
-	if ((ret = policy_want(&x, items, JSON_ARRAY, "policies", "an array")))
+	if ((ret = confjson_want(&x, items, JSON_ARRAY, "policies", "an array")))
 		goto fail;
 	d->pd_nitems = json_array_size(items);
 	d->pd_items = calloc(d->pd_nitems + 1, sizeof(*d->pd_items));
@@ -537,13 +484,13 @@ int policy_parse(const char *text, size_t len, const char *origin, struct policy
 		char p[POLICY_PATH_MAX];
 		struct policy_item *other;
 
-		policy_path(p, sizeof(p), "policies[%zu]", i);
+		confjson_path(p, sizeof(p), "policies[%zu]", i);
 		if ((ret = policy_parse_item(&x, v, p, it)))
 			goto fail;
 		other = policy_item_find(&names, it->pi_name);
 		if (other) {
-			policy_path(p, sizeof(p), "policies[%zu].name", i);
-			ret = policy_error(err, errlen, origin, p,
+			confjson_path(p, sizeof(p), "policies[%zu].name", i);
+			ret = confjson_error(&x, p,
 					   "duplicate name \"%s\" (also policies[%td])",
 					   it->pi_name, other - d->pd_items);
 			goto fail;

@@ -138,6 +138,11 @@ void route_request(struct client *c, struct pod *p, const struct slim_route_req 
 		route_reply(c, req->hdr.id, SLIM_ACT_FALLBACK, 0);
 		return;
 	}
+	/* A Service VIP: the kernel picked a backend, which is what gets routed. */
+	if (service_range_contains(req->dst_ip)) {
+		service_route_request(c, p, req, c->cs_req_fd);
+		return;
+	}
 	/*
 	 * A retry follows a refused connect: what we know may be stale (the listener closed, or
 	 * was handed to another process and closed there). Ask the kernel and the owner afresh.

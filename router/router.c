@@ -586,6 +586,7 @@ int main(int argc, char **argv)
 	conn_accelerated_hook = fastpath_contains;
 	listener_added_hook = router_listener_added;
 	listener_removed_hook = router_listener_removed;
+	directory_changed_hook = service_refresh;
 	if (!sockmap) {
 		fastpath_disable("--no-sockmap");
 		log_info("same-host fast path off (--no-sockmap)");
@@ -626,6 +627,8 @@ int main(int argc, char **argv)
 	pod_table_free();
 	listener_table_free();
 	nft_remove();
+	svcnft_remove();
+	service_free();
 	qos_free();
 	policy_free();
 	directory_free();

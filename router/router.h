@@ -92,6 +92,27 @@ const char *confjson_type_name(const json_t *v);
 /* The first key of obj not in allowed (NULL-terminated), or NULL. */
 const char *confjson_unknown_key(const json_t *obj, const char *const *allowed);
 
+/* Where a document came from and where its error goes. */
+struct confjson_ctx {
+	const char *origin;
+	char *err;
+	size_t errlen;
+};
+/* "ORIGIN: PATH: problem" ("(top level)" for an empty path); returns -EINVAL. */
+int confjson_error(const struct confjson_ctx *x, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* A JSON path for messages; one too long for buf is cut, never overrun. */
+void confjson_path(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* 0 when v is of type t, else "wrong type: expected WHAT, got ..." (-EINVAL). */
+int confjson_want(const struct confjson_ctx *x, json_t *v, json_type t, const char *path,
+		  const char *what);
+/* 0, or "unknown key" for the first key of o not in allowed (-EINVAL). */
+int confjson_check_keys(const struct confjson_ctx *x, json_t *o, const char *path,
+			const char *const *allowed);
+/* Parses text (duplicate keys refused), or NULL with "ORIGIN: line L column C: ..." in err. */
+json_t *confjson_load(const struct confjson_ctx *x, const char *text, size_t len);
+
 /* ---- cluster.c: the cluster file ---- */
 
 struct cluster_node {
@@ -104,6 +125,7 @@ struct cluster_node {
 struct cluster {
 	char *cl_origin; /* the file it came from, or "(built-in)" */
 	struct cidr cl_overlay;
+	struct cidr cl_services; /* ClusterIP range (service_cidr; default 10.96.0.0/16) */
 	uint16_t cl_peer_port; /* host order */
 	char *cl_secret_file;  /* the routers' shared secret (auth.c), or NULL: no authentication */
 	size_t cl_nnodes;
@@ -294,6 +316,8 @@ struct conn {
 	bool co_out;	  /* this host's pod is the client */
 	bool co_loopback; /* in-pod (sidecar): both ends are the pod's own */
 	uint8_t co_state; /* TCP_ESTABLISHED, ... */
+	uint32_t co_svc_ip; /* the Service VIP the client connected to (co_out only), or 0 */
+	uint16_t co_svc_port;
 };
 
 typedef void (*conn_fn)(const struct conn *co, void *arg);
@@ -480,6 +504,15 @@ int governor_sock_set(int fd, const struct slim_sk *st);
 void governor_route_put(uint32_t ip, uint16_t port, uint32_t scope, uint32_t host_ip,
 			uint16_t host_port, uint16_t flags, unsigned ttl_ms);
 void governor_route_del(uint32_t ip, uint16_t port, uint32_t scope);
+/* The kernel's state of socket fd (-ENOENT: not a governed socket). 0 or -errno. */
+int governor_sock_get(int fd, struct slim_sk *st);
+struct slim_svc;
+struct slim_maglev_slot;
+/* A service port's entry in the kernel (0 or -errno), and its removal. */
+int governor_service_put(uint32_t vip, uint16_t port, const struct slim_svc *v);
+void governor_service_del(uint32_t vip, uint16_t port);
+/* The kernel's Maglev array (SLIM_MAGLEV_SLOTS slots), mapped; NULL when governance is off. */
+struct slim_maglev_slot *governor_maglev(void);
 void governor_verdict_put(uint32_t src, uint32_t dst, uint16_t port, bool allow);
 /* The policy changed: verdicts go, and whether the kernel asks for them follows the policy. */
 void governor_policy_changed(void);
@@ -528,6 +561,88 @@ void control_handle(struct client *c, uint32_t id, const char *json, size_t len)
 void control_client_gone(struct client *c);
 /* Waits for the policy worker and drops queued work (shutdown). */
 void control_stop(void);
+
+/* ---- maglev.c: Maglev consistent hashing (Eisenbud et al., NSDI'16) ---- */
+
+/* The table size for n backends: the smallest prime >= MAGLEV_SCALE * n (and >= MAGLEV_MIN). */
+#define MAGLEV_SCALE 100
+#define MAGLEV_MIN   101
+#define MAGLEV_MAX   65521 /* the largest table: a prime, so up to 655 backends per service */
+uint32_t maglev_table_size(unsigned nbackends);
+/* Fills table[0..m) with indexes into backends[0..n) (n >= 1, m from maglev_table_size): each
+ * backend gets m/n slots give or take one, and a change of one backend moves about 1/n of them. */
+void maglev_build(const uint32_t *backends, unsigned n, uint32_t m, uint16_t *table);
+/* The hash the kernel uses to pick a slot (bpf/govern_abi.h: slim_hash32), for tests. */
+uint32_t maglev_slot(uint32_t key_a, uint32_t key_b, uint32_t m);
+
+/* ---- service.c: Services (ClusterIP): the document, their backends, the kernel's tables ---- */
+
+#define SERVICE_MAX_PORTS    16
+#define SERVICE_MAX_BACKENDS 512
+#define SERVICE_AFFINITY_TIMEOUT_DEFAULT 10800 /* seconds, as Kubernetes */
+
+struct service_port {
+	uint16_t sp_port;   /* network order */
+	uint16_t sp_target; /* network order (targetPort; the port when not given) */
+};
+
+struct service {
+	struct hnode sv_by_ip, sv_by_name;
+	char sv_name[NAME_MAX_LEN];
+	uint32_t sv_ip; /* the virtual IP, inside the cluster's service_cidr */
+	unsigned sv_nports;
+	struct service_port sv_ports[SERVICE_MAX_PORTS];
+	json_t *sv_selector; /* labels a backend pod must all have, or NULL: sv_endpoints */
+	uint32_t *sv_endpoints;
+	unsigned sv_nendpoints;
+	bool sv_affinity; /* sessionAffinity: ClientIP */
+	unsigned sv_affinity_timeout;
+	/* Computed from the pod directory (service_refresh): */
+	uint32_t *sv_backends; /* pod IPs, ascending */
+	unsigned sv_nbackends;
+	uint32_t sv_table_size; /* Maglev table of sv_table_size slots, 0 without backends */
+	uint32_t sv_last_size;	/* the last non-zero sv_table_size (sizes change rarely) */
+	uint16_t *sv_table;	/* slot -> index in sv_backends */
+	uint32_t sv_base;	/* where the table starts in the kernel's array */
+};
+
+struct service_doc;
+
+/* Parses and validates a whole service document (VIPs inside range). On error fills err with
+ * "ORIGIN: JSON.PATH: problem" and returns -EINVAL (or -ENOMEM). Touches nothing else: safe off
+ * the loop. */
+int service_parse(const char *text, size_t len, const char *origin, const struct cidr *range,
+		  const struct cidr *overlay, struct service_doc **out, char *err, size_t errlen);
+void service_doc_free(struct service_doc *d);
+size_t service_doc_count(const struct service_doc *d);
+/* Makes d (owned from now on) the services in force: backends, the kernel's tables, the overlay
+ * path's rules; connections to a backend that is no longer one are reset. */
+void service_install(struct service_doc *d);
+/* Whether ip is inside the cluster's service range. */
+bool service_range_contains(uint32_t ip);
+/* The service at vip:port (network order), with that port's target in *target; or NULL. */
+const struct service *service_find(uint32_t vip, uint16_t port, uint16_t *target);
+bool service_has_backend(const struct service *s, uint32_t ip);
+void service_foreach(void (*fn)(const struct service *s, void *arg), void *arg);
+size_t service_count(void);
+/* The pod directory changed (pods, labels): recompute the backends shortly (coalesced). */
+void service_refresh(void);
+/* A ROUTE_REQ of pod p for a VIP that the kernel could not finish (fd: the socket). */
+void service_route_request(struct client *c, struct pod *p, const struct slim_route_req *req,
+			   int fd);
+json_t *service_list_json(void);
+/* Connections reset because their backend left, since start. */
+uint64_t service_revoked_count(void);
+void service_free(void);
+
+/* ---- svcnft.c: the overlay path's Services, as nftables rules (kube-proxy's nftables mode) ---- */
+
+/* Replaces table ip slim_svc with the current services (removes it when there are none), off the
+ * loop (spawn_async). */
+void svcnft_apply(void);
+/* Removes our table (shutdown). */
+void svcnft_remove(void);
+int svcnft_write(FILE *f, const struct cluster *c, const struct cluster_node *self); /* the text */
 
 /* ---- metrics.c: the Prometheus endpoint (--metrics ADDR:PORT) ---- */
 
@@ -590,6 +705,8 @@ void directory_del(uint32_t ip);
 void directory_drop_node(const char *node);
 /* Iteration: start with *bucket = 0 and prev = NULL; NULL at the end. */
 const struct dir_pod *directory_iter(size_t *bucket, const struct dir_pod *prev);
+/* Called after every put/del (router.c: services follow their pods). */
+extern void (*directory_changed_hook)(void);
 /* Changes on every put/del, so compiled policy knows when it is stale. */
 uint64_t directory_generation(void);
 size_t directory_count(void);
@@ -636,6 +753,8 @@ void policy_foreach_allowance(policy_allow_fn fn, void *arg);
 void policy_foreach_isolated(void (*fn)(uint32_t ip, enum policy_dir dir, void *arg), void *arg);
 json_t *policy_json(void);
 void policy_free(void);
+/* A label key (value false) or value as Kubernetes allows them. */
+bool policy_label_valid(const char *s, bool value);
 /* ---- podsync.c: announcing our pods to other routers, learning theirs ---- */
 
 void podsync_build(struct slim_pod_sync *m, enum slim_pod_sync_op op, const struct dir_pod *d);

@@ -15,6 +15,7 @@ struct shim_config shim_config;
 /*
  * SLIM_ROUTER_SOCKET   control socket of this host's router (default /run/slim/router.sock)
  * SLIM_OVERLAY_CIDR    destinations the shim virtualizes (default 10.244.0.0/16)
+ * SLIM_SERVICE_CIDR    Service virtual IPs, virtualized too (default 10.96.0.0/16)
  * SLIM_DISABLE=1       load but never interpose (everything goes to libc)
  * SLIM_DEBUG           log the shim's decisions to stderr
  */
@@ -22,6 +23,7 @@ void config_init(void)
 {
 	const char *path = getenv("SLIM_ROUTER_SOCKET");
 	const char *cidr = getenv("SLIM_OVERLAY_CIDR");
+	const char *services = getenv("SLIM_SERVICE_CIDR");
 	const char *disable = getenv("SLIM_DISABLE");
 	struct cidr c;
 
@@ -39,6 +41,12 @@ void config_init(void)
 	}
 	shim_config.overlay_net = c.net;
 	shim_config.overlay_mask = c.mask;
+	if (cidr_parse(services && *services ? services : "10.96.0.0/16", &c) < 0) {
+		shim_log("bad SLIM_SERVICE_CIDR '%s'; shim disabled", services);
+		return;
+	}
+	shim_config.service_net = c.net;
+	shim_config.service_mask = c.mask;
 	shim_config.enabled = !(disable && !strcmp(disable, "1"));
 }
 

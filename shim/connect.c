@@ -49,9 +49,10 @@ static int connect_swap(int fd, int host_fd, struct fd_entry *e, bool *nonblocki
 	return 0;
 }
 
-/* Asks the router to route dst (it fills the kernel's maps). An enum slim_action, with *error
+/* Asks the router to route dst (it fills the kernel's maps). For a Service VIP the socket s goes
+ * along: the kernel wrote the backend it picked into its state. An enum slim_action, with *error
  * set for SLIM_ACT_ERROR; SLIM_ACT_FALLBACK when the router cannot be asked. */
-static int connect_ask_route(const struct sockaddr_in *dst, uint16_t flags, int *error)
+static int connect_ask_route(const struct sockaddr_in *dst, uint16_t flags, int s, int *error)
 {
 	struct slim_route_req req = {.hdr.type = SLIM_MSG_ROUTE_REQ};
 	struct slim_route_rep rep;
@@ -60,7 +61,8 @@ static int connect_ask_route(const struct sockaddr_in *dst, uint16_t flags, int 
 	req.dst_ip = dst->sin_addr.s_addr;
 	req.dst_port = dst->sin_port;
 	req.flags = flags;
-	if (router_call(&req, sizeof(req), SLIM_MSG_ROUTE_REP, &rep, sizeof(rep), &unused_fd) < 0)
+	if (router_call_fd(&req, sizeof(req), config_is_service(req.dst_ip) ? s : -1,
+			   SLIM_MSG_ROUTE_REP, &rep, sizeof(rep), &unused_fd) < 0)
 		return SLIM_ACT_FALLBACK;
 	if (unused_fd >= 0)
 		REAL(close)(unused_fd);
@@ -120,7 +122,7 @@ static int connect_governed(int fd, struct fd_entry *e, const struct sockaddr_in
 			break;
 		err = errno;
 		if (err == SLIM_ERRNO_MISS && attempt == 0) {
-			action = connect_ask_route(dst, flags, &error);
+			action = connect_ask_route(dst, flags, s, &error);
 			if (action == SLIM_ACT_ROUTE)
 				continue;
 			shim_log("connect: fd %d: the router says %s", fd,
@@ -238,7 +240,7 @@ int connect_slim(int fd, const struct sockaddr_in *dst, const struct sockaddr *a
 	if (rc < 0 && errno == ECONNREFUSED) {
 		/* The route may be stale (the server moved): ask once more and connect again. */
 		shim_log("connect: fd %d refused, resolving again", fd);
-		switch (connect_ask_route(dst, SLIM_ROUTEF_RETRY, &error)) {
+		switch (connect_ask_route(dst, SLIM_ROUTEF_RETRY, fd, &error)) {
 		case SLIM_ACT_ROUTE:
 			e->state = CONN_CONNECTING;
 			rc = connect_kernel(fd, e);

@@ -71,6 +71,7 @@ struct shim_config {
 	bool enabled;       /* false with SLIM_DISABLE=1 or when the overlay CIDR is bad */
 	bool debug;         /* SLIM_DEBUG set */
 	uint32_t overlay_net, overlay_mask; /* network order */
+	uint32_t service_net, service_mask; /* ClusterIPs (network order) */
 	char router_path[108];
 };
 extern struct shim_config shim_config;
@@ -79,6 +80,11 @@ void config_init(void);
 static inline bool config_is_overlay(uint32_t ip)
 {
 	return (ip & shim_config.overlay_mask) == shim_config.overlay_net;
+}
+/* True when ip (network order) is a Service's virtual IP: the kernel picks its backend. */
+static inline bool config_is_service(uint32_t ip)
+{
+	return (ip & shim_config.service_mask) == shim_config.service_net;
 }
 /* True for 127.0.0.0/8 (network order): in-pod connections, virtualized too (sidecars). */
 static inline bool config_is_loopback(uint32_t ip)

@@ -132,7 +132,8 @@ SHIM_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	 */
 	if (e->kind != FD_TCP || e->bound.sin_port || !shim_config.enabled ||
 	    !connect_ipv4_dst(e, addr, len, &dst) ||
-	    !(config_is_overlay(dst.sin_addr.s_addr) || config_is_loopback(dst.sin_addr.s_addr))) {
+	    !(config_is_overlay(dst.sin_addr.s_addr) || config_is_loopback(dst.sin_addr.s_addr) ||
+	      config_is_service(dst.sin_addr.s_addr))) {
 		if (e->kind == FD_TCP)
 			e->kind = FD_PLAIN;
 		return REAL(connect)(fd, addr, len);

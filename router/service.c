@@ -1,0 +1,805 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Services (ClusterIP): a virtual IP and ports in front of a set of backend pods, chosen at
+ * connect time. The document names the backends by a label selector (pods anywhere in the
+ * cluster, from the pod directory) or lists them; each service gets a Maglev table (maglev.c) of
+ * its backends, which the kernel reads in the connect program (bpf/slim_govern.bpf.c): a
+ * shimmed app's connect to VIP:port becomes a connect to one backend, with no router on the way
+ * and nothing per packet, and the cost per connect does not grow with the number of services.
+ * Everything else (apps without the shim, fallback) goes through the same services as nftables
+ * rules (svcnft.c).
+ *
+ * When a backend stops being one (pod gone, labels changed, service edited), the connections
+ * this host's pods made to it through the VIP are destroyed (both ends see a reset) and new
+ * connects no longer pick it; the tables change as little as Maglev allows, so adding a backend
+ * moves about 1/N of the ClientIP-affinity clients and touches no connection.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <linux/types.h>
+
+#include "govern_abi.h"
+#include "log.h"
+#include "router.h"
+
+#define SERVICE_PATH_MAX   160
+#define SERVICE_NAME_MAX   63 /* a DNS label, as Kubernetes */
+#define SERVICE_TIMEOUT_MAX 86400
+#define SERVICE_HALF	   (SLIM_MAGLEV_SLOTS / 2)
+/* A ClientIP service's table has room for this many backends from the start (4001 slots). */
+#define SERVICE_AFFINITY_BACKENDS 40
+
+struct service_doc {
+	struct service *sd_svcs;
+	size_t sd_n;
+	struct htab sd_by_ip, sd_by_name;
+};
+
+static struct service_doc *service_cur;
+static unsigned service_half;	    /* the half of the kernel's array in use */
+static bool service_refresh_queued; /* a recompute is scheduled */
+static uint64_t service_nrevoked;
+
+/* ---- parsing: touches nothing but the document (it runs off the loop) ---- */
+
+struct service_ctx {
+	struct confjson_ctx sx_doc;
+	const struct cidr *range, *overlay;
+};
+
+/* An integer in [lo, hi] at o.key (absent: *out unchanged). */
+static int service_int(const struct service_ctx *x, json_t *o, const char *key, const char *path,
+		       long lo, long hi, long *out)
+{
+	json_t *v = json_object_get(o, key);
+	char p[SERVICE_PATH_MAX + 32];
+	int ret;
+
+	if (!v)
+		return 0;
+	confjson_path(p, sizeof(p), "%s.%s", path, key);
+	if ((ret = confjson_want(&x->sx_doc, v, JSON_INTEGER, p, "an integer")))
+		return ret;
+	if (json_integer_value(v) < lo || json_integer_value(v) > hi)
+		return confjson_error(&x->sx_doc, p, "%lld is out of range (%ld-%ld)",
+				     (long long)json_integer_value(v), lo, hi);
+	*out = (long)json_integer_value(v);
+	return 0;
+}
+
+static int service_ip(const struct service_ctx *x, json_t *v, const char *path,
+		      const struct cidr *inside, const char *inside_name, uint32_t *out)
+{
+	struct in_addr a;
+	int ret;
+
+	if ((ret = confjson_want(&x->sx_doc, v, JSON_STRING, path, "a string")))
+		return ret;
+	if (inet_pton(AF_INET, json_string_value(v), &a) != 1)
+		return confjson_error(&x->sx_doc, path, "\"%s\" is not an IPv4 address",
+				     json_string_value(v));
+	if (!cidr_contains(inside, a.s_addr))
+		return confjson_error(&x->sx_doc, path, "%s is outside %s", json_string_value(v),
+				     inside_name);
+	*out = a.s_addr;
+	return 0;
+}
+
+static bool service_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > SERVICE_NAME_MAX || s[0] == '-' || s[n - 1] == '-')
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
+			return false;
+	return true;
+}
+
+static int service_parse_ports(const struct service_ctx *x, json_t *ports, const char *path,
+			       struct service *sv)
+{
+	static const char *const keys[] = {"port", "targetPort", "protocol", "name", NULL};
+	char p[SERVICE_PATH_MAX + 32];
+	size_t i;
+	json_t *e;
+	int ret;
+
+	if ((ret = confjson_want(&x->sx_doc, ports, JSON_ARRAY, path, "an array")))
+		return ret;
+	if (json_array_size(ports) == 0 || json_array_size(ports) > SERVICE_MAX_PORTS)
+		return confjson_error(&x->sx_doc, path, "%zu ports (1-%d)", json_array_size(ports),
+				     SERVICE_MAX_PORTS);
+	json_array_foreach(ports, i, e) {
+		long port = 0, target = 0;
+		json_t *proto;
+
+		confjson_path(p, sizeof(p), "%s[%zu]", path, i);
+		if ((ret = confjson_want(&x->sx_doc, e, JSON_OBJECT, p, "an object")) ||
+		    (ret = confjson_check_keys(&x->sx_doc, e, p, keys)))
+			return ret;
+		if (!json_object_get(e, "port"))
+			return confjson_error(&x->sx_doc, p, "missing \"port\"");
+		if ((ret = service_int(x, e, "port", p, 1, 65535, &port)))
+			return ret;
+		target = port;
+		if ((ret = service_int(x, e, "targetPort", p, 1, 65535, &target)))
+			return ret;
+		proto = json_object_get(e, "protocol");
+		if (proto && (!json_is_string(proto) || strcmp(json_string_value(proto), "TCP"))) {
+			confjson_path(p, sizeof(p), "%s[%zu].protocol", path, i);
+			return confjson_error(&x->sx_doc, p, "only \"TCP\" is supported");
+		}
+		if (json_object_get(e, "name") && !json_is_string(json_object_get(e, "name"))) {
+			confjson_path(p, sizeof(p), "%s[%zu].name", path, i);
+			return confjson_error(&x->sx_doc, p, "wrong type: expected a string");
+		}
+		for (unsigned k = 0; k < sv->sv_nports; k++)
+			if (sv->sv_ports[k].sp_port == htons((uint16_t)port))
+				return confjson_error(&x->sx_doc, p, "port %ld is listed twice", port);
+		sv->sv_ports[sv->sv_nports++] = (struct service_port){htons((uint16_t)port),
+								      htons((uint16_t)target)};
+	}
+	return 0;
+}
+
+static int service_ip_cmp(const void *a, const void *b)
+{
+	uint32_t x = ntohl(*(const uint32_t *)a), y = ntohl(*(const uint32_t *)b);
+
+	return x < y ? -1 : x > y;
+}
+
+/* Either a selector (labels a backend has, all of them) or endpoints (pod IPs). */
+static int service_parse_backends(const struct service_ctx *x, json_t *o, const char *path,
+				  struct service *sv)
+{
+	json_t *sel = json_object_get(o, "selector"), *eps = json_object_get(o, "endpoints"), *v;
+	char p[SERVICE_PATH_MAX + 300];
+	const char *key;
+	size_t i;
+	int ret;
+
+	if (!sel == !eps)
+		return confjson_error(&x->sx_doc, path, "a service needs exactly one of selector or endpoints");
+	if (sel) {
+		confjson_path(p, sizeof(p), "%s.selector", path);
+		if ((ret = confjson_want(&x->sx_doc, sel, JSON_OBJECT, p, "an object")))
+			return ret;
+		if (json_object_size(sel) == 0)
+			return confjson_error(&x->sx_doc, p, "empty: it would select every pod");
+		json_object_foreach(sel, key, v) {
+			if (!policy_label_valid(key, false))
+				return confjson_error(&x->sx_doc, p, "bad label key \"%s\"", key);
+			confjson_path(p, sizeof(p), "%s.selector.%s", path, key);
+			if ((ret = confjson_want(&x->sx_doc, v, JSON_STRING, p, "a string")))
+				return ret;
+			if (!policy_label_valid(json_string_value(v), true))
+				return confjson_error(&x->sx_doc, p, "bad label value \"%s\"",
+						     json_string_value(v));
+			confjson_path(p, sizeof(p), "%s.selector", path);
+		}
+		sv->sv_selector = json_incref(sel);
+		return 0;
+	}
+	confjson_path(p, sizeof(p), "%s.endpoints", path);
+	if ((ret = confjson_want(&x->sx_doc, eps, JSON_ARRAY, p, "an array")))
+		return ret;
+	if (json_array_size(eps) > SERVICE_MAX_BACKENDS)
+		return confjson_error(&x->sx_doc, p, "%zu endpoints (at most %d)", json_array_size(eps),
+				     SERVICE_MAX_BACKENDS);
+	sv->sv_endpoints = calloc(json_array_size(eps) + 1, sizeof(uint32_t));
+	if (!sv->sv_endpoints)
+		return -ENOMEM;
+	json_array_foreach(eps, i, v) {
+		confjson_path(p, sizeof(p), "%s.endpoints[%zu]", path, i);
+		if ((ret = service_ip(x, v, p, x->overlay, "overlay_cidr",
+				      &sv->sv_endpoints[sv->sv_nendpoints])))
+			return ret;
+		for (unsigned k = 0; k < sv->sv_nendpoints; k++)
+			if (sv->sv_endpoints[k] == sv->sv_endpoints[sv->sv_nendpoints])
+				return confjson_error(&x->sx_doc, p, "%s is listed twice",
+						     json_string_value(v));
+		sv->sv_nendpoints++;
+	}
+	qsort(sv->sv_endpoints, sv->sv_nendpoints, sizeof(uint32_t), service_ip_cmp);
+	return 0;
+}
+
+/* sessionAffinity "None" | "ClientIP", sessionAffinityConfig.clientIP.timeoutSeconds. */
+static int service_parse_affinity(const struct service_ctx *x, json_t *o, const char *path,
+				  struct service *sv)
+{
+	static const char *const cfgkeys[] = {"clientIP", NULL}, *const ipkeys[] = {
+		"timeoutSeconds", NULL};
+	json_t *aff = json_object_get(o, "sessionAffinity");
+	json_t *cfg = json_object_get(o, "sessionAffinityConfig"), *cip;
+	char p[SERVICE_PATH_MAX + 48];
+	long timeout = SERVICE_AFFINITY_TIMEOUT_DEFAULT;
+	int ret;
+
+	confjson_path(p, sizeof(p), "%s.sessionAffinity", path);
+	if (aff && (!json_is_string(aff) || (strcmp(json_string_value(aff), "None") &&
+					     strcmp(json_string_value(aff), "ClientIP"))))
+		return confjson_error(&x->sx_doc, p, "expected \"None\" or \"ClientIP\"");
+	sv->sv_affinity = aff && !strcmp(json_string_value(aff), "ClientIP");
+	if (cfg) {
+		confjson_path(p, sizeof(p), "%s.sessionAffinityConfig", path);
+		if ((ret = confjson_want(&x->sx_doc, cfg, JSON_OBJECT, p, "an object")) ||
+		    (ret = confjson_check_keys(&x->sx_doc, cfg, p, cfgkeys)))
+			return ret;
+		if ((cip = json_object_get(cfg, "clientIP"))) {
+			confjson_path(p, sizeof(p), "%s.sessionAffinityConfig.clientIP", path);
+			if ((ret = confjson_want(&x->sx_doc, cip, JSON_OBJECT, p, "an object")) ||
+			    (ret = confjson_check_keys(&x->sx_doc, cip, p, ipkeys)) ||
+			    (ret = service_int(x, cip, "timeoutSeconds", p, 1, SERVICE_TIMEOUT_MAX,
+					       &timeout)))
+				return ret;
+		}
+	}
+	sv->sv_affinity_timeout = (unsigned)timeout;
+	return 0;
+}
+
+static const struct service *service_doc_find_ip(const struct service_doc *d, uint32_t ip)
+{
+	for (struct hnode *h = htab_first(&d->sd_by_ip, htab_hash_u64(ip)); h; h = htab_next(h)) {
+		const struct service *sv = container_of(h, struct service, sv_by_ip);
+
+		if (sv->sv_ip == ip)
+			return sv;
+	}
+	return NULL;
+}
+
+static const struct service *service_doc_find_name(const struct service_doc *d, const char *name)
+{
+	for (struct hnode *h = htab_first(&d->sd_by_name, htab_hash_str(name)); h; h = htab_next(h)) {
+		const struct service *sv = container_of(h, struct service, sv_by_name);
+
+		if (!strcmp(sv->sv_name, name))
+			return sv;
+	}
+	return NULL;
+}
+
+static int service_parse_one(const struct service_ctx *x, struct service_doc *d, json_t *o,
+			     size_t i)
+{
+	static const char *const keys[] = {"name",	    "ip",	      "ports",
+					   "selector",	    "endpoints",      "sessionAffinity",
+					   "sessionAffinityConfig", NULL};
+	struct service *sv = &d->sd_svcs[i];
+	char path[SERVICE_PATH_MAX], p[SERVICE_PATH_MAX + 16];
+	json_t *name;
+	int ret;
+
+	confjson_path(path, sizeof(path), "services[%zu]", i);
+	if ((ret = confjson_want(&x->sx_doc, o, JSON_OBJECT, path, "an object")) ||
+	    (ret = confjson_check_keys(&x->sx_doc, o, path, keys)))
+		return ret;
+	name = json_object_get(o, "name");
+	confjson_path(p, sizeof(p), "%s.name", path);
+	if ((ret = confjson_want(&x->sx_doc, name, JSON_STRING, p, "a string")))
+		return ret;
+	if (!service_name_valid(json_string_value(name)))
+		return confjson_error(&x->sx_doc, p, "\"%s\" is not a DNS label ([a-z0-9-], 1-%d)",
+				     json_string_value(name), SERVICE_NAME_MAX);
+	if (service_doc_find_name(d, json_string_value(name)))
+		return confjson_error(&x->sx_doc, p, "a service named \"%s\" comes earlier",
+				     json_string_value(name));
+	snprintf(sv->sv_name, sizeof(sv->sv_name), "%s", json_string_value(name));
+	confjson_path(p, sizeof(p), "%s.ip", path);
+	if ((ret = service_ip(x, json_object_get(o, "ip"), p, x->range, "service_cidr",
+			      &sv->sv_ip)))
+		return ret;
+	if (service_doc_find_ip(d, sv->sv_ip))
+		return confjson_error(&x->sx_doc, p, "%s is the IP of service \"%s\"",
+				     json_string_value(json_object_get(o, "ip")),
+				     service_doc_find_ip(d, sv->sv_ip)->sv_name);
+	confjson_path(p, sizeof(p), "%s.ports", path);
+	if ((ret = service_parse_ports(x, json_object_get(o, "ports"), p, sv)) ||
+	    (ret = service_parse_backends(x, o, path, sv)) ||
+	    (ret = service_parse_affinity(x, o, path, sv)))
+		return ret;
+	htab_insert(&d->sd_by_ip, &sv->sv_by_ip, htab_hash_u64(sv->sv_ip));
+	htab_insert(&d->sd_by_name, &sv->sv_by_name, htab_hash_str(sv->sv_name));
+	d->sd_n++;
+	return 0;
+}
+
+int service_parse(const char *text, size_t len, const char *origin, const struct cidr *range,
+		  const struct cidr *overlay, struct service_doc **out, char *err, size_t errlen)
+{
+	static const char *const keys[] = {"services", NULL};
+	struct service_ctx x = {{origin, err, errlen}, range, overlay};
+	struct service_doc *d;
+	json_t *root, *list, *o;
+	size_t i;
+	int ret;
+
+	*out = NULL;
+	root = confjson_load(&x.sx_doc, text, len);
+	if (!root)
+		return -EINVAL;
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		json_decref(root);
+		return -ENOMEM;
+	}
+	if ((ret = confjson_want(&x.sx_doc, root, JSON_OBJECT, "", "an object")) ||
+	    (ret = confjson_check_keys(&x.sx_doc, root, "", keys)))
+		goto out;
+	list = json_object_get(root, "services");
+	if ((ret = confjson_want(&x.sx_doc, list, JSON_ARRAY, "services", "an array")))
+		goto out;
+	d->sd_svcs = calloc(json_array_size(list) + 1, sizeof(*d->sd_svcs));
+	if (!d->sd_svcs || htab_init(&d->sd_by_ip, json_array_size(list)) ||
+	    htab_init(&d->sd_by_name, json_array_size(list))) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	json_array_foreach(list, i, o) {
+		if ((ret = service_parse_one(&x, d, o, i))) {
+			d->sd_n = i + 1; /* so the half-parsed one is freed too */
+			goto out;
+		}
+	}
+out:
+	json_decref(root);
+	if (ret) {
+		service_doc_free(d);
+		return ret;
+	}
+	*out = d;
+	return 0;
+}
+
+static void service_computed_free(struct service *sv)
+{
+	free(sv->sv_backends);
+	free(sv->sv_table);
+	sv->sv_backends = NULL;
+	sv->sv_table = NULL;
+	sv->sv_nbackends = 0;
+	sv->sv_table_size = 0;
+}
+
+void service_doc_free(struct service_doc *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->sd_n; i++) {
+		json_decref(d->sd_svcs[i].sv_selector);
+		free(d->sd_svcs[i].sv_endpoints);
+		service_computed_free(&d->sd_svcs[i]);
+	}
+	free(d->sd_svcs);
+	htab_free(&d->sd_by_ip);
+	htab_free(&d->sd_by_name);
+	free(d);
+}
+
+size_t service_doc_count(const struct service_doc *d)
+{
+	return d ? d->sd_n : 0;
+}
+
+/* ---- lookups ---- */
+
+bool service_range_contains(uint32_t ip)
+{
+	return router.r_cluster && cidr_contains(&router.r_cluster->cl_services, ip);
+}
+
+const struct service *service_find(uint32_t vip, uint16_t port, uint16_t *target)
+{
+	const struct service *sv = service_cur ? service_doc_find_ip(service_cur, vip) : NULL;
+
+	for (unsigned i = 0; sv && i < sv->sv_nports; i++)
+		if (sv->sv_ports[i].sp_port == port) {
+			if (target)
+				*target = sv->sv_ports[i].sp_target;
+			return sv;
+		}
+	return NULL;
+}
+
+bool service_has_backend(const struct service *sv, uint32_t ip)
+{
+	return sv->sv_nbackends &&
+	       bsearch(&ip, sv->sv_backends, sv->sv_nbackends, sizeof(uint32_t), service_ip_cmp);
+}
+
+void service_foreach(void (*fn)(const struct service *s, void *arg), void *arg)
+{
+	for (size_t i = 0; service_cur && i < service_cur->sd_n; i++)
+		fn(&service_cur->sd_svcs[i], arg);
+}
+
+size_t service_count(void)
+{
+	return service_doc_count(service_cur);
+}
+
+/* ---- backends and the kernel's tables ---- */
+
+static bool service_selects(const struct service *sv, const json_t *labels)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(sv->sv_selector, key, v) {
+		json_t *have = json_object_get(labels, key);
+
+		if (!have || !json_is_string(have) ||
+		    strcmp(json_string_value(have), json_string_value(v)))
+			return false;
+	}
+	return true;
+}
+
+/* The backends as they are now: the listed endpoints, or the pods the selector matches. */
+static int service_backends(const struct service *sv, uint32_t **out, unsigned *n)
+{
+	const struct dir_pod *dp = NULL;
+	size_t bucket = 0, cap = 16;
+	uint32_t *b;
+
+	*n = 0;
+	if (!sv->sv_selector) {
+		b = malloc((sv->sv_nendpoints + 1) * sizeof(*b));
+		if (!b)
+			return -ENOMEM;
+		memcpy(b, sv->sv_endpoints, sv->sv_nendpoints * sizeof(*b));
+		*n = sv->sv_nendpoints;
+		*out = b;
+		return 0;
+	}
+	b = malloc(cap * sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	while ((dp = directory_iter(&bucket, dp))) {
+		if (!service_selects(sv, dp->dp_labels))
+			continue;
+		if (*n == SERVICE_MAX_BACKENDS)
+			break; /* more pods than one table takes: the rest serve other services */
+		if (*n == cap) {
+			uint32_t *nb = realloc(b, 2 * cap * sizeof(*b));
+
+			if (!nb) {
+				free(b);
+				return -ENOMEM;
+			}
+			b = nb;
+			cap *= 2;
+		}
+		b[(*n)++] = dp->dp_ip;
+	}
+	qsort(b, *n, sizeof(*b), service_ip_cmp);
+	*out = b;
+	return 0;
+}
+
+/* Whether every backend in old[] is still in sv's (nothing to revoke). */
+static bool service_kept_all(const struct service *sv, const uint32_t *old, unsigned nold)
+{
+	for (unsigned i = 0; i < nold; i++)
+		if (!service_has_backend(sv, old[i]))
+			return false;
+	return true;
+}
+
+/*
+ * The table size for n backends. Maglev moves about 1/n of the slots when a backend comes or
+ * goes only if the size stays the same, so a table keeps its size while it still has 100 slots
+ * per backend; and a ClientIP service, whose clients are the keys that must not move, starts
+ * with room for SERVICE_AFFINITY_BACKENDS backends.
+ */
+static uint32_t service_table_size(const struct service *sv, unsigned n)
+{
+	uint32_t m = maglev_table_size(sv->sv_affinity && n < SERVICE_AFFINITY_BACKENDS
+					       ? SERVICE_AFFINITY_BACKENDS
+					       : n);
+
+	if (sv->sv_last_size >= m)
+		return sv->sv_last_size;
+	return m;
+}
+
+/* Recomputes sv's backends and table; true when a backend it had is gone. */
+static bool service_compute(struct service *sv)
+{
+	uint32_t *old = sv->sv_backends, *b;
+	unsigned nold = sv->sv_nbackends, n;
+	bool lost;
+
+	if (service_backends(sv, &b, &n) < 0) {
+		log_warnx("service %s: out of memory: its backends are unchanged", sv->sv_name);
+		return false;
+	}
+	if (n == nold && !memcmp(b, old, n * sizeof(*b)) && (n == 0 || sv->sv_table)) {
+		free(b);
+		return false;
+	}
+	sv->sv_backends = b;
+	sv->sv_nbackends = n;
+	free(sv->sv_table);
+	sv->sv_table = NULL;
+	sv->sv_table_size = 0;
+	if (n) {
+		uint32_t m = service_table_size(sv, n);
+
+		sv->sv_table = malloc(m * sizeof(*sv->sv_table));
+		if (sv->sv_table) {
+			maglev_build(b, n, m, sv->sv_table);
+			sv->sv_table_size = m;
+			sv->sv_last_size = m;
+		} else {
+			log_warnx("service %s: out of memory for its table", sv->sv_name);
+		}
+	}
+	lost = !service_kept_all(sv, old, nold);
+	free(old);
+	return lost;
+}
+
+/*
+ * Writes every table into the half of the kernel's array not in use, then points the kernel's
+ * entries at it: a connect reads either the old layout or the new one, each whole.
+ */
+static void service_program(const struct service_doc *old)
+{
+	struct slim_maglev_slot *maglev = governor_maglev();
+	uint32_t half = service_half ^ 1, off = 0;
+
+	if (!maglev)
+		return;
+	for (size_t i = 0; service_cur && i < service_cur->sd_n; i++) {
+		struct service *sv = &service_cur->sd_svcs[i];
+		struct slim_svc v = {.sv_flags = sv->sv_affinity ? SLIM_SVC_AFFINITY : 0};
+
+		if (sv->sv_table_size && off + sv->sv_table_size > SERVICE_HALF) {
+			static struct log_ratelimit rl;
+
+			log_ratelimited(&rl, LOG_LVL_WARN,
+					"service %s: the kernel's tables are full (%u slots): its "
+					"connects go over the overlay",
+					sv->sv_name, SERVICE_HALF);
+			for (unsigned k = 0; k < sv->sv_nports; k++)
+				governor_service_del(sv->sv_ip, sv->sv_ports[k].sp_port);
+			continue;
+		}
+		sv->sv_base = half * SERVICE_HALF + off;
+		for (uint32_t s = 0; s < sv->sv_table_size; s++)
+			maglev[sv->sv_base + s].ms_ip = sv->sv_backends[sv->sv_table[s]];
+		off += sv->sv_table_size;
+		v.sv_base = sv->sv_base;
+		v.sv_size = sv->sv_table_size;
+		for (unsigned k = 0; k < sv->sv_nports; k++) {
+			v.sv_target_port = sv->sv_ports[k].sp_target;
+			governor_service_put(sv->sv_ip, sv->sv_ports[k].sp_port, &v);
+		}
+	}
+	/* Ports of the previous document that this one does not have. */
+	for (size_t i = 0; old && i < old->sd_n; i++) {
+		const struct service *sv = &old->sd_svcs[i];
+
+		for (unsigned k = 0; k < sv->sv_nports; k++)
+			if (!service_find(sv->sv_ip, sv->sv_ports[k].sp_port, NULL))
+				governor_service_del(sv->sv_ip, sv->sv_ports[k].sp_port);
+	}
+	service_half = half;
+}
+
+/* A connection a pod of ours made through a VIP whose backend no longer serves it: reset. */
+static void service_revoke_conn(const struct conn *co, void *arg)
+{
+	unsigned *n = arg;
+	const struct service *sv;
+	uint16_t target;
+
+	if (!co->co_out || !co->co_svc_ip)
+		return;
+	sv = service_find(co->co_svc_ip, co->co_svc_port, &target);
+	if (sv && target == co->co_overlay.dst_port && service_has_backend(sv, co->co_overlay.dst_ip))
+		return;
+	if (sockdiag_destroy(&co->co_host) == 0)
+		(*n)++;
+}
+
+static void service_revoke(void)
+{
+	unsigned n = 0;
+	int ret = conn_walk(0, service_revoke_conn, &n);
+
+	if (ret < 0)
+		log_warnx("services: cannot list connections (%s): connections to removed "
+			  "backends stay",
+			  strerror(-ret));
+	if (n)
+		log_info("services: reset %u connections to backends that left", n);
+	service_nrevoked += n;
+}
+
+/* Backends, tables, kernel and nftables, after a new document (old) or a directory change. */
+static void service_update(const struct service_doc *old, bool revoke)
+{
+	bool changed = old != service_cur;
+
+	for (size_t i = 0; service_cur && i < service_cur->sd_n; i++) {
+		struct service *sv = &service_cur->sd_svcs[i];
+		const uint32_t *had = sv->sv_backends;
+		unsigned nhad = sv->sv_nbackends;
+
+		revoke |= service_compute(sv);
+		changed |= sv->sv_backends != had || sv->sv_nbackends != nhad;
+	}
+	if (!changed)
+		return;
+	service_program(old);
+	svcnft_apply();
+	if (revoke)
+		service_revoke();
+}
+
+void service_install(struct service_doc *d)
+{
+	struct service_doc *old = service_cur;
+	bool revoke = false;
+
+	/* A service that went away, or a port it no longer has: its connections go. */
+	for (size_t i = 0; old && i < old->sd_n && !revoke; i++) {
+		const struct service *sv = &old->sd_svcs[i];
+		const struct service *nsv = service_doc_find_ip(d, sv->sv_ip);
+
+		revoke = !nsv || nsv->sv_nports != sv->sv_nports ||
+			 memcmp(nsv->sv_ports, sv->sv_ports, sv->sv_nports * sizeof(*sv->sv_ports));
+	}
+	/* The same service in the new document keeps its table size (service_table_size). */
+	for (size_t i = 0; old && i < d->sd_n; i++) {
+		const struct service *osv = service_doc_find_ip(old, d->sd_svcs[i].sv_ip);
+
+		if (osv && osv->sv_affinity == d->sd_svcs[i].sv_affinity)
+			d->sd_svcs[i].sv_last_size = osv->sv_last_size;
+	}
+	service_cur = d;
+	service_update(old, revoke);
+	/* Every edit revokes what the new document no longer allows (service_compute sees the
+	 * fresh backends against none, so compare against the old document explicitly). */
+	if (old && !revoke) {
+		for (size_t i = 0; i < old->sd_n; i++) {
+			const struct service *sv = &old->sd_svcs[i];
+			const struct service *nsv = service_doc_find_ip(d, sv->sv_ip);
+
+			if (nsv && !service_kept_all(nsv, sv->sv_backends, sv->sv_nbackends)) {
+				service_revoke();
+				break;
+			}
+		}
+	}
+	service_doc_free(old);
+	log_info("services: %zu in force", service_doc_count(d));
+}
+
+static long service_refresh_timer(struct event_loop *loop, void *arg)
+{
+	service_refresh_queued = false;
+	service_update(service_cur, false);
+	return EVENT_TIMER_STOP;
+}
+
+void service_refresh(void)
+{
+	if (!service_cur || service_refresh_queued || !router.r_loop)
+		return;
+	/* Coalesces a burst of pod announcements (a node re-syncing) into one recompute. */
+	if (event_timer_add(router.r_loop, 5, service_refresh_timer, NULL) >= 0)
+		service_refresh_queued = true;
+}
+
+/* ---- the connect path ---- */
+
+static void service_reply(struct client *c, uint32_t id, uint32_t action, int error)
+{
+	struct slim_route_rep rep = {
+		.hdr = {.type = SLIM_MSG_ROUTE_REP, .len = sizeof(rep), .id = id},
+		.action = action,
+		.error = error,
+	};
+
+	client_reply(c, &rep, sizeof(rep), -1, false);
+}
+
+/*
+ * The kernel picked a backend but had no route (or verdict) for it: it wrote its pick into the
+ * socket's state, which the shim passed along with the request. Route that backend as any pod
+ * destination; the shim connects again and the kernel keeps the pick (SLIM_SK_SVC_PICKED). Only
+ * the kernel's record is believed, and only for the asking pod's own governed socket.
+ */
+void service_route_request(struct client *c, struct pod *p, const struct slim_route_req *req,
+			   int fd)
+{
+	struct slim_route_req sub = *req;
+	const struct service *sv;
+	struct slim_sk st;
+	uint16_t target;
+	int ret;
+
+	sv = service_find(req->dst_ip, req->dst_port, &target);
+	if (!sv) {
+		/* Not a service we know: whatever the pod's network does with it. */
+		service_reply(c, req->hdr.id, SLIM_ACT_FALLBACK, 0);
+		return;
+	}
+	if (!sv->sv_nbackends) {
+		service_reply(c, req->hdr.id, SLIM_ACT_ERROR, ECONNREFUSED);
+		return;
+	}
+	ret = fd < 0 ? -EBADF : governor_sock_get(fd, &st);
+	if (ret < 0 || !(st.ss_flags & SLIM_SK_HANDED) || st.ss_pod_ip != p->p_ip ||
+	    st.ss_svc_ip != req->dst_ip || st.ss_svc_port != req->dst_port ||
+	    !service_has_backend(sv, st.ss_peer_ip)) {
+		static struct log_ratelimit rl;
+
+		/* No pick to go by (or the table changed under it): the overlay's rules decide. */
+		log_ratelimited(&rl, LOG_LVL_WARN,
+				"pod %s: connect to service %s: %s: over the overlay", p->p_name,
+				sv->sv_name,
+				ret < 0			       ? strerror(-ret)
+				: st.ss_svc_ip != req->dst_ip ? "not the socket the kernel routed"
+							       : "its backend left meanwhile");
+		service_reply(c, req->hdr.id, SLIM_ACT_FALLBACK, 0);
+		return;
+	}
+	sub.dst_ip = st.ss_peer_ip;
+	sub.dst_port = target;
+	route_request(c, p, &sub);
+}
+
+/* ---- listing ---- */
+
+json_t *service_list_json(void)
+{
+	json_t *list = json_array();
+	char a[INET_ADDRSTRLEN];
+
+	for (size_t i = 0; list && service_cur && i < service_cur->sd_n; i++) {
+		const struct service *sv = &service_cur->sd_svcs[i];
+		json_t *ports = json_array(), *backends = json_array();
+
+		for (unsigned k = 0; k < sv->sv_nports; k++)
+			json_array_append_new(
+				ports, json_pack("{s:i, s:i}", "port", ntohs(sv->sv_ports[k].sp_port),
+						 "targetPort", ntohs(sv->sv_ports[k].sp_target)));
+		for (unsigned k = 0; k < sv->sv_nbackends; k++)
+			json_array_append_new(backends,
+					      json_string(inet_ntop(AF_INET, &sv->sv_backends[k], a,
+								    sizeof(a))));
+		json_array_append_new(
+			list, json_pack("{s:s, s:s, s:o, s:O?, s:o, s:s, s:i, s:i}", "name",
+					sv->sv_name, "ip", inet_ntop(AF_INET, &sv->sv_ip, a, sizeof(a)),
+					"ports", ports, "selector", sv->sv_selector, "backends",
+					backends, "sessionAffinity",
+					sv->sv_affinity ? "ClientIP" : "None", "timeoutSeconds",
+					(int)sv->sv_affinity_timeout, "table_size",
+					(int)sv->sv_table_size));
+	}
+	return list;
+}
+
+uint64_t service_revoked_count(void)
+{
+	return service_nrevoked;
+}
+
+void service_free(void)
+{
+	service_doc_free(service_cur);
+	service_cur = NULL;
+}
