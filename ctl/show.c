@@ -211,10 +211,10 @@ void ctl_show_pod_labeled(json_t *rep)
 
 void ctl_show_services_applied(json_t *rep)
 {
-	printf("applied %s: %lld services; reset %lld connections; installed in %lld us (%lld ms "
-	       "after the request)\n",
+	printf("applied %s: %lld services; reset %lld connections; in force %lld ms after the "
+	       "request\n",
 	       show_str(rep, "origin"), show_int(rep, "services"), show_int(rep, "revoked"),
-	       show_int(rep, "install_usec"), show_int(rep, "total_ms"));
+	       show_int(rep, "total_ms"));
 }
 
 void ctl_show_services(json_t *rep)

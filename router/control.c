@@ -314,14 +314,15 @@ struct control_job {
 	struct cidr cj_services, cj_overlay; /* the cluster's ranges, for service documents */
 	void *cj_doc;			     /* the worker's result */
 	struct enforce_report cj_report;
-	size_t cj_npolicies, cj_nrules;
+	size_t cj_npolicies, cj_nrules; /* (cj_npolicies: services, for service.apply) */
 	int cj_ret;
 	char cj_err[CONTROL_ERR_MAX * 2];
 	uint64_t cj_queued_ms;
 };
 
 static TAILQ_HEAD(, control_job) control_jobs = TAILQ_HEAD_INITIALIZER(control_jobs);
-/* Applied and enforced, waiting for the overlay filter (nft, off the loop) before answering. */
+/* Applied, waiting before answering: for the overlay filter (nft, off the loop), or for the
+ * services to be in force (service.c works in slices). */
 static TAILQ_HEAD(, control_job) control_filtering = TAILQ_HEAD_INITIALIZER(control_filtering);
 static int control_job_efd = -1; /* the worker's "done" signal to the loop */
 static pthread_t control_worker;
@@ -439,27 +440,38 @@ static void control_service_free(void *doc)
 	service_doc_free(doc);
 }
 
+/* Third half, on the loop: the services are in force (or were dropped at shutdown). */
+static void control_service_done(int revoked, void *arg)
+{
+	struct control_job *j = arg;
+
+	TAILQ_REMOVE(&control_filtering, j, cj_entry);
+	if (revoked < 0) {
+		control_job_answer(j, control_error("%s: %s", j->cj_name, strerror(-revoked)));
+	} else {
+		log_info("services %s applied: %zu services, %d connections reset (%llu ms after "
+			 "the request)",
+			 j->cj_name, j->cj_npolicies, revoked,
+			 (unsigned long long)(event_now_ms() - j->cj_queued_ms));
+		control_job_answer(j, control_ok(json_pack(
+					      "{s:s, s:I, s:I, s:I}", "origin", j->cj_name,
+					      "services", (json_int_t)j->cj_npolicies, "revoked",
+					      (json_int_t)revoked, "total_ms",
+					      (json_int_t)(event_now_ms() - j->cj_queued_ms))));
+	}
+	control_job_free(j);
+}
+
+/* Hands the document over; service.c puts it in force in slices and calls back. */
 static bool control_service_install(struct control_job *j)
 {
 	struct service_doc *d = j->cj_doc;
-	size_t n = service_doc_count(d);
-	uint64_t revoked = service_revoked_count();
-	struct timespec t0, t1;
 
 	j->cj_doc = NULL;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	service_install(d);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	log_info("services %s applied: %zu services (%llu ms after the request)", j->cj_name, n,
-		 (unsigned long long)(event_now_ms() - j->cj_queued_ms));
-	control_job_answer(j, control_ok(json_pack(
-				      "{s:s, s:I, s:I, s:I, s:I}", "origin", j->cj_name, "services",
-				      (json_int_t)n, "revoked",
-				      (json_int_t)(service_revoked_count() - revoked), "install_usec",
-				      (json_int_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
-						   (t1.tv_nsec - t0.tv_nsec) / 1000),
-				      "total_ms", (json_int_t)(event_now_ms() - j->cj_queued_ms))));
-	return true;
+	j->cj_npolicies = service_doc_count(d);
+	TAILQ_INSERT_TAIL(&control_filtering, j, cj_entry);
+	service_install(d, control_service_done, j);
+	return false;
 }
 
 static const struct control_doc_kind control_service_kind = {

@@ -615,9 +615,12 @@ int service_parse(const char *text, size_t len, const char *origin, const struct
 		  const struct cidr *overlay, struct service_doc **out, char *err, size_t errlen);
 void service_doc_free(struct service_doc *d);
 size_t service_doc_count(const struct service_doc *d);
+/* Called once a document is in force: the connections reset, or -errno when it was dropped. */
+typedef void (*service_done_fn)(int revoked, void *arg);
 /* Makes d (owned from now on) the services in force: backends, the kernel's tables, the overlay
- * path's rules; connections to a backend that is no longer one are reset. */
-void service_install(struct service_doc *d);
+ * path's rules; connections to a backend that is no longer one are reset. The work is done on
+ * the loop in slices of a few ms; done (may be NULL) is called at the end. */
+void service_install(struct service_doc *d, service_done_fn done, void *arg);
 /* Whether ip is inside the cluster's service range. */
 bool service_range_contains(uint32_t ip);
 /* The service at vip:port (network order), with that port's target in *target; or NULL. */
@@ -625,7 +628,8 @@ const struct service *service_find(uint32_t vip, uint16_t port, uint16_t *target
 bool service_has_backend(const struct service *s, uint32_t ip);
 void service_foreach(void (*fn)(const struct service *s, void *arg), void *arg);
 size_t service_count(void);
-/* The pod directory changed (pods, labels): recompute the backends shortly (coalesced). */
+/* The pod directory changed (pods, labels): recompute the backends (coalesced with a job that
+ * is running). */
 void service_refresh(void);
 /* A ROUTE_REQ of pod p for a VIP that the kernel could not finish (fd: the socket). */
 void service_route_request(struct client *c, struct pod *p, const struct slim_route_req *req,

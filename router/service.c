@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <arpa/inet.h>
 #include <netinet/tcp.h>
 #include <linux/types.h>
@@ -40,8 +41,7 @@ struct service_doc {
 };
 
 static struct service_doc *service_cur;
-static unsigned service_half;	    /* the half of the kernel's array in use */
-static bool service_refresh_queued; /* a recompute is scheduled */
+static unsigned service_half; /* the half of the kernel's array in use */
 static uint64_t service_nrevoked;
 
 /* ---- parsing: touches nothing but the document (it runs off the loop) ---- */
@@ -550,51 +550,46 @@ static bool service_compute(struct service *sv)
 }
 
 /*
- * Writes every table into the half of the kernel's array not in use, then points the kernel's
- * entries at it: a connect reads either the old layout or the new one, each whole.
+ * Putting services in force is a job done in slices of at most SERVICE_SLICE_US on the loop, so
+ * 10,000 services never hold up the connects of other pods: compute every service's backends
+ * and table and write the tables into the half of the kernel's array not in use (the entries
+ * still point into the other half), then point the entries at the new tables, drop the entries
+ * of services that went, and only then make the document current and reset the connections
+ * whose backend left. A connect reads either the old table of a service or the new one, each
+ * whole. A new document waits for the job in progress; a directory change during a job runs
+ * one more job when it ends.
  */
-static void service_program(const struct service_doc *old)
+#define SERVICE_SLICE_US 2000
+
+enum service_phase { SERVICE_TABLES, SERVICE_ENTRIES, SERVICE_DROPS, SERVICE_DONE };
+
+struct service_job {
+	struct service_doc *sj_doc; /* what goes in force (service_cur itself for a refresh) */
+	struct service_doc *sj_old; /* what it replaces; NULL for a refresh */
+	enum service_phase sj_phase;
+	size_t sj_i;	  /* the next service of the phase */
+	uint32_t sj_half; /* where the tables go */
+	uint32_t sj_off;  /* slots used there */
+	bool sj_revoke;	  /* some connection may have lost its backend */
+	bool sj_changed;  /* a table changed: the entries and nftables need doing */
+	uint64_t sj_start_us;
+	service_done_fn sj_done;
+	void *sj_arg;
+};
+
+static struct service_job *service_job;
+static long long service_job_timer = -1;
+static bool service_refresh_wanted; /* the directory changed during the job */
+static struct service_doc *service_queued;
+static service_done_fn service_queued_done;
+static void *service_queued_arg;
+
+static uint64_t service_now_us(void)
 {
-	struct slim_maglev_slot *maglev = governor_maglev();
-	uint32_t half = service_half ^ 1, off = 0;
+	struct timespec ts;
 
-	if (!maglev)
-		return;
-	for (size_t i = 0; service_cur && i < service_cur->sd_n; i++) {
-		struct service *sv = &service_cur->sd_svcs[i];
-		struct slim_svc v = {.sv_flags = sv->sv_affinity ? SLIM_SVC_AFFINITY : 0};
-
-		if (sv->sv_table_size && off + sv->sv_table_size > SERVICE_HALF) {
-			static struct log_ratelimit rl;
-
-			log_ratelimited(&rl, LOG_LVL_WARN,
-					"service %s: the kernel's tables are full (%u slots): its "
-					"connects go over the overlay",
-					sv->sv_name, SERVICE_HALF);
-			for (unsigned k = 0; k < sv->sv_nports; k++)
-				governor_service_del(sv->sv_ip, sv->sv_ports[k].sp_port);
-			continue;
-		}
-		sv->sv_base = half * SERVICE_HALF + off;
-		for (uint32_t s = 0; s < sv->sv_table_size; s++)
-			maglev[sv->sv_base + s].ms_ip = sv->sv_backends[sv->sv_table[s]];
-		off += sv->sv_table_size;
-		v.sv_base = sv->sv_base;
-		v.sv_size = sv->sv_table_size;
-		for (unsigned k = 0; k < sv->sv_nports; k++) {
-			v.sv_target_port = sv->sv_ports[k].sp_target;
-			governor_service_put(sv->sv_ip, sv->sv_ports[k].sp_port, &v);
-		}
-	}
-	/* Ports of the previous document that this one does not have. */
-	for (size_t i = 0; old && i < old->sd_n; i++) {
-		const struct service *sv = &old->sd_svcs[i];
-
-		for (unsigned k = 0; k < sv->sv_nports; k++)
-			if (!service_find(sv->sv_ip, sv->sv_ports[k].sp_port, NULL))
-				governor_service_del(sv->sv_ip, sv->sv_ports[k].sp_port);
-	}
-	service_half = half;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* A connection a pod of ours made through a VIP whose backend no longer serves it: reset. */
@@ -613,7 +608,7 @@ static void service_revoke_conn(const struct conn *co, void *arg)
 		(*n)++;
 }
 
-static void service_revoke(void)
+static unsigned service_revoke(void)
 {
 	unsigned n = 0;
 	int ret = conn_walk(0, service_revoke_conn, &n);
@@ -625,82 +620,238 @@ static void service_revoke(void)
 	if (n)
 		log_info("services: reset %u connections to backends that left", n);
 	service_nrevoked += n;
+	return n;
 }
 
-/* Backends, tables, kernel and nftables, after a new document (old) or a directory change. */
-static void service_update(const struct service_doc *old, bool revoke)
+/* Whether the old document's ports of sv are all in the new one, with the same targets. */
+static bool service_ports_kept(const struct service *osv, const struct service_doc *d)
 {
-	bool changed = old != service_cur;
+	for (unsigned k = 0; k < osv->sv_nports; k++) {
+		uint16_t target;
+		const struct service *nsv = service_doc_find_ip(d, osv->sv_ip);
+		bool found = false;
 
-	for (size_t i = 0; service_cur && i < service_cur->sd_n; i++) {
-		struct service *sv = &service_cur->sd_svcs[i];
-		const uint32_t *had = sv->sv_backends;
-		unsigned nhad = sv->sv_nbackends;
-
-		revoke |= service_compute(sv);
-		changed |= sv->sv_backends != had || sv->sv_nbackends != nhad;
+		for (unsigned l = 0; nsv && l < nsv->sv_nports; l++)
+			if (nsv->sv_ports[l].sp_port == osv->sv_ports[k].sp_port) {
+				target = nsv->sv_ports[l].sp_target;
+				found = target == osv->sv_ports[k].sp_target;
+			}
+		if (!found)
+			return false;
 	}
-	if (!changed)
+	return true;
+}
+
+/* One slice of the job; true when it is done. */
+static bool service_job_slice(struct service_job *j)
+{
+	struct slim_maglev_slot *maglev = governor_maglev();
+	uint64_t end = service_now_us() + SERVICE_SLICE_US;
+	unsigned n = 0;
+
+	while (j->sj_phase != SERVICE_DONE) {
+		/* The clock is read every 64 steps: a step is a few microseconds at most. */
+		if (++n % 64 == 0 && service_now_us() >= end)
+			return false;
+		switch (j->sj_phase) {
+		case SERVICE_TABLES:
+			if (j->sj_i == j->sj_doc->sd_n) {
+				/* A refresh that changed nothing leaves the kernel as it is. */
+				j->sj_phase = j->sj_changed ? SERVICE_ENTRIES : SERVICE_DONE;
+				j->sj_i = 0;
+				break;
+			}
+			{
+				struct service *sv = &j->sj_doc->sd_svcs[j->sj_i++];
+				const uint32_t *had = sv->sv_backends;
+				unsigned nhad = sv->sv_nbackends;
+
+				j->sj_revoke |= service_compute(sv);
+				j->sj_changed |= sv->sv_backends != had || sv->sv_nbackends != nhad;
+				if (!maglev)
+					break;
+				if (sv->sv_table_size && j->sj_off + sv->sv_table_size > SERVICE_HALF) {
+					static struct log_ratelimit rl;
+
+					log_ratelimited(&rl, LOG_LVL_WARN,
+							"service %s: the kernel's tables are full (%u "
+							"slots): its connects go over the overlay",
+							sv->sv_name, SERVICE_HALF);
+					sv->sv_base = UINT32_MAX; /* no entry (SERVICE_ENTRIES) */
+					break;
+				}
+				sv->sv_base = j->sj_half * SERVICE_HALF + j->sj_off;
+				for (uint32_t s = 0; s < sv->sv_table_size; s++)
+					maglev[sv->sv_base + s].ms_ip = sv->sv_backends[sv->sv_table[s]];
+				j->sj_off += sv->sv_table_size;
+			}
+			break;
+		case SERVICE_ENTRIES:
+			if (j->sj_i == j->sj_doc->sd_n || !maglev) {
+				j->sj_phase = SERVICE_DROPS;
+				j->sj_i = 0;
+				break;
+			}
+			{
+				const struct service *sv = &j->sj_doc->sd_svcs[j->sj_i++];
+				struct slim_svc v = {.sv_base = sv->sv_base,
+						     .sv_size = sv->sv_table_size,
+						     .sv_flags = sv->sv_affinity ? SLIM_SVC_AFFINITY : 0};
+
+				for (unsigned k = 0; k < sv->sv_nports; k++) {
+					if (sv->sv_base == UINT32_MAX) {
+						governor_service_del(sv->sv_ip, sv->sv_ports[k].sp_port);
+						continue;
+					}
+					v.sv_target_port = sv->sv_ports[k].sp_target;
+					governor_service_put(sv->sv_ip, sv->sv_ports[k].sp_port, &v);
+				}
+			}
+			break;
+		case SERVICE_DROPS:
+			if (!j->sj_old || j->sj_i == j->sj_old->sd_n) {
+				j->sj_phase = SERVICE_DONE;
+				break;
+			}
+			{
+				const struct service *osv = &j->sj_old->sd_svcs[j->sj_i++];
+				const struct service *nsv = service_doc_find_ip(j->sj_doc, osv->sv_ip);
+
+				if (!service_ports_kept(osv, j->sj_doc) ||
+				    (nsv && !service_kept_all(nsv, osv->sv_backends,
+							      osv->sv_nbackends)))
+					j->sj_revoke = true;
+				for (unsigned k = 0; k < osv->sv_nports; k++) {
+					bool kept = false;
+
+					for (unsigned l = 0; nsv && l < nsv->sv_nports; l++)
+						kept |= nsv->sv_ports[l].sp_port ==
+							osv->sv_ports[k].sp_port;
+					if (!kept)
+						governor_service_del(osv->sv_ip,
+								     osv->sv_ports[k].sp_port);
+				}
+			}
+			break;
+		case SERVICE_DONE:
+			break;
+		}
+	}
+	return true;
+}
+
+static void service_job_start(struct service_doc *d, service_done_fn done, void *arg);
+
+/* The job is done: the document is current, the overlay path follows, connections are reset. */
+static void service_job_finish(struct service_job *j)
+{
+	struct service_doc *old = j->sj_old;
+	unsigned revoked = 0;
+
+	if (j->sj_changed)
+		service_half = j->sj_half;
+	service_cur = j->sj_doc;
+	if (old || j->sj_changed)
+		svcnft_apply();
+	if (j->sj_revoke)
+		revoked = service_revoke();
+	if (old)
+		log_info("services: %zu in force (%llu ms on the loop in slices)",
+			 service_doc_count(j->sj_doc),
+			 (unsigned long long)(service_now_us() - j->sj_start_us) / 1000);
+	service_doc_free(old);
+	if (j->sj_done)
+		j->sj_done(revoked, j->sj_arg);
+	free(j);
+}
+
+static long service_job_timer_fn(struct event_loop *loop, void *arg)
+{
+	struct service_job *j = service_job;
+
+	if (!j || !service_job_slice(j))
+		return 0; /* the loop serves everything else, then the next slice */
+	service_job = NULL;
+	service_job_timer = -1;
+	service_job_finish(j);
+	/* What waited for this job: a new document first (it recomputes everything anyway). */
+	if (service_queued) {
+		struct service_doc *d = service_queued;
+
+		service_queued = NULL;
+		service_refresh_wanted = false;
+		service_job_start(d, service_queued_done, service_queued_arg);
+	} else if (service_refresh_wanted) {
+		service_refresh_wanted = false;
+		service_job_start(NULL, NULL, NULL);
+	}
+	return EVENT_TIMER_STOP;
+}
+
+/* d NULL: recompute the current document (the directory changed). */
+static void service_job_start(struct service_doc *d, service_done_fn done, void *arg)
+{
+	struct service_job *j = calloc(1, sizeof(*j));
+
+	if (!j) {
+		log_warnx("services: out of memory: %s", d ? "document refused" : "not recomputed");
+		service_doc_free(d);
+		if (done)
+			done(-ENOMEM, arg);
 		return;
-	service_program(old);
-	svcnft_apply();
-	if (revoke)
-		service_revoke();
-}
-
-void service_install(struct service_doc *d)
-{
-	struct service_doc *old = service_cur;
-	bool revoke = false;
-
-	/* A service that went away, or a port it no longer has: its connections go. */
-	for (size_t i = 0; old && i < old->sd_n && !revoke; i++) {
-		const struct service *sv = &old->sd_svcs[i];
-		const struct service *nsv = service_doc_find_ip(d, sv->sv_ip);
-
-		revoke = !nsv || nsv->sv_nports != sv->sv_nports ||
-			 memcmp(nsv->sv_ports, sv->sv_ports, sv->sv_nports * sizeof(*sv->sv_ports));
 	}
+	j->sj_doc = d ? d : service_cur;
+	j->sj_old = d ? service_cur : NULL;
+	j->sj_half = service_half ^ 1;
+	j->sj_done = done;
+	j->sj_arg = arg;
+	j->sj_changed = d != NULL;
+	j->sj_start_us = service_now_us();
 	/* The same service in the new document keeps its table size (service_table_size). */
-	for (size_t i = 0; old && i < d->sd_n; i++) {
-		const struct service *osv = service_doc_find_ip(old, d->sd_svcs[i].sv_ip);
+	for (size_t i = 0; d && service_cur && i < d->sd_n; i++) {
+		const struct service *osv = service_doc_find_ip(service_cur, d->sd_svcs[i].sv_ip);
 
 		if (osv && osv->sv_affinity == d->sd_svcs[i].sv_affinity)
 			d->sd_svcs[i].sv_last_size = osv->sv_last_size;
 	}
-	service_cur = d;
-	service_update(old, revoke);
-	/* Every edit revokes what the new document no longer allows (service_compute sees the
-	 * fresh backends against none, so compare against the old document explicitly). */
-	if (old && !revoke) {
-		for (size_t i = 0; i < old->sd_n; i++) {
-			const struct service *sv = &old->sd_svcs[i];
-			const struct service *nsv = service_doc_find_ip(d, sv->sv_ip);
-
-			if (nsv && !service_kept_all(nsv, sv->sv_backends, sv->sv_nbackends)) {
-				service_revoke();
-				break;
-			}
-		}
+	service_job = j;
+	/* Without a loop (tests), the job runs whole at once. */
+	if (!router.r_loop) {
+		while (!service_job_slice(j))
+			;
+		service_job = NULL;
+		service_job_finish(j);
+		return;
 	}
-	service_doc_free(old);
-	log_info("services: %zu in force", service_doc_count(d));
+	service_job_timer = event_timer_add(router.r_loop, 0, service_job_timer_fn, NULL);
 }
 
-static long service_refresh_timer(struct event_loop *loop, void *arg)
+void service_install(struct service_doc *d, service_done_fn done, void *arg)
 {
-	service_refresh_queued = false;
-	service_update(service_cur, false);
-	return EVENT_TIMER_STOP;
+	if (service_job) {
+		/* Applies are one at a time (control.c); should one still be queued, it loses. */
+		if (service_queued) {
+			service_doc_free(service_queued);
+			if (service_queued_done)
+				service_queued_done(-ECANCELED, service_queued_arg);
+		}
+		service_queued = d;
+		service_queued_done = done;
+		service_queued_arg = arg;
+		return;
+	}
+	service_job_start(d, done, arg);
 }
 
 void service_refresh(void)
 {
-	if (!service_cur || service_refresh_queued || !router.r_loop)
+	if (!service_cur)
 		return;
-	/* Coalesces a burst of pod announcements (a node re-syncing) into one recompute. */
-	if (event_timer_add(router.r_loop, 5, service_refresh_timer, NULL) >= 0)
-		service_refresh_queued = true;
+	if (service_job) {
+		service_refresh_wanted = true;
+		return;
+	}
+	service_job_start(NULL, NULL, NULL);
 }
 
 /* ---- the connect path ---- */
@@ -800,6 +951,18 @@ uint64_t service_revoked_count(void)
 
 void service_free(void)
 {
+	/* Shutting down: work in progress is dropped, no one is answered (control_stop). */
+	if (service_job) {
+		if (service_job->sj_old)
+			service_doc_free(service_job->sj_doc);
+		free(service_job);
+		service_job = NULL;
+	}
+	if (service_job_timer >= 0 && router.r_loop)
+		event_timer_del(router.r_loop, service_job_timer);
+	service_job_timer = -1;
+	service_doc_free(service_queued);
+	service_queued = NULL;
 	service_doc_free(service_cur);
 	service_cur = NULL;
 }

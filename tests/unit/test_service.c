@@ -157,7 +157,7 @@ static void install(const char *doc)
 
 	if (!ASSERT_EQ(parse(doc, &d, err, sizeof(err)), 0, err))
 		return;
-	service_install(d);
+	service_install(d, NULL, NULL);
 }
 
 /* ---- tests ---- */
@@ -339,7 +339,7 @@ TEST(ten_thousand_services)
 	ASSERT_EQ(service_doc_count(d), 10000, "all parsed");
 	/* The kernel stub holds 64 entries: count what service_program wrote instead. */
 	test_nkernel = 0;
-	service_install(d);
+	service_install(d, NULL, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &t2);
 	ASSERT_EQ(service_count(), 10000, "all installed");
 	ASSERT_TRUE(service_find(ip("10.96.39.250"), htons(80), NULL) != NULL, "the last one");
