@@ -587,6 +587,7 @@ int main(int argc, char **argv)
 	listener_added_hook = router_listener_added;
 	listener_removed_hook = router_listener_removed;
 	directory_changed_hook = service_refresh;
+	service_changed_hook = svcnft_apply;
 	if (!sockmap) {
 		fastpath_disable("--no-sockmap");
 		log_info("same-host fast path off (--no-sockmap)");

@@ -628,6 +628,8 @@ const struct service *service_find(uint32_t vip, uint16_t port, uint16_t *target
 bool service_has_backend(const struct service *s, uint32_t ip);
 void service_foreach(void (*fn)(const struct service *s, void *arg), void *arg);
 size_t service_count(void);
+/* Called when the services in force or their backends changed (router.c: the nftables path). */
+extern void (*service_changed_hook)(void);
 /* The pod directory changed (pods, labels): recompute the backends (coalesced with a job that
  * is running). */
 void service_refresh(void);

@@ -40,6 +40,8 @@ struct service_doc {
 	struct htab sd_by_ip, sd_by_name;
 };
 
+void (*service_changed_hook)(void);
+
 static struct service_doc *service_cur;
 static unsigned service_half; /* the half of the kernel's array in use */
 static uint64_t service_nrevoked;
@@ -523,7 +525,7 @@ static bool service_compute(struct service *sv)
 		log_warnx("service %s: out of memory: its backends are unchanged", sv->sv_name);
 		return false;
 	}
-	if (n == nold && !memcmp(b, old, n * sizeof(*b)) && (n == 0 || sv->sv_table)) {
+	if (n == nold && (n == 0 || (!memcmp(b, old, n * sizeof(*b)) && sv->sv_table))) {
 		free(b);
 		return false;
 	}
@@ -751,8 +753,8 @@ static void service_job_finish(struct service_job *j)
 	if (j->sj_changed)
 		service_half = j->sj_half;
 	service_cur = j->sj_doc;
-	if (old || j->sj_changed)
-		svcnft_apply();
+	if ((old || j->sj_changed) && service_changed_hook)
+		service_changed_hook();
 	if (j->sj_revoke)
 		revoked = service_revoke();
 	if (old)
@@ -815,7 +817,7 @@ static void service_job_start(struct service_doc *d, service_done_fn done, void 
 			d->sd_svcs[i].sv_last_size = osv->sv_last_size;
 	}
 	service_job = j;
-	/* Without a loop (tests), the job runs whole at once. */
+	/* Without a loop (unit tests, fuzzing), the job runs whole at once. */
 	if (!router.r_loop) {
 		while (!service_job_slice(j))
 			;

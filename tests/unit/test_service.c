@@ -67,7 +67,7 @@ int governor_sock_get(int fd, struct slim_sk *st)
 	return -ENOENT;
 }
 
-void svcnft_apply(void)
+static void test_services_changed(void)
 {
 	test_nft_runs++;
 }
@@ -122,6 +122,7 @@ static void setup(void)
 	test_cluster.cl_services = test_services;
 	test_cluster.cl_overlay = test_overlay;
 	router.r_cluster = &test_cluster;
+	service_changed_hook = test_services_changed;
 	if (directory_generation() == 0 || directory_count() == 0)
 		directory_init();
 }
