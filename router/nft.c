@@ -92,7 +92,6 @@ static size_t nft_ruleset(FILE *f)
 {
 	static const char *const dirs[POLICY_NDIRS] = {"ingress", "egress"};
 	struct nft_text t = {.f = f};
-	char overlay[INET_ADDRSTRLEN + 4], services[INET_ADDRSTRLEN + 4];
 	size_t isolated = 0;
 
 	fprintf(f, "table inet %s {\n", NFT_TABLE);
@@ -167,27 +166,8 @@ static size_t nft_ruleset(FILE *f)
 		   "\t\tmeta l4proto tcp reject with tcp reset\n"
 		   "\t\treject with icmpx admin-prohibited\n"
 		   "\t}\n");
-	/*
-	 * Only pod traffic needs conntrack. Without these, a ct rule turns on tracking for every
-	 * packet of the netns: each slim connection (host sockets, fabric to fabric) and every
-	 * VXLAN datagram would pay for it. The host's own connections to pods and Services stay
-	 * tracked: the Services' DNAT (svcnft.c) must see their replies.
-	 */
-	nft_prefix(overlay, sizeof(overlay), router.r_cluster->cl_overlay.net,
-		   router.r_cluster->cl_overlay.len);
-	nft_prefix(services, sizeof(services), router.r_cluster->cl_services.net,
-		   router.r_cluster->cl_services.len);
-	fprintf(f,
-		"\tchain untracked_in {\n"
-		"\t\ttype filter hook prerouting priority raw; policy accept;\n"
-		"\t\tip saddr != %s fib daddr type local notrack\n"
-		"\t}\n"
-		"\tchain untracked_out {\n"
-		"\t\ttype filter hook output priority raw; policy accept;\n"
-		"\t\tip daddr != %s ip daddr != %s notrack\n"
-		"\t}\n"
-		"}\n",
-		overlay, services, overlay);
+	nft_write_untracked(f, router.r_cluster);
+	fprintf(f, "}\n");
 	return isolated;
 }
 

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 #include <sys/epoll.h>
 #include <sys/queue.h>
@@ -648,6 +649,9 @@ void service_free(void);
 void svcnft_apply(void);
 /* Removes our table (shutdown). */
 void svcnft_remove(void);
+/* The raw-priority chains that keep conntrack to pod and Service traffic (the policy filter's
+ * table, nft.c, has them too). */
+void nft_write_untracked(FILE *f, const struct cluster *c);
 int svcnft_write(FILE *f, const struct cluster *c, const struct cluster_node *self); /* the text */
 
 /* ---- metrics.c: the Prometheus endpoint (--metrics ADDR:PORT) ---- */
@@ -822,6 +826,7 @@ void nft_apply(spawn_done_fn done, void *arg);
 void nft_schedule(void);
 /* Removes our table (shutdown). */
 void nft_remove(void);
+
 
 /* ---- qos.c: per-pod rate limits and priorities (marks, HTB) ---- */
 

@@ -158,6 +158,31 @@ static void svcnft_map(struct svcnft_text *t, const char *name, const char *type
 	fputs("\t}\n", t->st_f);
 }
 
+void nft_write_untracked(FILE *f, const struct cluster *c)
+{
+	char overlay[INET_ADDRSTRLEN + 4], services[INET_ADDRSTRLEN + 4];
+
+	/*
+	 * Only pod traffic needs conntrack. Without these, a ct rule (or a nat chain) turns on
+	 * tracking for every packet of the netns: each slim connection (host sockets, fabric to
+	 * fabric) and every VXLAN datagram would pay for it, the cost slim exists to avoid. Pods'
+	 * traffic (forwarded, or from a pod) and the host's own connections to pods and Services
+	 * stay tracked: the Services' DNAT (svcnft.c) must see their replies.
+	 */
+	svcnft_cidr(overlay, sizeof(overlay), &c->cl_overlay);
+	svcnft_cidr(services, sizeof(services), &c->cl_services);
+	fprintf(f,
+		"\tchain untracked_in {\n"
+		"\t\ttype filter hook prerouting priority raw; policy accept;\n"
+		"\t\tip saddr != %s fib daddr type local notrack\n"
+		"\t}\n"
+		"\tchain untracked_out {\n"
+		"\t\ttype filter hook output priority raw; policy accept;\n"
+		"\t\tip daddr != %s ip daddr != %s notrack\n"
+		"\t}\n",
+		overlay, services, overlay);
+}
+
 /*
  * Writes table ip slim_svc for the services in force (c: the service and overlay ranges; self:
  * this host, whose pod range gets the hairpin rule, or NULL) to f, and nothing when no service
@@ -235,22 +260,8 @@ int svcnft_write(FILE *f, const struct cluster *c, const struct cluster_node *se
 			"\t}\n",
 			pods, pods);
 	}
-	/*
-	 * NAT needs conntrack, and a nat chain turns it on for every packet of the netns: each
-	 * slim connection (host sockets, fabric to fabric) and every VXLAN datagram would pay
-	 * for it, the cost slim exists to avoid. Only pods' traffic (forwarded, or from a pod)
-	 * and the host's own connections to services and pods need tracking.
-	 */
-	fprintf(f,
-		"\tchain untracked_in {\n"
-		"\t\ttype filter hook prerouting priority raw; policy accept;\n"
-		"\t\tip saddr != %s fib daddr type local notrack\n"
-		"\t}\n"
-		"\tchain untracked_out {\n"
-		"\t\ttype filter hook output priority raw; policy accept;\n"
-		"\t\tip daddr != %s ip daddr != %s notrack\n"
-		"\t}\n",
-		overlay, services, overlay);
+	/* NAT needs conntrack: only for pods' traffic, as the policy filter's table says. */
+	nft_write_untracked(f, c);
 	for (unsigned n = 1; n <= SERVICE_MAX_BACKENDS; n++) {
 		if (t->st_pick[n] & SVCNFT_PICK_RANDOM)
 			fprintf(f,
