@@ -622,6 +622,8 @@ static json_t *control_status(void)
 		(json_int_t)router.r_nconnect, "fallback", (json_int_t)router.r_nfallback, "listen",
 		(json_int_t)router.r_nlisten, "fastpath", fastpath_status_json(), "governance",
 		governor_status_json(), "pool", pool_status_json());
+	if (doc)
+		json_object_set_new(doc, "services", json_integer((json_int_t)service_count()));
 	/* What the resource caps turned away (client.c, peer.c). */
 	if (doc)
 		json_object_set_new(doc, "limits",

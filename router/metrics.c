@@ -148,6 +148,22 @@ static void metrics_write_governance(struct metrics_buf *b, const struct slim_go
 	metrics_sample(b, "slim_kernel_routes", "", routes);
 }
 
+static void metrics_write_services(struct metrics_buf *b, const struct slim_govern_stats *gs)
+{
+	metrics_family(b, "slim_services", "gauge", "Services (ClusterIP) in force.");
+	metrics_sample(b, "slim_services", "", service_count());
+	metrics_family(b, "slim_service_connects_total", "counter",
+		       "connect() calls of shimmed apps to a Service VIP, as the kernel counted them "
+		       "(backend: one was picked; no_backend: refused, the service has none).");
+	metrics_sample(b, "slim_service_connects_total", "outcome=\"backend\"",
+		       gs->gs_connect_service);
+	metrics_sample(b, "slim_service_connects_total", "outcome=\"no_backend\"",
+		       gs->gs_connect_no_backend);
+	metrics_family(b, "slim_service_resets_total", "counter",
+		       "Connections through a VIP reset because their backend left the service.");
+	metrics_sample(b, "slim_service_resets_total", "", service_revoked_count());
+}
+
 static void metrics_write_governor(struct metrics_buf *b)
 {
 	struct slim_govern_stats gs;
@@ -164,6 +180,7 @@ static void metrics_write_governor(struct metrics_buf *b)
 	metrics_write_connects(b, &gs);
 	metrics_write_accepts(b, &gs);
 	metrics_write_governance(b, &gs, routes);
+	metrics_write_services(b, &gs);
 }
 
 static void metrics_write_router_answers(struct metrics_buf *b)

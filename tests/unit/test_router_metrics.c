@@ -77,6 +77,14 @@ size_t policy_doc_rules(const struct policy_doc *d)
 {
 	return 0;
 }
+size_t service_count(void)
+{
+	return 2;
+}
+uint64_t service_revoked_count(void)
+{
+	return 5;
+}
 size_t client_count(void)
 {
 	return 6;
