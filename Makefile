@@ -45,5 +45,12 @@ bench: deps
 	$(MAKE) all
 	bash bench/run $(if $(QUICK),--quick)
 
+# Services (ClusterIP): slim vs the overlay's nftables vs a kube-proxy iptables baseline,
+# 1 / 1,000 / 10,000 services (bench/README.md, "Services"); results in bench/results/services/.
+.PHONY: bench-services
+bench-services: deps
+	$(MAKE) all
+	bash bench/services $(if $(QUICK),--quick)
+
 clean:
 	rm -rf build

@@ -60,6 +60,11 @@ st=$("$CTL" -s "$S1" --json status | jq '.governance.kernel.connect_service')
 log "  the kernel picked a backend for $st connects"
 assert_ge "$st" 600 "connects the kernel sent to a backend"
 
+log "a hostile pod: forged route requests for a VIP are not believed, the router stays"
+out=$(in_ns h1/p3 "$PROGS/router_client" "$S1" forge-vip 10.96.0.10 80) || fail "forge: $out"
+assert_eq "$out" "forge ok" "forged route requests for a VIP"
+out=$(in_slim h1/p3 "$SC" spread 10.96.0.10 80 20) || fail "spread after the forgeries: $out"
+
 log "ClientIP affinity: 100 connects from h1/p1 to db stay on one backend"
 out=$(in_slim h1/p1 "$SC" spread 10.96.0.11 5432 100) || fail "affinity spread: $out"
 assert_eq "$(jq '.backends | length' <<<"$out")" 1 "db backends reached by one client"

@@ -17,6 +17,10 @@
  *	(routed: the router had to be asked), then waits for the connect, sends MSG (default
  *	"ping"), prints "echo MSG" when it comes back, and keeps the connection open HOLD_MS
  *	(default 0) before closing.
+ *   router_client SOCK forge-vip VIP PORT
+ *	Forged ROUTE_REQs for a Service VIP, as a hostile pod would send them: without a socket,
+ *	with a pool socket the kernel never routed, with a plain socket, with a pipe. The router
+ *	must believe none of them (FALLBACK, never a route); prints "forge ok".
  * Every wait has a deadline; exit status 0 when everything checked out, 1 otherwise.
  */
 #include <errno.h>
@@ -200,8 +204,8 @@ static int pool_socket(int rfd)
 	return fd;
 }
 
-/* ROUTE_REQ for dst: the router's action. */
-static uint32_t ask_route(int rfd, const struct sockaddr_in *dst)
+/* ROUTE_REQ for dst, with pass (-1: none) attached: the router's action. */
+static uint32_t ask_route_fd(int rfd, const struct sockaddr_in *dst, int pass)
 {
 	struct slim_route_req req = {.hdr = {.type = SLIM_MSG_ROUTE_REQ, .len = sizeof(req), .id = 9},
 				     .dst_ip = dst->sin_addr.s_addr,
@@ -209,12 +213,42 @@ static uint32_t ask_route(int rfd, const struct sockaddr_in *dst)
 	struct slim_route_rep rep;
 	int fd;
 
-	if (slim_msg_send(rfd, &req, sizeof(req), -1) < 0)
+	if (slim_msg_send(rfd, &req, sizeof(req), pass) < 0)
 		die("send ROUTE_REQ");
 	fd = recv_reply(rfd, &rep, sizeof(rep), SLIM_MSG_ROUTE_REP, 9);
 	if (fd >= 0)
 		die("a ROUTE_REP with a descriptor");
 	return rep.action;
+}
+
+/* ROUTE_REQ for dst: the router's action. */
+static uint32_t ask_route(int rfd, const struct sockaddr_in *dst)
+{
+	return ask_route_fd(rfd, dst, -1);
+}
+
+static int do_forge_vip(int rfd, const char *vip, int port)
+{
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr.s_addr = inet_addr(vip),
+				 .sin_port = htons((uint16_t)port)};
+	int pipefd[2], plain = socket(AF_INET, SOCK_STREAM, 0), pool = pool_socket(rfd);
+	const char *what[] = {"no socket", "an unrouted pool socket", "a plain socket", "a pipe"};
+	int fds[4], bad = 0;
+
+	if (pipe(pipefd) < 0 || plain < 0 || pool < 0)
+		die("forge-vip: setup: %s", strerror(errno));
+	fds[0] = -1, fds[1] = pool, fds[2] = plain, fds[3] = pipefd[0];
+	for (int i = 0; i < 4; i++) {
+		uint32_t action = ask_route_fd(rfd, &to, fds[i]);
+
+		if (action == SLIM_ACT_ROUTE) {
+			printf("forge: a route for a VIP with %s\n", what[i]);
+			bad = 1;
+		}
+	}
+	if (!bad)
+		printf("forge ok\n");
+	return bad;
 }
 
 static int do_connect(int rfd, const char *dst, int port, const char *msg, int hold_ms)
@@ -327,6 +361,10 @@ int main(int argc, char **argv)
 		rfd = router_open(argv[1]);
 		return do_connect(rfd, argv[3], atoi(argv[4]), argc > 5 ? argv[5] : "ping",
 				  argc > 6 ? atoi(argv[6]) : 0);
+	}
+	if (argc == 5 && !strcmp(argv[2], "forge-vip")) {
+		rfd = router_open(argv[1]);
+		return do_forge_vip(rfd, argv[3], atoi(argv[4]));
 	}
 	fprintf(stderr, "usage: router_client SOCK listen POD_IP PORT [ACCEPTS]\n"
 			"       router_client SOCK connect IP PORT [MSG [HOLD_MS]]\n");
