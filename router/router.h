@@ -536,6 +536,8 @@ void state_close(void);
 void state_save(void);
 void state_add_pod_json(const struct pod *p, void *arg);
 void state_add_listener_json(const struct listener *l, void *arg);
+/* Keeps the Service document in force next to the state file (FILE.services), as it came. */
+void state_save_services(const char *text, size_t len);
 
 /* ---- fastpath.c: same-host sockmap acceleration ---- */
 
@@ -622,6 +624,8 @@ typedef void (*service_done_fn)(int revoked, void *arg);
  * path's rules; connections to a backend that is no longer one are reset. The work is done on
  * the loop in slices of a few ms; done (may be NULL) is called at the end. */
 void service_install(struct service_doc *d, service_done_fn done, void *arg);
+/* The same at start-up (the state file's document): done at once, before anything is served. */
+void service_restore(struct service_doc *d);
 /* Whether ip is inside the cluster's service range. */
 bool service_range_contains(uint32_t ip);
 /* The service at vip:port (network order), with that port's target in *target; or NULL. */

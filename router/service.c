@@ -38,11 +38,14 @@ struct service_doc {
 	struct service *sd_svcs;
 	size_t sd_n;
 	struct htab sd_by_ip, sd_by_name;
+	char *sd_text; /* the document as it came, for the state file (state.c) */
+	size_t sd_len;
 };
 
 void (*service_changed_hook)(void);
 
 static struct service_doc *service_cur;
+static uint64_t service_settled_ms; /* no resets before (service_restore) */
 static unsigned service_half; /* the half of the kernel's array in use */
 static uint64_t service_nrevoked;
 
@@ -358,6 +361,14 @@ out:
 		service_doc_free(d);
 		return ret;
 	}
+	d->sd_text = malloc(len + 1);
+	if (!d->sd_text) {
+		service_doc_free(d);
+		return -ENOMEM;
+	}
+	memcpy(d->sd_text, text, len);
+	d->sd_text[len] = '\0';
+	d->sd_len = len;
 	*out = d;
 	return 0;
 }
@@ -382,6 +393,7 @@ void service_doc_free(struct service_doc *d)
 		service_computed_free(&d->sd_svcs[i]);
 	}
 	free(d->sd_svcs);
+	free(d->sd_text);
 	htab_free(&d->sd_by_ip);
 	htab_free(&d->sd_by_name);
 	free(d);
@@ -574,6 +586,7 @@ struct service_job {
 	uint32_t sj_off;  /* slots used there */
 	bool sj_revoke;	  /* some connection may have lost its backend */
 	bool sj_changed;  /* a table changed: the entries and nftables need doing */
+	bool sj_new;	  /* a new document (not a recompute of the current one) */
 	uint64_t sj_start_us;
 	service_done_fn sj_done;
 	void *sj_arg;
@@ -742,7 +755,7 @@ static bool service_job_slice(struct service_job *j)
 	return true;
 }
 
-static void service_job_start(struct service_doc *d, service_done_fn done, void *arg);
+static void service_job_start(struct service_doc *d, service_done_fn done, void *arg, bool now);
 
 /* The job is done: the document is current, the overlay path follows, connections are reset. */
 static void service_job_finish(struct service_job *j)
@@ -755,7 +768,12 @@ static void service_job_finish(struct service_job *j)
 	service_cur = j->sj_doc;
 	if ((old || j->sj_changed) && service_changed_hook)
 		service_changed_hook();
-	if (j->sj_revoke)
+	/* A new document (not a recompute): what a restarted router takes back. */
+	if (j->sj_new)
+		state_save_services(j->sj_doc->sd_text, j->sj_doc->sd_len);
+	/* Right after a restart the other nodes' pods are still being announced again: a backend
+	 * not heard of yet is not one that left. */
+	if (j->sj_revoke && event_now_ms() >= service_settled_ms)
 		revoked = service_revoke();
 	if (old)
 		log_info("services: %zu in force (%llu ms on the loop in slices)",
@@ -782,16 +800,17 @@ static long service_job_timer_fn(struct event_loop *loop, void *arg)
 
 		service_queued = NULL;
 		service_refresh_wanted = false;
-		service_job_start(d, service_queued_done, service_queued_arg);
+		service_job_start(d, service_queued_done, service_queued_arg, false);
 	} else if (service_refresh_wanted) {
 		service_refresh_wanted = false;
-		service_job_start(NULL, NULL, NULL);
+		service_job_start(NULL, NULL, NULL, false);
 	}
 	return EVENT_TIMER_STOP;
 }
 
-/* d NULL: recompute the current document (the directory changed). */
-static void service_job_start(struct service_doc *d, service_done_fn done, void *arg)
+/* d NULL: recompute the current document (the directory changed). now: the whole job at once
+ * (start-up, before anything is served; or no loop: unit tests, fuzzing). */
+static void service_job_start(struct service_doc *d, service_done_fn done, void *arg, bool now)
 {
 	struct service_job *j = calloc(1, sizeof(*j));
 
@@ -808,6 +827,7 @@ static void service_job_start(struct service_doc *d, service_done_fn done, void 
 	j->sj_done = done;
 	j->sj_arg = arg;
 	j->sj_changed = d != NULL;
+	j->sj_new = d != NULL;
 	j->sj_start_us = service_now_us();
 	/* The same service in the new document keeps its table size (service_table_size). */
 	for (size_t i = 0; d && service_cur && i < d->sd_n; i++) {
@@ -817,8 +837,7 @@ static void service_job_start(struct service_doc *d, service_done_fn done, void 
 			d->sd_svcs[i].sv_last_size = osv->sv_last_size;
 	}
 	service_job = j;
-	/* Without a loop (unit tests, fuzzing), the job runs whole at once. */
-	if (!router.r_loop) {
+	if (now || !router.r_loop) {
 		while (!service_job_slice(j))
 			;
 		service_job = NULL;
@@ -842,7 +861,20 @@ void service_install(struct service_doc *d, service_done_fn done, void *arg)
 		service_queued_arg = arg;
 		return;
 	}
-	service_job_start(d, done, arg);
+	service_job_start(d, done, arg, false);
+}
+
+/* How long after a restart connections are not reset for a backend nobody announced yet. */
+#define SERVICE_SETTLE_MS 10000
+
+void service_restore(struct service_doc *d)
+{
+	service_settled_ms = event_now_ms() + SERVICE_SETTLE_MS;
+	if (service_job || service_cur) {
+		service_install(d, NULL, NULL);
+		return;
+	}
+	service_job_start(d, NULL, NULL, true);
 }
 
 void service_refresh(void)
@@ -853,7 +885,7 @@ void service_refresh(void)
 		service_refresh_wanted = true;
 		return;
 	}
-	service_job_start(NULL, NULL, NULL);
+	service_job_start(NULL, NULL, NULL, false);
 }
 
 /* ---- the connect path ---- */

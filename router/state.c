@@ -2,7 +2,9 @@
 /*
  * What a restarted router must know again and only the router knew: the pods registered with
  * it and the host listeners it made for them. Kept in a file of its own (--state), rewritten
- * whole (and renamed into place) on every change, read back at start-up. Everything else comes
+ * whole (and renamed into place) on every change, read back at start-up; and the Service
+ * document in force, as it came, in FILE.services (rewritten only when a new one is applied:
+ * it may be megabytes). Everything else comes
  * back without it: connections and routes are in the kernel (the governance maps are pinned),
  * other nodes re-announce their pods, and shims ask again.
  */
@@ -49,6 +51,84 @@ void state_save(void)
 	json_decref(doc);
 	if (ret < 0 || rename(tmp, state_path) < 0)
 		log_warn("%s: %s", __func__, state_path);
+}
+
+/* Writes len bytes of text to path, whole or not at all (a temporary file renamed into place). */
+static int state_write_file(const char *path, const char *text, size_t len)
+{
+	char tmp[4096];
+	FILE *f;
+	int ret = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	f = fopen(tmp, "we");
+	if (!f)
+		return -errno;
+	if (fwrite(text, 1, len, f) != len)
+		ret = -EIO;
+	if (fclose(f) != 0 && !ret)
+		ret = -errno;
+	if (!ret && rename(tmp, path) < 0)
+		ret = -errno;
+	if (ret)
+		unlink(tmp);
+	return ret;
+}
+
+static int state_services_path(char *buf, size_t len)
+{
+	return snprintf(buf, len, "%s.services", state_path) >= (int)len ? -ENAMETOOLONG : 0;
+}
+
+void state_save_services(const char *text, size_t len)
+{
+	char path[4096];
+	int ret;
+
+	if (!state_path || state_loading)
+		return;
+	ret = state_services_path(path, sizeof(path));
+	if (!ret)
+		ret = state_write_file(path, text, len);
+	if (ret)
+		log_warnx("%s: %s.services: %s", __func__, state_path, strerror(-ret));
+}
+
+/* The Service document a router before us had in force, if any. */
+static void state_load_services(void)
+{
+	char path[4096], err[512];
+	struct service_doc *d;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+	int ret;
+
+	if (state_services_path(path, sizeof(path)) || !(f = fopen(path, "re")))
+		return;
+	{
+		char buf[65536];
+		size_t n;
+		FILE *m = open_memstream(&text, &len);
+
+		while (m && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+			fwrite(buf, 1, n, m);
+		if (m)
+			fclose(m);
+	}
+	fclose(f);
+	if (!text)
+		return;
+	ret = service_parse(text, len, path, &router.r_cluster->cl_services,
+			    &router.r_cluster->cl_overlay, &d, err, sizeof(err));
+	free(text);
+	if (ret < 0) {
+		log_warnx("state: %s: services not taken back", err[0] ? err : strerror(-ret));
+		return;
+	}
+	service_restore(d);
+	log_info("state %s: %zu services again", path, service_count());
 }
 
 void state_add_pod_json(const struct pod *p, void *arg)
@@ -143,6 +223,7 @@ int state_open(const char *path)
 		state_load_pod(v);
 	json_array_foreach(json_object_get(doc, "listeners"), i, v)
 		state_load_listener(v);
+	state_load_services();
 	state_loading = false;
 	json_decref(doc);
 	/* Host listeners that closed while we were down go, and other nodes are told. */

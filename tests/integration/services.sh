@@ -6,7 +6,8 @@
 # service without backends refuses at once; a backend removed while connections are live has
 # exactly its connections reset, promptly, and is never picked again; an added one disturbs no
 # connection; policy judges the backend; a non-shimmed client goes through the nftables rules;
-# a bad document changes nothing; 10,000 services apply and the VIPs keep working.
+# a router restart keeps the services and the connections; a bad document changes nothing;
+# a forged route request is not believed; 10,000 services apply and the VIPs keep working.
 # timeout: 240
 . "$(dirname "$0")/../lib.sh"
 need_root
@@ -136,6 +137,17 @@ assert_eq "$(jq '.errors' <<<"$out")" "$(jq '.error_names.ECONNREFUSED // 0' <<<
 	"every error is a refusal"
 echo '{"policies": []}' >"$TMP/none.json"
 "$SLIMLAB" policy apply --prefix "$PREFIX" "$TMP/none.json" || fail "policy reset"
+
+log "a router restart (kill -9) keeps the services: the state file has the document"
+bg hold3 h1/p1 --slim "$SC" hold 10.96.0.10 80 10 4
+wait_for 15 grep -q READY "$TMP/hold3.log"
+"$SLIMLAB" router restart --prefix "$PREFIX" h1 >/dev/null
+assert_eq "$("$CTL" -s "$S1" --json service show | jq '.services | length')" 3 "services after a restart"
+out=$(in_slim h1/p1 "$SC" spread 10.96.0.10 80 60) || fail "spread after a restart: $out"
+assert_eq "$(jq '.backends | length' <<<"$out")" 3 "backends reached after a restart"
+wait "$PID_hold3" || true
+res=$(grep '^{' "$TMP/hold3.log" | tail -n1)
+assert_eq "$(jq '[.conns[] | select(.failed)] | length' <<<"$res")" 0 "held connections across the restart"
 
 log "a bad document names file, path and problem, and changes nothing"
 sed 's/"10.96.0.12"/"10.97.0.12"/' "$TMP/svc.json" >"$TMP/bad.json"
