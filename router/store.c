@@ -61,6 +61,7 @@ static struct {
 	char *st_doc[2];     /* the last policy / service document applied from the store */
 	json_t *st_nodes;    /* name -> value, the nodes registered in the store */
 	uint64_t st_errors, st_syncs;
+	unsigned st_streak; /* failed tries since the last sync */
 	char st_error[256];
 } store = {.st_keepalive_timer = -1, .st_retry_timer = -1};
 
@@ -599,6 +600,7 @@ static void store_watch_event(int ret, json_t *obj, const char *msg, void *arg)
 		store.st_state = STORE_SYNCED;
 		store.st_backoff_ms = 0;
 		store.st_syncs++;
+		store.st_streak = 0;
 		store.st_error[0] = '\0';
 		log_info("store: synced with %s at revision %lld (lease %llx, ttl %u s)",
 			 store.st_url, (long long)store.st_revision,
@@ -920,7 +922,6 @@ static long store_retry(struct event_loop *loop, void *arg)
  */
 static void store_reset(const char *why, bool backoff)
 {
-	static struct log_ratelimit rl;
 	bool was_synced = store.st_state == STORE_SYNCED;
 
 	if (store.st_state == STORE_OFF)
@@ -933,12 +934,13 @@ static void store_reset(const char *why, bool backoff)
 	if (why) {
 		store.st_errors++;
 		snprintf(store.st_error, sizeof(store.st_error), "%s", why);
+		/* An outage retries every second: say so when it starts, then every 30 tries. */
 		if (was_synced)
 			log_warnx("store: %s: lost (%s); keeping the last known state, retrying",
 				  store.st_url, why);
-		else
-			log_ratelimited(&rl, LOG_LVL_WARN, "store: %s: %s (%s); retrying",
-					store.st_url, why, store_state_names[store.st_state]);
+		else if (store.st_streak++ % 30 == 0)
+			log_warnx("store: %s: %s (%s); retrying (%u tries so far)", store.st_url,
+				  why, store_state_names[store.st_state], store.st_streak);
 	}
 	if (!backoff) {
 		store_connect();
