@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* slimctl's output: the router's JSON answers as fixed-width columns. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -121,6 +122,16 @@ void ctl_show_status(json_t *rep)
 		else
 			printf("%-12s off (%s)\n", "fastpath:", show_str(fp, "reason"));
 	}
+	{
+		json_t *st = json_object_get(rep, "store");
+
+		if (st)
+			printf("%-12s %s %s%s, revision %lld, %zu nodes%s%s\n", "store:",
+			       show_str(st, "state"), show_str(st, "url"), show_str(st, "prefix"),
+			       show_int(st, "revision"), json_object_size(json_object_get(st, "nodes")),
+			       *show_str(st, "last_error") ? "; last error: " : "",
+			       show_str(st, "last_error"));
+	}
 	printf("\n%-16s %-15s %-18s %s\n", "NODE", "FABRIC-IP", "POD-CIDR", "");
 	json_array_foreach(nodes, i, n)
 		printf("%-16s %-15s %-18s %s\n", show_str(n, "name"), show_str(n, "fabric_ip"),
@@ -136,8 +147,20 @@ void ctl_show_status(json_t *rep)
 	}
 }
 
+/* With a cluster store the router stored the document; every router applies it from there. */
+static bool show_stored(json_t *rep, const char *what)
+{
+	if (!json_is_true(json_object_get(rep, "stored")))
+		return false;
+	printf("stored %s in the cluster store at revision %lld: %lld %s; every router applies it\n",
+	       show_str(rep, "origin"), show_int(rep, "revision"), show_int(rep, what), what);
+	return true;
+}
+
 void ctl_show_policy_applied(json_t *rep)
 {
+	if (show_stored(rep, "policies"))
+		return;
 	printf("applied %s: %lld policies, %lld rules; revoked %lld of %lld connections; "
 	       "overlay filter %s; %lld us\n",
 	       show_str(rep, "origin"), show_int(rep, "policies"), show_int(rep, "rules"),
@@ -211,6 +234,8 @@ void ctl_show_pod_labeled(json_t *rep)
 
 void ctl_show_services_applied(json_t *rep)
 {
+	if (show_stored(rep, "services"))
+		return;
 	printf("applied %s: %lld services; reset %lld connections; in force %lld ms after the "
 	       "request\n",
 	       show_str(rep, "origin"), show_int(rep, "services"), show_int(rep, "revoked"),

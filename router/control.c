@@ -315,6 +315,7 @@ struct control_job {
 	void *cj_doc;			     /* the worker's result */
 	struct enforce_report cj_report;
 	size_t cj_npolicies, cj_nrules; /* (cj_npolicies: services, for service.apply) */
+	bool cj_from_store; /* the cluster store's: put in force here, nobody to answer */
 	int cj_ret;
 	char cj_err[CONTROL_ERR_MAX * 2];
 	uint64_t cj_queued_ms;
@@ -477,6 +478,54 @@ static bool control_service_install(struct control_job *j)
 static const struct control_doc_kind control_service_kind = {
 	"service.apply", control_service_parse, control_service_install, control_service_free};
 
+/* The store has the document (or refused it): answer. Every router, this one included, puts it
+ * in force from its watch. */
+static void control_job_stored(int ret, int64_t revision, const char *msg, void *arg)
+{
+	struct control_job *j = arg;
+	bool policy = j->cj_kind == &control_policy_kind;
+
+	TAILQ_REMOVE(&control_filtering, j, cj_entry);
+	if (ret < 0) {
+		log_warnx("%s %s: the cluster store refused it, nothing changed: %s",
+			  j->cj_kind->dk_cmd, j->cj_name, msg ? msg : strerror(-ret));
+		control_job_answer(j, control_error("%s: cluster store: %s; nothing changed",
+						    j->cj_name, msg ? msg : strerror(-ret)));
+	} else {
+		log_info("%s %s: stored at revision %lld (%llu ms after the request)",
+			 j->cj_kind->dk_cmd, j->cj_name, (long long)revision,
+			 (unsigned long long)(event_now_ms() - j->cj_queued_ms));
+		control_job_answer(j, control_ok(json_pack(
+					      "{s:s, s:b, s:I, s:I, s:I}", "origin", j->cj_name,
+					      "stored", 1, "revision", (json_int_t)revision,
+					      policy ? "policies" : "services",
+					      (json_int_t)j->cj_npolicies, "rules",
+					      (json_int_t)j->cj_nrules)));
+	}
+	control_job_free(j);
+}
+
+/*
+ * With a cluster store, a valid document from slimctl goes to the store, not in force here: the
+ * watch brings it to every router alike (this one too, a few ms later). A document the parser
+ * refused never gets there.
+ */
+static void control_job_store(struct control_job *j)
+{
+	bool policy = j->cj_kind == &control_policy_kind;
+	int ret;
+
+	j->cj_npolicies = policy ? policy_doc_count(j->cj_doc) : service_doc_count(j->cj_doc);
+	j->cj_nrules = policy ? policy_doc_rules(j->cj_doc) : 0;
+	j->cj_kind->dk_free(j->cj_doc);
+	j->cj_doc = NULL;
+	TAILQ_INSERT_TAIL(&control_filtering, j, cj_entry);
+	ret = store_put_document(policy ? STORE_KEY_POLICY : STORE_KEY_SERVICES, j->cj_text,
+				 j->cj_len, control_job_stored, j);
+	if (ret < 0)
+		control_job_stored(ret, 0, NULL, j);
+}
+
 /* Second half, on the loop: swap in, enforce (the overlay filter follows off the loop). */
 static void control_job_done(struct event_loop *loop, int fd, uint32_t events, void *arg)
 {
@@ -497,10 +546,55 @@ static void control_job_done(struct event_loop *loop, int fd, uint32_t events, v
 			  j->cj_err);
 		control_job_answer(j, control_error("%s", j->cj_err));
 		control_job_free(j);
+	} else if (!j->cj_from_store && store_enabled()) {
+		control_job_store(j);
 	} else if (j->cj_kind->dk_install(j)) {
 		control_job_free(j);
 	}
 	control_job_next();
+}
+
+/* Queues a document for the worker (c NULL: nobody to answer). 0 or -errno. */
+static int control_job_queue(const struct control_doc_kind *kind, struct client *c, uint32_t id,
+			     const char *name, const char *text, size_t len, bool from_store)
+{
+	struct control_job *j;
+
+	if (control_job_efd < 0) {
+		control_job_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (control_job_efd < 0 ||
+		    event_add(router.r_loop, control_job_efd, EVENT_READ, control_job_done, NULL)) {
+			if (control_job_efd >= 0)
+				close(control_job_efd);
+			control_job_efd = -1;
+			return -EMFILE;
+		}
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j || !(j->cj_name = strdup(name)) || !(j->cj_text = malloc(len ? len : 1))) {
+		if (j)
+			control_job_free(j);
+		return -ENOMEM;
+	}
+	j->cj_kind = kind;
+	memcpy(j->cj_text, text, len);
+	j->cj_len = len;
+	j->cj_client = c;
+	j->cj_id = id;
+	j->cj_from_store = from_store;
+	j->cj_services = router.r_cluster->cl_services;
+	j->cj_overlay = router.r_cluster->cl_overlay;
+	j->cj_queued_ms = event_now_ms();
+	TAILQ_INSERT_TAIL(&control_jobs, j, cj_entry);
+	control_job_next();
+	return 0;
+}
+
+int control_apply_stored(const char *cmd, const char *origin, const char *text, size_t len)
+{
+	return control_job_queue(!strcmp(cmd, "policy.apply") ? &control_policy_kind
+							       : &control_service_kind,
+				 NULL, 0, origin, text, len, true);
 }
 
 /*
@@ -515,10 +609,10 @@ static json_t *control_doc_apply(const struct control_doc_kind *kind, struct cli
 				 bool attached)
 {
 	static const char *const keys[] = {"name", NULL};
-	struct control_job *j;
 	const char *name;
 	bool bad = false;
 	json_t *doc;
+	int ret;
 
 	if ((doc = control_check_keys(req, keys)))
 		return doc;
@@ -528,33 +622,10 @@ static json_t *control_doc_apply(const struct control_doc_kind *kind, struct cli
 				     CONTROL_NAME_MAX);
 	if (!attached)
 		return control_error("%s needs the document after the request", kind->dk_cmd);
-	if (control_job_efd < 0) {
-		control_job_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (control_job_efd < 0 ||
-		    event_add(router.r_loop, control_job_efd, EVENT_READ, control_job_done, NULL)) {
-			if (control_job_efd >= 0)
-				close(control_job_efd);
-			control_job_efd = -1;
-			return control_error("cannot start the document worker: %s",
-					     strerror(errno));
-		}
-	}
-	j = calloc(1, sizeof(*j));
-	if (!j || !(j->cj_name = strdup(name)) || !(j->cj_text = malloc(len ? len : 1))) {
-		if (j)
-			control_job_free(j);
-		return control_error("out of memory");
-	}
-	j->cj_kind = kind;
-	memcpy(j->cj_text, text, len);
-	j->cj_len = len;
-	j->cj_client = c;
-	j->cj_id = id;
-	j->cj_services = router.r_cluster->cl_services;
-	j->cj_overlay = router.r_cluster->cl_overlay;
-	j->cj_queued_ms = event_now_ms();
-	TAILQ_INSERT_TAIL(&control_jobs, j, cj_entry);
-	control_job_next();
+	ret = control_job_queue(kind, c, id, name, text, len, false);
+	if (ret < 0)
+		return control_error("%s", ret == -ENOMEM ? "out of memory"
+							  : "cannot start the document worker");
 	return NULL;
 }
 
@@ -624,6 +695,8 @@ static json_t *control_status(void)
 		governor_status_json(), "pool", pool_status_json());
 	if (doc)
 		json_object_set_new(doc, "services", json_integer((json_int_t)service_count()));
+	if (doc && store_enabled())
+		json_object_set_new(doc, "store", store_status_json());
 	/* What the resource caps turned away (client.c, peer.c). */
 	if (doc)
 		json_object_set_new(doc, "limits",

@@ -358,6 +358,22 @@ static void metrics_write_process(struct metrics_buf *b)
 	metrics_sample(b, "slim_build_info", labels, 1);
 }
 
+/* The cluster store's sync state, only when the router runs with one (--store). */
+static void metrics_write_store(struct metrics_buf *b)
+{
+	int64_t rev = store_revision();
+
+	if (!store_enabled())
+		return;
+	metrics_family(b, "slim_store_connected", "gauge",
+		       "1 while the cluster store is connected and watched, 0 while it is "
+		       "unreachable (the last known state stays in force).");
+	metrics_sample(b, "slim_store_connected", "", store_connected());
+	metrics_family(b, "slim_store_revision", "gauge",
+		       "The newest revision of the cluster store this router has applied.");
+	metrics_sample(b, "slim_store_revision", "", rev > 0 ? (uint64_t)rev : 0);
+}
+
 static void metrics_render(struct metrics_buf *b)
 {
 	metrics_write_process(b);
@@ -371,6 +387,7 @@ static void metrics_render(struct metrics_buf *b)
 	metrics_write_clients(b);
 	metrics_write_peers(b);
 	metrics_write_resolve(b);
+	metrics_write_store(b);
 }
 
 /* ---- HTTP, by libmicrohttpd ---- */

@@ -2,7 +2,9 @@
 /*
  * Pod announcements between routers (POD_SYNC on the fabric): telling every other router about
  * our pods when its connection is new and on each change, and feeding what others announce into
- * the directory. A cluster store would replace exactly this file.
+ * the directory. With a cluster store (store.c) the store feeds the directory instead: one
+ * source, so that a pod disappears when its node's lease does and a listing after an outage can
+ * be reconciled; what arrives over the fabric is then ignored.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -51,6 +53,9 @@ int podsync_receive(const char *node, const struct slim_pod_sync *m)
 	json_t *v;
 	int ret;
 
+	/* Still sent as a fabric connection's first message by routers, ignored with a store. */
+	if (store_enabled())
+		return op >= SLIM_POD_SYNC_RESET && op <= SLIM_POD_SYNC_DEL ? 0 : -EBADMSG;
 	switch (op) {
 	case SLIM_POD_SYNC_RESET:
 		directory_drop_node(node);
@@ -122,6 +127,11 @@ void podsync_pod_changed(const struct pod *p, bool added)
 		snprintf(gone.dp_name, sizeof(gone.dp_name), "%s", p->p_name);
 		directory_del(p->p_ip);
 		podsync_build(&m, SLIM_POD_SYNC_DEL, &gone);
+	}
+	if (store_enabled()) {
+		store_pod_changed(p, added);
+		nft_schedule();
+		return;
 	}
 	peer_broadcast(&m, sizeof(m));
 	nft_schedule();

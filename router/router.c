@@ -294,7 +294,8 @@ static void usage(FILE *f)
 		"usage: slimrouterd [--socket PATH] [--cluster FILE] [--node NAME]\n"
 		"                   [--log-level error|warn|info|debug] [--cgroup NAME] [--no-sockmap]\n"
 		"                   [--policy FILE] [--admin-ns DIR] [--pidfile FILE] [--bpf-dir DIR]\n"
-		"                   [--state FILE] [--metrics ADDR:PORT] [-n] [--help]\n"
+		"                   [--state FILE] [--metrics ADDR:PORT] [--store etcd:URL]\n"
+		"                   [--store-ttl SECONDS] [--store-prefix PREFIX] [-n] [--help]\n"
 		"  --socket PATH    control socket (default %s)\n"
 		"  --cluster FILE   cluster description (default %s, else the built-in lab plan)\n"
 		"  --node NAME      this node's name in the cluster (default: by local address)\n"
@@ -312,8 +313,14 @@ static void usage(FILE *f)
 		"                   start: a restart loses nothing\n"
 		"  --metrics ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
 		"                   (default: off)\n"
+		"  --store etcd:URL pods, policy and services from etcd's v3 gateway at URL\n"
+		"                   (http://HOST:2379; docs/store.md) instead of the fabric's\n"
+		"                   announcements (default: off)\n"
+		"  --store-ttl SECONDS  lease of this node's keys: how long after its router dies\n"
+		"                   its pods leave the others' directories (default %d)\n"
+		"  --store-prefix PREFIX  key prefix of the cluster (default %s)\n"
 		"  -n               check the cluster file (and the policy file) and exit\n",
-		SLIM_DEFAULT_SOCKET, DEFAULT_CLUSTER_FILE);
+		SLIM_DEFAULT_SOCKET, DEFAULT_CLUSTER_FILE, STORE_TTL_DEFAULT, STORE_PREFIX_DEFAULT);
 }
 
 /*
@@ -373,6 +380,9 @@ int main(int argc, char **argv)
 		{"bpf-dir", required_argument, NULL, 'B'},
 		{"state", required_argument, NULL, 'T'},
 		{"metrics", required_argument, NULL, 'M'},
+		{"store", required_argument, NULL, 'E'},
+		{"store-ttl", required_argument, NULL, 'L'},
+		{"store-prefix", required_argument, NULL, 'X'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -383,7 +393,9 @@ int main(int argc, char **argv)
 	const char *cgroup_name = NULL, *policy_path = NULL, *admin_ns = "/proc/self/ns";
 	const char *pidfile = NULL, *bpf_dir = NULL, *state_file = NULL, *metrics_addr = NULL;
 	struct sockaddr_in metrics_sa;
-	char err[512], cgroup_default[NAME_MAX_LEN + 32];
+	char err[512], cgroup_default[NAME_MAX_LEN + 32], store_url[256];
+	const char *store_arg = NULL, *store_prefix = STORE_PREFIX_DEFAULT;
+	unsigned store_ttl = STORE_TTL_DEFAULT;
 	struct stat st;
 
 	log_init("slimrouterd", LOG_LVL_INFO);
@@ -435,6 +447,36 @@ int main(int argc, char **argv)
 				return 1;
 			}
 			metrics_addr = optarg;
+			break;
+		case 'E':
+			if (store_parse_url(optarg, store_url, sizeof(store_url), err,
+					    sizeof(err)) < 0) {
+				fprintf(stderr, "slimrouterd: --store \"%s\": %s\n", optarg, err);
+				return 1;
+			}
+			store_arg = optarg;
+			break;
+		case 'L': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (*optarg < '0' || *optarg > '9' || *end || v < STORE_TTL_MIN ||
+			    v > STORE_TTL_MAX) {
+				fprintf(stderr, "slimrouterd: --store-ttl \"%s\": expected %d-%d "
+						"seconds\n", optarg, STORE_TTL_MIN, STORE_TTL_MAX);
+				return 1;
+			}
+			store_ttl = (unsigned)v;
+			break;
+		}
+		case 'X':
+			if (!store_prefix_valid(optarg)) {
+				fprintf(stderr, "slimrouterd: --store-prefix \"%s\": expected /.../, "
+						"printable, at most %d bytes\n", optarg,
+					STORE_PREFIX_MAX);
+				return 1;
+			}
+			store_prefix = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -600,6 +642,14 @@ int main(int argc, char **argv)
 	governor_start(cgroup_name, sockmap, bpf_dir);
 	if (state_file)
 		state_open(state_file);
+	/* After the state file: the pods it brings back are registered with the first lease. */
+	if (store_arg && (ret = store_start(store_url, store_prefix, store_ttl)) < 0) {
+		errno = -ret;
+		log_warn("%s: --store %s", __func__, store_arg);
+	} else if (store_arg) {
+		log_info("cluster store %s (prefix %s, lease %u s): pods, policy and services "
+			 "come from there", store_url, store_prefix, store_ttl);
+	}
 
 	{
 		char a[ADDR_STRLEN];
@@ -617,6 +667,7 @@ int main(int argc, char **argv)
 
 	metrics_stop();
 	control_stop();
+	store_stop();
 	spawn_stop();
 	client_close_all();
 	accept_free();

@@ -564,6 +564,9 @@ void control_handle(struct client *c, uint32_t id, const char *json, size_t len)
 void control_client_gone(struct client *c);
 /* Waits for the policy worker and drops queued work (shutdown). */
 void control_stop(void);
+/* A document the cluster store holds ("policy.apply" or "service.apply"): parsed off the loop
+ * and put in force like slimctl's, nobody answered; origin names it in logs. 0 or -errno. */
+int control_apply_stored(const char *cmd, const char *origin, const char *text, size_t len);
 
 /* ---- maglev.c: Maglev consistent hashing (Eisenbud et al., NSDI'16) ---- */
 
@@ -666,6 +669,123 @@ int metrics_parse_addr(const char *arg, struct sockaddr_in *sa, char *err, size_
 /* Listens on sa and serves GET /metrics from the router's loop (no thread). 0 or -errno. */
 int metrics_start(const struct sockaddr_in *sa);
 void metrics_stop(void);
+
+/* ---- etcd.c: etcd's v3 JSON gateway over HTTP (libcurl multi on the loop) ---- */
+
+struct etcd_req;
+/* A unary call's answer, on the loop: ret 0 and the body (borrowed), or -errno with msg (and
+ * the body when the server answered with an error document). */
+typedef void (*etcd_reply_fn)(int ret, json_t *reply, const char *msg, void *arg);
+/* A stream's message (obj borrowed, ret 0), or its end (obj NULL, ret -errno, msg): -EPIPE when
+ * the server ended it, -EBADMSG when a message was not JSON. */
+typedef void (*etcd_stream_fn)(int ret, json_t *obj, const char *msg, void *arg);
+
+/* base_url: "http://host:port". 0 or -errno. */
+int etcd_init(struct event_loop *loop, const char *base_url);
+void etcd_free(void);
+/* POSTs body (JSON) to path ("/v3/kv/range"); fn is called once, later, on the loop, unless
+ * the request is closed first. NULL when it cannot even start. */
+struct etcd_req *etcd_call(const char *path, json_t *body, long timeout_ms, etcd_reply_fn fn,
+			   void *arg);
+/* The same for a streaming call (/v3/watch): fn per message, then once at its end. */
+struct etcd_req *etcd_stream(const char *path, json_t *body, etcd_stream_fn fn, void *arg);
+/* Ends a request without calling its function again (safe from inside it). */
+void etcd_close(struct etcd_req *rq);
+size_t etcd_inflight(void);
+/* Base64 as the gateway writes bytes fields (NUL-terminated copies). NULL or -errno. */
+char *etcd_b64_encode(const void *data, size_t len);
+int etcd_b64_decode(const char *s, size_t slen, char **out, size_t *outlen);
+/* An int64 field: a decimal string (or a number, or absent: 0). 0 or -EINVAL. */
+int etcd_int64(const json_t *v, int64_t *out);
+
+/* A byte stream cut into lines (the gateway's framing of stream messages). */
+struct etcd_linebuf {
+	char *lb_buf;
+	size_t lb_len, lb_cap, lb_off; /* lb_off: where the next line starts */
+};
+/* Appends data; -EMSGSIZE when more than max bytes would wait, -ENOMEM. */
+int etcd_linebuf_append(struct etcd_linebuf *lb, const char *data, size_t len, size_t max);
+/* The next complete non-blank line (not NUL-terminated, len set), or NULL; with final, an
+ * unterminated rest counts as a line. */
+const char *etcd_linebuf_next(struct etcd_linebuf *lb, size_t *len, bool final);
+void etcd_linebuf_free(struct etcd_linebuf *lb);
+
+/* ---- store.c: the cluster store (etcd): nodes and pods under leases, policy, services ---- */
+
+#define STORE_TTL_DEFAULT 10 /* seconds a dead node's pods stay in the store */
+#define STORE_TTL_MIN	  2
+#define STORE_TTL_MAX	  3600
+#define STORE_PREFIX_DEFAULT "/slim/"
+#define STORE_PREFIX_MAX     64
+
+enum store_key_kind {
+	STORE_KEY_OTHER = 0, /* under the prefix, not ours: ignored */
+	STORE_KEY_NODE,	     /* PREFIX nodes/NAME */
+	STORE_KEY_POD,	     /* PREFIX pods/IP */
+	STORE_KEY_POLICY,    /* PREFIX policy */
+	STORE_KEY_SERVICES,  /* PREFIX services */
+};
+
+/* One key of the store, decoded and checked (what a range lists or a watch event carries). */
+struct store_kv {
+	enum store_key_kind sk_kind;
+	bool sk_delete;
+	int64_t sk_mod_revision;
+	char sk_node[NAME_MAX_LEN]; /* NODE: from the key; POD: the owner, from the value */
+	uint32_t sk_ip;		    /* POD (network order) */
+	char sk_name[NAME_MAX_LEN]; /* POD */
+	json_t *sk_labels;	    /* POD put (a reference) */
+	uint32_t sk_fabric_ip;	    /* NODE put */
+	struct cidr sk_pod_cidr;    /* NODE put */
+	char *sk_value;		    /* the raw value (NUL-terminated), documents */
+	size_t sk_len;
+};
+
+/* One response of the store decoded: a range (kvs) or a watch message (events). */
+struct store_batch {
+	int64_t sb_revision;	     /* header.revision */
+	bool sb_created, sb_canceled; /* watch only */
+	int64_t sb_compact_revision; /* watch canceled because its start was compacted */
+	size_t sb_n, sb_bad;	     /* decoded kvs; entries ignored as malformed */
+	struct store_kv *sb_kvs;
+};
+
+/* "etcd:http://host:port" -> the base URL. 0 or -EINVAL with err filled. */
+int store_parse_url(const char *arg, char *url, size_t urllen, char *err, size_t errlen);
+/* A key prefix: starts and ends with '/', printable, at most STORE_PREFIX_MAX bytes. */
+bool store_prefix_valid(const char *prefix);
+/* Pure: classifies key (len bytes) under prefix into kv (kind, node name or pod IP); -EINVAL
+ * for a key of ours that is malformed. */
+int store_key_parse(const char *prefix, const char *key, size_t len, struct store_kv *kv);
+/* Pure: one kv object of the gateway (base64 key and value) under prefix. 0, -EINVAL with err
+ * filled (the entry is ignored), or -EBADMSG (the response itself is malformed). */
+int store_kv_decode(const char *prefix, json_t *kv, bool deleted, struct store_kv *out, char *err,
+		    size_t errlen);
+void store_kv_clear(struct store_kv *kv);
+/* Pure: a range response or a watch message. 0, or -EBADMSG (with err) when malformed or an
+ * error from the server: the stream is closed and the store read afresh. */
+int store_batch_decode(const char *prefix, json_t *msg, bool watch, struct store_batch *b,
+		       char *err, size_t errlen);
+void store_batch_clear(struct store_batch *b);
+/* Applies a pod or node key of another node to the directory (put or delete). */
+void store_apply_pod(const struct store_kv *kv);
+
+/* Starts the store client: registers this node under a lease of ttl seconds, lists and
+ * watches prefix. 0 or -errno. */
+int store_start(const char *url, const char *prefix, unsigned ttl);
+void store_stop(void);
+bool store_enabled(void);
+/* Connected and watching. */
+bool store_connected(void);
+int64_t store_revision(void);
+json_t *store_status_json(void);
+/* A local pod was added, relabelled (added) or removed: its key follows. */
+void store_pod_changed(const struct pod *p, bool added);
+/* Writes a validated document (kind STORE_KEY_POLICY or STORE_KEY_SERVICES); done(0 or -errno,
+ * revision, message, arg) on the loop. 0, or -errno when it cannot be sent at all. */
+typedef void (*store_put_fn)(int ret, int64_t revision, const char *msg, void *arg);
+int store_put_document(enum store_key_kind kind, const char *text, size_t len, store_put_fn done,
+		       void *arg);
 
 /* ---- router.c: the daemon ---- */
 

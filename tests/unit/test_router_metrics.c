@@ -69,6 +69,18 @@ size_t listener_count(void)
 {
 	return 4;
 }
+bool store_enabled(void)
+{
+	return true;
+}
+bool store_connected(void)
+{
+	return true;
+}
+int64_t store_revision(void)
+{
+	return 42;
+}
 const struct policy_doc *policy_current(void)
 {
 	return NULL;
@@ -231,6 +243,8 @@ TEST(scrape)
 	ASSERT_TRUE(strstr(ex.ex_buf, "\nslim_router_start_time_seconds 1700000000\n") != NULL,
 		    "start time");
 	ASSERT_TRUE(strstr(ex.ex_buf, "\nslim_fastpath_enabled 0\n") != NULL, "fast path off");
+	ASSERT_TRUE(strstr(ex.ex_buf, "\nslim_store_connected 1\n") != NULL, "store connected");
+	ASSERT_TRUE(strstr(ex.ex_buf, "\nslim_store_revision 42\n") != NULL, "store revision");
 	ASSERT_EQ(count(ex.ex_buf, "slim_fastpath_sockets"), 0, "no fast path counters when off");
 	/* Every family once: as many TYPE lines as HELP lines, and no TYPE line twice. */
 	ASSERT_EQ(count(ex.ex_buf, "# TYPE slim_connects_total "), 1, "one TYPE per family");
