@@ -10,6 +10,7 @@
  * leaves the refill to the thread holding it), with a bounded wait when the pool is empty.
  */
 #include <errno.h>
+#include <sched.h>
 #include <poll.h>
 #include <pthread.h>
 #include <string.h>
@@ -158,6 +159,40 @@ int shim_fd_relocate(int fd)
 	return hi;
 }
 
+/* Odd while a batch sits at low numbers (pool_collect); each window adds 2. */
+static atomic_uint fd_window;
+static __thread bool fd_window_mine;
+
+unsigned fd_window_gen(void)
+{
+	return atomic_load(&fd_window);
+}
+
+int shim_fd_lowest(int fd, unsigned gen_before)
+{
+	int low, fdfl;
+
+	if (fd < 0 || fd_window_mine ||
+	    (!(gen_before & 1) && atomic_load(&fd_window) == gen_before))
+		return fd; /* no batch came in while the app's descriptor was made */
+	/* The batch is moved up in microseconds; a thread stopped there (SIGSTOP) is not waited
+	 * for long: the number is then merely not the lowest. */
+	for (int i = 0; i < 1000 && (atomic_load(&fd_window) & 1); i++)
+		sched_yield();
+	fdfl = REAL(fcntl)(fd, F_GETFD);
+	if (fdfl < 0)
+		return fd;
+	low = REAL(fcntl)(fd, (fdfl & FD_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
+	if (low < 0)
+		return fd;
+	if (low > fd) {
+		REAL(close)(low);
+		return fd;
+	}
+	REAL(close)(fd);
+	return low;
+}
+
 /* The app ran out of descriptors: give it back the ones the pool holds. Returns how many. */
 int pool_drain(void)
 {
@@ -176,6 +211,12 @@ int pool_drain(void)
 	return n;
 }
 
+static void pool_window_close(void)
+{
+	fd_window_mine = false;
+	atomic_fetch_add(&fd_window, 1); /* even again */
+}
+
 /* Collects the router's answer to the refill in flight: 0, -EAGAIN (not yet), or -errno. */
 static int pool_collect(int wait_ms)
 {
@@ -191,14 +232,19 @@ static int pool_collect(int wait_ms)
 		if (REAL(poll)(&p, 1, wait_ms) <= 0)
 			return -ETIMEDOUT;
 	}
+	atomic_fetch_add(&fd_window, 1); /* odd: a batch may take low numbers */
+	fd_window_mine = true;
 	n = slim_msg_recv_fds(pool_link, buf, sizeof(buf), fds, SLIM_POOL_BATCH, &nfds,
 			      MSG_DONTWAIT);
-	if (n == -EAGAIN)
+	if (n == -EAGAIN) {
+		pool_window_close();
 		return -EAGAIN;
+	}
 	pool_inflight = false;
 	if (n <= 0 || slim_msg_check_reply(buf, (size_t)n, SLIM_MSG_POOL_REP, pool_next_id) < 0) {
 		while (nfds)
 			REAL(close)(fds[--nfds]);
+		pool_window_close();
 		return n < 0 ? (int)n : -EBADMSG;
 	}
 	memcpy(&rep, buf, sizeof(rep));
@@ -211,6 +257,7 @@ static int pool_collect(int wait_ms)
 		if (!pool_store(fd))
 			REAL(close)(fd);
 	}
+	pool_window_close();
 	return 0;
 }
 

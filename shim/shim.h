@@ -203,6 +203,14 @@ void pool_private_lost(int fd);
  * move of fd there (returns the new number, or fd when it cannot move). */
 int shim_fd_base(void);
 int shim_fd_relocate(int fd);
+/*
+ * The app's descriptors keep the lowest free numbers although the pool's batches arrive there
+ * first (SCM_RIGHTS installs at the lowest free numbers) before moving up: fd_window_gen() is
+ * read before a call that makes a descriptor, shim_fd_lowest() after it moves the new descriptor
+ * down to the lowest free number if a batch came in meanwhile.
+ */
+unsigned fd_window_gen(void);
+int shim_fd_lowest(int fd, unsigned gen_before);
 
 /* ---- connect.c ---- */
 /* dst: the IPv4 overlay destination; addr/len: what the app gave (for the plain connect). */

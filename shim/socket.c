@@ -51,6 +51,7 @@ bool signal_restarts(void)
 
 SHIM_EXPORT int socket(int domain, int type, int protocol)
 {
+	unsigned gen = fd_window_gen();
 	int fd = REAL(socket)(domain, type, protocol);
 	struct fd_entry *e;
 
@@ -59,6 +60,8 @@ SHIM_EXPORT int socket(int domain, int type, int protocol)
 		fd = REAL(socket)(domain, type, protocol);
 	if (fd < 0)
 		return fd;
+	/* The lowest free number, as POSIX says, even if a pool batch passed through meanwhile. */
+	fd = shim_fd_lowest(fd, gen);
 	fdtab_release(fd); /* the number is new: whatever was recorded for it is stale */
 	if ((domain == AF_INET || domain == AF_INET6) && (type & 0xff) == SOCK_STREAM &&
 	    (protocol == 0 || protocol == IPPROTO_TCP) && shim_config.enabled &&

@@ -1796,6 +1796,54 @@ static int case_read_eagain(void)
 	return 0;
 }
 
+/* Connects and closes until told to stop: the shim's pool refills all along. */
+static void *churn_main(void *arg)
+{
+	atomic_int *stop = arg;
+
+	while (!atomic_load(stop)) {
+		int fd = client_open("echo");
+
+		if (fd >= 0)
+			close(fd);
+	}
+	return NULL;
+}
+
+/*
+ * socket() gives the lowest free number (POSIX), also while another thread's connects make the
+ * shim take in pool sockets, which the kernel installs at the lowest free numbers before the
+ * shim moves them up: event loops sized for their connections (wrk's) depend on it.
+ */
+static int case_socket_lowest(void)
+{
+	atomic_int stop = 0;
+	pthread_t tid;
+	int worst = 0;
+
+	long long end = now_us() + 1500000;
+
+	CHECK(pthread_create(&tid, NULL, churn_main, &stop) == 0, "pthread_create");
+	/* 1.5 s: hundreds of pool batches come in meanwhile. */
+	while (now_us() < end) {
+		int low = fcntl(0, F_DUPFD, 0), fd;
+
+		if (low >= 0)
+			close(low);
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (fd < 0)
+			continue;
+		/* The churning thread holds a descriptor or two at a time, no more. */
+		if (fd - low > worst)
+			worst = fd - low;
+		close(fd);
+	}
+	atomic_store(&stop, 1);
+	pthread_join(tid, NULL);
+	CHECK(worst <= 4, "socket() returned a number %d above the lowest free one", worst);
+	return 0;
+}
+
 static int case_shutdown_wr(void)
 {
 	int fd = client_open("shutwr"), r;
@@ -2574,6 +2622,7 @@ static const struct sem_case cases[] = {
 	CASE(fcntl_dupfd, 1, 10),
 	CASE(nonblock_flags, 1, 10),
 	CASE(read_eagain, 1, 20),
+	CASE(socket_lowest, 1, 30),
 	CASE(shutdown_wr, 1, 10),
 	CASE(dup_before_connect, 1, 10),
 	CASE(fd_reuse, 1, 10),
