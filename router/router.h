@@ -659,7 +659,8 @@ void svcnft_remove(void);
 /* The raw-priority chains that keep conntrack to pod and Service traffic (the policy filter's
  * table, nft.c, has them too). */
 void nft_write_untracked(FILE *f, const struct cluster *c);
-int svcnft_write(FILE *f, const struct cluster *c, const struct cluster_node *self); /* the text */
+int svcnft_write(FILE *f, const struct cluster *c, const struct cluster_node *self,
+		 const struct service *svcs, size_t n); /* the text */
 
 /* ---- metrics.c: the Prometheus endpoint (--metrics ADDR:PORT) ---- */
 
@@ -938,6 +939,12 @@ const char *spawn_find(const char *name);
 /* The same off the loop: runs argv with text (owned from now on) on its stdin in a worker thread,
  * runs queued one at a time and in order; done(ret, arg) is called on the loop. 0 or -errno. */
 int spawn_async(const char *const argv[], char *text, size_t len, spawn_done_fn done, void *arg);
+/* Writes a run's stdin into f (in the worker thread); 0 or -errno (then the tool does not run). */
+typedef int (*spawn_write_fn)(FILE *f, void *warg);
+/* The same as spawn_async, the text written by write(f, warg) in the worker thread, off the
+ * loop; warg (owned from now on) is freed with wfree once done. 0 or -errno (warg not taken). */
+int spawn_async_write(const char *const argv[], spawn_write_fn write, void *warg,
+		      void (*wfree)(void *warg), spawn_done_fn done, void *arg);
 /* Waits for the run in progress and drops the queued ones (shutdown). */
 void spawn_stop(void);
 

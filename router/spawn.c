@@ -29,6 +29,9 @@ struct spawn_job {
 	char *sj_strings; /* the arguments' text */
 	char *sj_text;
 	size_t sj_len;
+	spawn_write_fn sj_write; /* writes the text in the worker (instead of sj_text given) */
+	void *sj_warg;
+	void (*sj_wfree)(void *warg);
 	int sj_ret;
 	spawn_done_fn sj_done;
 	void *sj_arg;
@@ -92,12 +95,30 @@ const char *spawn_find(const char *name)
 	return NULL;
 }
 
+/* The text (written here first when a writer gives it), then the run. */
+static int spawn_job_exec(struct spawn_job *j)
+{
+	if (j->sj_write) {
+		FILE *f = open_memstream(&j->sj_text, &j->sj_len);
+		int ret;
+
+		if (!f)
+			return -ENOMEM;
+		ret = j->sj_write(f, j->sj_warg);
+		if (fclose(f) != 0 && ret >= 0)
+			ret = -ENOMEM;
+		if (ret < 0)
+			return ret;
+	}
+	return spawn_feed(j->sj_argv, -1, j->sj_text, j->sj_len);
+}
+
 static void *spawn_job_run(void *arg)
 {
 	struct spawn_job *j = arg;
 	uint64_t one = 1;
 
-	j->sj_ret = spawn_feed(j->sj_argv, -1, j->sj_text, j->sj_len);
+	j->sj_ret = spawn_job_exec(j);
 	/* An eventfd write of 1 cannot fail short of overflow. */
 	if (write(spawn_efd, &one, sizeof(one)) < 0)
 		abort();
@@ -119,7 +140,7 @@ static void spawn_job_next(void)
 	/* No thread: run it here, the loop waits (correct, only slower). */
 	log_warnx("%s: pthread_create: %s: running on the loop", __func__, strerror(ret));
 	spawn_worker = pthread_self();
-	j->sj_ret = spawn_feed(j->sj_argv, -1, j->sj_text, j->sj_len);
+	j->sj_ret = spawn_job_exec(j);
 	if (write(spawn_efd, &one, sizeof(one)) < 0)
 		abort();
 }
@@ -128,6 +149,8 @@ static void spawn_job_free(struct spawn_job *j)
 {
 	free(j->sj_strings);
 	free(j->sj_text);
+	if (j->sj_wfree)
+		j->sj_wfree(j->sj_warg);
 	free(j);
 }
 
@@ -149,7 +172,8 @@ static void spawn_job_done(struct event_loop *loop, int fd, uint32_t events, voi
 	spawn_job_next();
 }
 
-int spawn_async(const char *const argv[], char *text, size_t len, spawn_done_fn done, void *arg)
+static int spawn_queue(const char *const argv[], char *text, size_t len, spawn_write_fn write,
+		       void *warg, void (*wfree)(void *warg), spawn_done_fn done, void *arg)
 {
 	struct spawn_job *j;
 	size_t total = 0, off = 0;
@@ -184,11 +208,25 @@ int spawn_async(const char *const argv[], char *text, size_t len, spawn_done_fn 
 	}
 	j->sj_text = text;
 	j->sj_len = len;
+	j->sj_write = write;
+	j->sj_warg = warg;
+	j->sj_wfree = wfree;
 	j->sj_done = done;
 	j->sj_arg = arg;
 	TAILQ_INSERT_TAIL(&spawn_jobs, j, sj_entry);
 	spawn_job_next();
 	return 0;
+}
+
+int spawn_async(const char *const argv[], char *text, size_t len, spawn_done_fn done, void *arg)
+{
+	return spawn_queue(argv, text, len, NULL, NULL, NULL, done, arg);
+}
+
+int spawn_async_write(const char *const argv[], spawn_write_fn write, void *warg,
+		      void (*wfree)(void *warg), spawn_done_fn done, void *arg)
+{
+	return spawn_queue(argv, NULL, 0, write, warg, wfree, done, arg);
 }
 
 void spawn_stop(void)

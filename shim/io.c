@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -74,9 +75,35 @@ SHIM_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sock
 	READ_AGAIN(fd, flags, REAL(recvfrom)(fd, buf, n, flags, addr, len));
 }
 
+/* Descriptors that came in over SCM_RIGHTS have numbers that were free: whatever the shim
+ * recorded for those numbers is stale (as for socket() and accept()). */
+static void io_forget_passed(const struct msghdr *msg)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+		size_t n;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int nfd;
+
+			memcpy(&nfd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			fdtab_release(nfd);
+		}
+	}
+}
+
 SHIM_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
-	READ_AGAIN(fd, flags, REAL(recvmsg)(fd, msg, flags));
+	ssize_t r;
+
+	while ((r = REAL(recvmsg)(fd, msg, flags)) < 0 && errno == EAGAIN &&
+	       io_wait_again(fd, flags))
+		;
+	if (r >= 0 && msg && msg->msg_controllen)
+		io_forget_passed(msg);
+	return r;
 }
 
 /* _FORTIFY_SOURCE builds call these, which reach the kernel without passing read/recv. */

@@ -175,10 +175,15 @@ int shim_fd_lowest(int fd, unsigned gen_before)
 	if (fd < 0 || fd_window_mine ||
 	    (!(gen_before & 1) && atomic_load(&fd_window) == gen_before))
 		return fd; /* no batch came in while the app's descriptor was made */
-	/* The batch is moved up in microseconds; a thread stopped there (SIGSTOP) is not waited
-	 * for long: the number is then merely not the lowest. */
-	for (int i = 0; i < 1000 && (atomic_load(&fd_window) & 1); i++)
-		sched_yield();
+	/* The batch is moved up in microseconds, unless its thread is preempted (a loaded host:
+	 * milliseconds) or stopped (SIGSTOP): 50 ms at most, then the number is merely not the
+	 * lowest. */
+	if (atomic_load(&fd_window) & 1) {
+		long long until = pool_now_ns() + 50 * 1000000LL;
+
+		while ((atomic_load(&fd_window) & 1) && pool_now_ns() < until)
+			sched_yield();
+	}
 	fdfl = REAL(fcntl)(fd, F_GETFD);
 	if (fdfl < 0)
 		return fd;
