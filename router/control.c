@@ -314,7 +314,7 @@ struct control_job {
 	struct cidr cj_services, cj_overlay; /* the cluster's ranges, for service documents */
 	void *cj_doc;			     /* the worker's result */
 	struct enforce_report cj_report;
-	size_t cj_npolicies, cj_nrules; /* (cj_npolicies: services, for service.apply) */
+	size_t cj_count, cj_nrules; /* policies or services in the document; rules (policy) */
 	bool cj_from_store; /* the cluster store's: put in force here, nobody to answer */
 	int cj_ret;
 	char cj_err[CONTROL_ERR_MAX * 2];
@@ -400,12 +400,12 @@ static void control_job_filtered(int ret, void *arg)
 	TAILQ_REMOVE(&control_filtering, j, cj_entry);
 	log_info("policy %s applied: %zu policies, %zu rules; %u of %u connections revoked in %llu "
 		 "us; overlay filter %s (%llu ms after the request)",
-		 j->cj_name, j->cj_npolicies, j->cj_nrules, r->er_revoked, r->er_checked,
+		 j->cj_name, j->cj_count, j->cj_nrules, r->er_revoked, r->er_checked,
 		 (unsigned long long)r->er_usec, ret == 0 ? "in force" : "unchanged",
 		 (unsigned long long)(event_now_ms() - j->cj_queued_ms));
 	control_job_answer(j, control_ok(json_pack(
 				      "{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I}", "origin",
-				      j->cj_name, "policies", (json_int_t)j->cj_npolicies, "rules",
+				      j->cj_name, "policies", (json_int_t)j->cj_count, "rules",
 				      (json_int_t)j->cj_nrules, "checked", (json_int_t)r->er_checked,
 				      "revoked", (json_int_t)r->er_revoked, "failed",
 				      (json_int_t)r->er_failed, "overlay_filter", ret == 0, "usec",
@@ -419,7 +419,7 @@ static bool control_policy_install(struct control_job *j)
 	struct policy_doc *d = j->cj_doc;
 
 	j->cj_doc = NULL;
-	j->cj_npolicies = policy_doc_count(d);
+	j->cj_count = policy_doc_count(d);
 	j->cj_nrules = policy_doc_rules(d);
 	policy_install(d);
 	TAILQ_INSERT_TAIL(&control_filtering, j, cj_entry);
@@ -452,11 +452,11 @@ static void control_service_done(int revoked, void *arg)
 	} else {
 		log_info("services %s applied: %zu services, %d connections reset (%llu ms after "
 			 "the request)",
-			 j->cj_name, j->cj_npolicies, revoked,
+			 j->cj_name, j->cj_count, revoked,
 			 (unsigned long long)(event_now_ms() - j->cj_queued_ms));
 		control_job_answer(j, control_ok(json_pack(
 					      "{s:s, s:I, s:I, s:I}", "origin", j->cj_name,
-					      "services", (json_int_t)j->cj_npolicies, "revoked",
+					      "services", (json_int_t)j->cj_count, "revoked",
 					      (json_int_t)revoked, "total_ms",
 					      (json_int_t)(event_now_ms() - j->cj_queued_ms))));
 	}
@@ -469,7 +469,7 @@ static bool control_service_install(struct control_job *j)
 	struct service_doc *d = j->cj_doc;
 
 	j->cj_doc = NULL;
-	j->cj_npolicies = service_doc_count(d);
+	j->cj_count = service_doc_count(d);
 	TAILQ_INSERT_TAIL(&control_filtering, j, cj_entry);
 	service_install(d, control_service_done, j);
 	return false;
@@ -499,7 +499,7 @@ static void control_job_stored(int ret, int64_t revision, const char *msg, void 
 					      "{s:s, s:b, s:I, s:I, s:I}", "origin", j->cj_name,
 					      "stored", 1, "revision", (json_int_t)revision,
 					      policy ? "policies" : "services",
-					      (json_int_t)j->cj_npolicies, "rules",
+					      (json_int_t)j->cj_count, "rules",
 					      (json_int_t)j->cj_nrules)));
 	}
 	control_job_free(j);
@@ -515,7 +515,7 @@ static void control_job_store(struct control_job *j)
 	bool policy = j->cj_kind == &control_policy_kind;
 	int ret;
 
-	j->cj_npolicies = policy ? policy_doc_count(j->cj_doc) : service_doc_count(j->cj_doc);
+	j->cj_count = policy ? policy_doc_count(j->cj_doc) : service_doc_count(j->cj_doc);
 	j->cj_nrules = policy ? policy_doc_rules(j->cj_doc) : 0;
 	j->cj_kind->dk_free(j->cj_doc);
 	j->cj_doc = NULL;

@@ -536,6 +536,9 @@ void state_close(void);
 void state_save(void);
 void state_add_pod_json(const struct pod *p, void *arg);
 void state_add_listener_json(const struct listener *l, void *arg);
+/* Replaces path with len bytes of text, whole or not at all (a temporary file renamed into
+ * place; a symlink at the temporary name is refused). 0 or -errno. */
+int state_replace_file(const char *path, const char *text, size_t len);
 /* Keeps the Service document in force next to the state file (FILE.services), as it came. */
 void state_save_services(const char *text, size_t len);
 

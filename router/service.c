@@ -411,9 +411,11 @@ bool service_range_contains(uint32_t ip)
 	return router.r_cluster && cidr_contains(&router.r_cluster->cl_services, ip);
 }
 
-const struct service *service_find(uint32_t vip, uint16_t port, uint16_t *target)
+/* The service of d at vip:port, with that port's target in *target (may be NULL); or NULL. */
+static const struct service *service_doc_port(const struct service_doc *d, uint32_t vip,
+					      uint16_t port, uint16_t *target)
 {
-	const struct service *sv = service_cur ? service_doc_find_ip(service_cur, vip) : NULL;
+	const struct service *sv = d ? service_doc_find_ip(d, vip) : NULL;
 
 	for (unsigned i = 0; sv && i < sv->sv_nports; i++)
 		if (sv->sv_ports[i].sp_port == port) {
@@ -422,6 +424,11 @@ const struct service *service_find(uint32_t vip, uint16_t port, uint16_t *target
 			return sv;
 		}
 	return NULL;
+}
+
+const struct service *service_find(uint32_t vip, uint16_t port, uint16_t *target)
+{
+	return service_doc_port(service_cur, vip, port, target);
 }
 
 bool service_has_backend(const struct service *sv, uint32_t ip)
@@ -638,20 +645,14 @@ static unsigned service_revoke(void)
 	return n;
 }
 
-/* Whether the old document's ports of sv are all in the new one, with the same targets. */
+/* Whether every port of osv is in d, with the same target. */
 static bool service_ports_kept(const struct service *osv, const struct service_doc *d)
 {
 	for (unsigned k = 0; k < osv->sv_nports; k++) {
 		uint16_t target;
-		const struct service *nsv = service_doc_find_ip(d, osv->sv_ip);
-		bool found = false;
 
-		for (unsigned l = 0; nsv && l < nsv->sv_nports; l++)
-			if (nsv->sv_ports[l].sp_port == osv->sv_ports[k].sp_port) {
-				target = nsv->sv_ports[l].sp_target;
-				found = target == osv->sv_ports[k].sp_target;
-			}
-		if (!found)
+		if (!service_doc_port(d, osv->sv_ip, osv->sv_ports[k].sp_port, &target) ||
+		    target != osv->sv_ports[k].sp_target)
 			return false;
 	}
 	return true;
@@ -736,16 +737,11 @@ static bool service_job_slice(struct service_job *j)
 				    (nsv && !service_kept_all(nsv, osv->sv_backends,
 							      osv->sv_nbackends)))
 					j->sj_revoke = true;
-				for (unsigned k = 0; k < osv->sv_nports; k++) {
-					bool kept = false;
-
-					for (unsigned l = 0; nsv && l < nsv->sv_nports; l++)
-						kept |= nsv->sv_ports[l].sp_port ==
-							osv->sv_ports[k].sp_port;
-					if (!kept)
+				for (unsigned k = 0; k < osv->sv_nports; k++)
+					if (!service_doc_port(j->sj_doc, osv->sv_ip,
+							      osv->sv_ports[k].sp_port, NULL))
 						governor_service_del(osv->sv_ip,
 								     osv->sv_ports[k].sp_port);
-				}
 			}
 			break;
 		case SERVICE_DONE:

@@ -53,21 +53,28 @@ void state_save(void)
 		log_warn("%s: %s", __func__, state_path);
 }
 
-/* Writes len bytes of text to path, whole or not at all (a temporary file renamed into place). */
-static int state_write_file(const char *path, const char *text, size_t len)
+int state_replace_file(const char *path, const char *text, size_t len)
 {
 	char tmp[4096];
-	FILE *f;
-	int ret = 0;
+	size_t off = 0;
+	int fd, ret = 0;
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
 		return -ENAMETOOLONG;
-	f = fopen(tmp, "we");
-	if (!f)
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
 		return -errno;
-	if (fwrite(text, 1, len, f) != len)
-		ret = -EIO;
-	if (fclose(f) != 0 && !ret)
+	while (off < len && !ret) {
+		ssize_t n = write(fd, text + off, len - off);
+
+		if (n > 0)
+			off += (size_t)n;
+		else if (n < 0 && errno != EINTR)
+			ret = -errno;
+		else if (n == 0)
+			ret = -EIO;
+	}
+	if (close(fd) < 0 && !ret)
 		ret = -errno;
 	if (!ret && rename(tmp, path) < 0)
 		ret = -errno;
@@ -90,7 +97,7 @@ void state_save_services(const char *text, size_t len)
 		return;
 	ret = state_services_path(path, sizeof(path));
 	if (!ret)
-		ret = state_write_file(path, text, len);
+		ret = state_replace_file(path, text, len);
 	if (ret)
 		log_warnx("%s: %s.services: %s", __func__, state_path, strerror(-ret));
 }

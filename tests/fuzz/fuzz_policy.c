@@ -15,23 +15,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 static uint32_t fuzz_web, fuzz_db;
 
-/* Puts a pod with the labels app=APP into the directory (the router takes its own reference). */
-static void fuzz_pod(const char *node, bool local, uint32_t ip, const char *app)
-{
-	json_t *labels = json_pack("{s:s}", "app", app);
-
-	if (!labels || directory_put(node, local, ip, "p1", labels))
-		abort();
-	json_decref(labels);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	minirouter_init();
 	fuzz_web = htonl(0x0af40102); /* 10.244.1.2, local */
 	fuzz_db = htonl(0x0af40202);  /* 10.244.2.2, on h2 */
-	fuzz_pod("h1", true, fuzz_web, "web");
-	fuzz_pod("h2", false, fuzz_db, "db");
+	minirouter_pod("h1", true, fuzz_web, "web");
+	minirouter_pod("h2", false, fuzz_db, "db");
 	return 0;
 }
 

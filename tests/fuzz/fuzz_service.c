@@ -14,21 +14,12 @@
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-static void fuzz_pod(const char *node, bool local, uint32_t ip, const char *app)
-{
-	json_t *labels = json_pack("{s:s}", "app", app);
-
-	if (!labels || directory_put(node, local, ip, "p1", labels))
-		abort();
-	json_decref(labels);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	minirouter_init();
-	fuzz_pod("h1", true, htonl(0x0af40102), "web"); /* 10.244.1.2 */
-	fuzz_pod("h2", false, htonl(0x0af40202), "web");
-	fuzz_pod("h2", false, htonl(0x0af40203), "db");
+	minirouter_pod("h1", true, htonl(0x0af40102), "web"); /* 10.244.1.2 */
+	minirouter_pod("h2", false, htonl(0x0af40202), "web");
+	minirouter_pod("h2", false, htonl(0x0af40203), "db");
 	return 0;
 }
 

@@ -38,3 +38,13 @@ void minirouter_init(void)
 		abort();
 	}
 }
+
+void minirouter_pod(const char *node, bool local, uint32_t ip, const char *app)
+{
+	json_t *labels = json_pack("{s:s}", "app", app);
+
+	/* The directory takes its own reference. */
+	if (!labels || directory_put(node, local, ip, "p1", labels))
+		abort();
+	json_decref(labels);
+}

@@ -14,5 +14,7 @@
  * something cannot be set up (the target would test nothing).
  */
 void minirouter_init(void);
+/* Puts a pod labelled app=APP into the directory (node's, local or announced); aborts on failure. */
+void minirouter_pod(const char *node, bool local, uint32_t ip, const char *app);
 
 #endif
