@@ -143,6 +143,8 @@ bg hold3 h1/p1 --slim "$SC" hold 10.96.0.10 80 10 4
 wait_for 15 grep -q READY "$TMP/hold3.log"
 "$SLIMLAB" router restart --prefix "$PREFIX" h1 >/dev/null
 assert_eq "$("$CTL" -s "$S1" --json service show | jq '.services | length')" 3 "services after a restart"
+# The other node's pods come back as it announces them again (docs/services.md, "Limits").
+wait_for 10 sh -c "'$CTL' -s '$S1' --json service show | jq -e '[.services[] | select(.name == \"web\")][0].backends | length == 3'"
 out=$(in_slim h1/p1 "$SC" spread 10.96.0.10 80 60) || fail "spread after a restart: $out"
 assert_eq "$(jq '.backends | length' <<<"$out")" 3 "backends reached after a restart"
 wait "$PID_hold3" || true
