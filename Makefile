@@ -52,5 +52,12 @@ bench-services: deps
 	$(MAKE) all
 	bash bench/services $(if $(QUICK),--quick)
 
+# Hitless router upgrade: connects/s and the largest connect latency while h1's router is
+# upgraded, against the same run without; results in bench/results/upgrade/.
+.PHONY: bench-upgrade
+bench-upgrade: deps
+	$(MAKE) all
+	bash bench/upgrade
+
 clean:
 	rm -rf build

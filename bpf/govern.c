@@ -30,6 +30,7 @@ struct govern {
 	govern_event_fn g_fn;
 	void *g_arg;
 	int g_cgroup_fd;
+	char g_pin_dir[PATH_MAX]; /* "" when nothing is pinned */
 	struct slim_maglev_slot *g_maglev; /* slim_maglev, mapped (NULL until govern_maglev) */
 };
 
@@ -118,6 +119,49 @@ static int govern_link_pinned(struct bpf_program *prog, int cgroup_fd, const cha
 	return 0;
 }
 
+int govern_attach(struct govern *g)
+{
+	struct bpf_program *prog;
+	int err = 0;
+
+	if (g->g_nlinks)
+		return -EALREADY;
+	bpf_object__for_each_program(prog, g->g_skel->obj) {
+		struct bpf_link *l = NULL;
+
+		if (g->g_nlinks == GOVERN_MAX_LINKS) {
+			err = -E2BIG;
+			break;
+		}
+		if (g->g_pin_dir[0])
+			err = govern_link_pinned(prog, g->g_cgroup_fd, g->g_pin_dir, &l);
+		else if (!(l = bpf_program__attach_cgroup(prog, g->g_cgroup_fd)))
+			err = govern_errno(0);
+		if (err < 0)
+			break;
+		g->g_links[g->g_nlinks++] = l;
+	}
+	if (err < 0)
+		while (g->g_nlinks)
+			bpf_link__destroy(g->g_links[--g->g_nlinks]);
+	return err;
+}
+
+int govern_relink(struct govern *g)
+{
+	struct bpf_program *prog;
+	unsigned i = 0;
+	int err = 0;
+
+	bpf_object__for_each_program(prog, g->g_skel->obj) {
+		if (i == g->g_nlinks)
+			break;
+		if (bpf_link__update_program(g->g_links[i++], prog) && !err)
+			err = govern_errno(0);
+	}
+	return err;
+}
+
 bool govern_reused(struct govern *g)
 {
 	return g->g_reused;
@@ -125,7 +169,6 @@ bool govern_reused(struct govern *g)
 
 int govern_open(const struct govern_config *cfg, struct govern **out)
 {
-	struct bpf_program *prog;
 	struct govern *g;
 	int err;
 
@@ -154,21 +197,10 @@ int govern_open(const struct govern_config *cfg, struct govern **out)
 		err = govern_errno(err);
 		goto destroy;
 	}
-	bpf_object__for_each_program(prog, g->g_skel->obj) {
-		struct bpf_link *l = NULL;
-
-		if (g->g_nlinks == GOVERN_MAX_LINKS) {
-			err = -E2BIG;
-			goto detach;
-		}
-		if (cfg->gc_pin_dir)
-			err = govern_link_pinned(prog, g->g_cgroup_fd, cfg->gc_pin_dir, &l);
-		else if (!(l = bpf_program__attach_cgroup(prog, g->g_cgroup_fd)))
-			err = govern_errno(0);
-		if (err < 0)
-			goto detach;
-		g->g_links[g->g_nlinks++] = l;
-	}
+	if (cfg->gc_pin_dir)
+		snprintf(g->g_pin_dir, sizeof(g->g_pin_dir), "%s", cfg->gc_pin_dir);
+	if (!cfg->gc_defer_attach && (err = govern_attach(g)) < 0)
+		goto detach;
 	g->g_ring = ring_buffer__new(bpf_map__fd(g->g_skel->maps.slim_events), govern_ring_cb, g,
 				     NULL);
 	if (!g->g_ring) {

@@ -31,12 +31,23 @@ struct govern_config {
 	 * programs of the same links.
 	 */
 	const char *gc_pin_dir;
+	/*
+	 * Load without attaching: a router taking over a running one (upgrade) loads its programs
+	 * while the old one still serves, and attaches them (govern_attach: with pinned links, one
+	 * atomic program replacement each) only once the old one has stopped.
+	 */
+	bool gc_defer_attach;
 };
 
 typedef void (*govern_event_fn)(const struct slim_event *ev, void *arg);
 
 /* open, configure, load, attach every program. 0 and *out, or -errno with nothing left. */
 int govern_open(const struct govern_config *cfg, struct govern **out);
+/* Attaches the programs of a govern_open with gc_defer_attach. 0 or -errno (none attached). */
+int govern_attach(struct govern *g);
+/* Puts our programs back into our links (pinned links another router's programs replaced:
+ * an upgrade that failed after the new router attached). 0 or -errno. */
+int govern_relink(struct govern *g);
 /* Closes our handles. Unpinned, everything is detached (sockets already handed out keep their
  * state until they close); pinned, the programs stay attached and the maps stay. */
 void govern_close(struct govern *g);

@@ -22,5 +22,6 @@ void ctl_show_pod_labeled(json_t *rep);
 void ctl_show_services_applied(json_t *rep);
 void ctl_show_services(json_t *rep);
 void ctl_show_directory(json_t *rep);
+void ctl_show_upgraded(json_t *rep);
 
 #endif

@@ -193,6 +193,17 @@ void ctl_show_policy(json_t *rep)
 	}
 }
 
+void ctl_show_upgraded(json_t *rep)
+{
+	printf("upgraded: pid %lld took over from pid %lld (%lld pods, %lld clients; requests "
+	       "waited %.1f ms)\n",
+	       (long long)json_integer_value(json_object_get(rep, "pid")),
+	       (long long)json_integer_value(json_object_get(rep, "old_pid")),
+	       (long long)json_integer_value(json_object_get(rep, "pods")),
+	       (long long)json_integer_value(json_object_get(rep, "clients")),
+	       (double)json_integer_value(json_object_get(rep, "paused_us")) / 1000.0);
+}
+
 void ctl_show_directory(json_t *rep)
 {
 	json_t *pods = json_object_get(rep, "pods"), *p;

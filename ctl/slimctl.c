@@ -260,6 +260,23 @@ static void ctl_build_pod_label(int argc, char **argv, json_t *req)
 	json_object_set_new(req, "labels", labels);
 }
 
+/* upgrade [BINARY]: the binary as an absolute path (the router resolves nothing a caller
+ * names relative to its own directory). */
+static void ctl_build_upgrade(int argc, char **argv, json_t *req)
+{
+	char *abs;
+
+	if (argc > 2 || (argc == 2 && argv[1][0] == '-'))
+		ctl_die("usage: upgrade [BINARY]");
+	if (argc < 2)
+		return;
+	abs = realpath(argv[1], NULL);
+	if (!abs)
+		ctl_die("upgrade: %s: %s", argv[1], strerror(errno));
+	json_object_set_new(req, "binary", json_string(abs));
+	free(abs);
+}
+
 static void ctl_build_none(int argc, char **argv, json_t *req)
 {
 	if (argc > 1)
@@ -312,6 +329,7 @@ static const struct ctl_command ctl_commands[] = {
 	 ctl_show_pod_labeled,
 	 "pod label NAME KEY=VALUE|KEY- ..."},
 	{{"directory", NULL}, "directory", ctl_build_none, ctl_show_directory, "directory"},
+	{{"upgrade", NULL}, "upgrade", ctl_build_upgrade, ctl_show_upgraded, "upgrade [BINARY]"},
 };
 
 static void ctl_usage(FILE *f)

@@ -52,6 +52,7 @@ static struct client *client_busy; /* the client whose requests are being handle
 static bool client_busy_closed;
 static struct ns_id client_admin_ns[CLIENT_NS_N]; /* the host administrator's namespaces */
 static bool client_admin_known;
+static bool client_paused; /* an upgrade is handing us over: requests wait in the sockets */
 
 static void client_event(struct event_loop *loop, int fd, uint32_t events, void *arg);
 
@@ -59,7 +60,7 @@ static void client_update_mask(struct client *c)
 {
 	uint32_t mask = 0;
 
-	if (c->cs_reading)
+	if (c->cs_reading && !client_paused)
 		mask |= EVENT_READ;
 	if (!STAILQ_EMPTY(&c->cs_outq))
 		mask |= EVENT_WRITE;
@@ -407,6 +408,12 @@ static void client_event(struct event_loop *loop, int fd, uint32_t events, void 
 
 	if ((events & EPOLLOUT) && client_flush(c) < 0)
 		return;
+	if (client_paused) {
+		/* Not reading; but a hangup is reported whatever the mask (it would spin). */
+		if (events & (EPOLLERR | EPOLLHUP))
+			client_close(c);
+		return;
+	}
 	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
 		if (c->cs_reading)
 			client_read(c);
@@ -442,6 +449,32 @@ int client_admin_init(const char *nsdir)
 
 	client_admin_known = ret == 0;
 	return ret;
+}
+
+json_t *client_admin_export(void)
+{
+	json_t *a = json_array();
+
+	for (int i = 0; client_admin_known && i < CLIENT_NS_N; i++)
+		json_array_append_new(a, json_pack("[I, I]", (json_int_t)client_admin_ns[i].ni_dev,
+						   (json_int_t)client_admin_ns[i].ni_ino));
+	return a;
+}
+
+int client_admin_adopt(const json_t *a)
+{
+	if (json_array_size(a) != CLIENT_NS_N)
+		return -EINVAL;
+	for (int i = 0; i < CLIENT_NS_N; i++) {
+		json_t *e = json_array_get(a, (size_t)i);
+
+		if (!json_is_integer(json_array_get(e, 0)) || !json_is_integer(json_array_get(e, 1)))
+			return -EINVAL;
+		client_admin_ns[i].ni_dev = (dev_t)json_integer_value(json_array_get(e, 0));
+		client_admin_ns[i].ni_ino = (ino_t)json_integer_value(json_array_get(e, 1));
+	}
+	client_admin_known = true;
+	return 0;
 }
 
 bool client_is_host_admin(const struct client *c)
@@ -620,6 +653,22 @@ static bool client_socket_alive(const struct sockaddr_un *sun)
 	return alive;
 }
 
+/* The listening socket's part of client_listen, for a socket of ours or one handed over. */
+static int client_listen_fd_use(int fd)
+{
+	int ret;
+
+	if (htab_init(&client_by_netns, 64) < 0)
+		return -ENOMEM;
+	ret = event_add(router.r_loop, fd, EVENT_READ, client_accept, NULL);
+	if (ret < 0) {
+		htab_free(&client_by_netns);
+		return ret;
+	}
+	client_listen_fd = fd;
+	return 0;
+}
+
 int client_listen(const char *path)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -654,16 +703,160 @@ int client_listen(const char *path)
 		close(fd);
 		return ret;
 	}
-	if (htab_init(&client_by_netns, 64) < 0) {
+	ret = client_listen_fd_use(fd);
+	if (ret < 0)
 		close(fd);
+	return ret;
+}
+
+void client_pause(bool paused)
+{
+	struct client *c, *next;
+
+	client_paused = paused;
+	if (client_listen_fd >= 0)
+		event_set_mask(router.r_loop, client_listen_fd, paused ? 0 : EVENT_READ);
+	for (c = TAILQ_FIRST(&client_list); c; c = next) {
+		next = TAILQ_NEXT(c, cs_entry);
+		client_update_mask(c);
+	}
+}
+
+bool client_settled(bool close_stuck)
+{
+	struct client *c, *next;
+	bool settled = true;
+
+	for (c = TAILQ_FIRST(&client_list); c; c = next) {
+		next = TAILQ_NEXT(c, cs_entry);
+		if (!c->cs_npending && STAILQ_EMPTY(&c->cs_outq))
+			continue;
+		if (close_stuck && !c->cs_npending) {
+			log_warnx("upgrade: client pid %d does not read its replies: closing it",
+				  (int)c->cs_pid);
+			client_close(c);
+			continue;
+		}
+		settled = false;
+	}
+	return settled;
+}
+
+json_t *client_export(struct upgrade_fds *f, const struct client *mark, int *mark_index)
+{
+	json_t *list = json_array();
+	struct client *c;
+	int i = 0;
+
+	*mark_index = -1;
+	if (!list)
+		return NULL;
+	TAILQ_FOREACH(c, &client_list, cs_entry) {
+		json_t *o, *ns = json_array();
+
+		for (int k = 0; k < CLIENT_NS_N; k++)
+			json_array_append_new(ns, json_pack("[I, I]", (json_int_t)c->cs_ns[k].ni_dev,
+							    (json_int_t)c->cs_ns[k].ni_ino));
+		o = json_pack("{s:i, s:i, s:i, s:o, s:b}", "fd", upgrade_fd_put(f, c->cs_fd), "pid",
+			      (int)c->cs_pid, "uid", (int)c->cs_uid, "ns", ns, "reading",
+			      c->cs_reading);
+		if (o && c->cs_req_open) {
+			char *b64 = etcd_b64_encode(c->cs_req, c->cs_reqlen);
+
+			json_object_set_new(o, "request",
+					    json_pack("{s:I, s:s?, s:b, s:i}", "id",
+						      (json_int_t)c->cs_req_id, "data", b64,
+						      "discard", c->cs_req_discard, "fd",
+						      c->cs_req_fd >= 0 ? upgrade_fd_put(f, c->cs_req_fd)
+									: -1));
+			free(b64);
+		}
+		if (!o || json_array_append_new(list, o) < 0) {
+			json_decref(list);
+			return NULL;
+		}
+		if (c == mark)
+			*mark_index = i;
+		i++;
+	}
+	return json_pack("{s:i, s:o}", "listener", upgrade_fd_put(f, client_listen_fd), "clients",
+			 list);
+}
+
+/* One client of a router before us, exactly as it was (it never noticed). */
+static int client_adopt_one(json_t *o, struct upgrade_fds *f, struct client **out)
+{
+	json_t *ns = json_object_get(o, "ns"), *req = json_object_get(o, "request");
+	int fd = upgrade_fd_take(f, json_object_get(o, "fd"));
+	struct client *c;
+
+	if (fd < 0 || json_array_size(ns) != CLIENT_NS_N || !(c = calloc(1, sizeof(*c)))) {
+		if (fd >= 0)
+			close(fd);
+		return fd < 0 ? -EINVAL : -ENOMEM;
+	}
+	c->cs_fd = fd;
+	c->cs_req_fd = -1;
+	TAILQ_INIT(&c->cs_pending);
+	STAILQ_INIT(&c->cs_outq);
+	c->cs_pid = (pid_t)json_integer_value(json_object_get(o, "pid"));
+	c->cs_uid = (uid_t)json_integer_value(json_object_get(o, "uid"));
+	for (int k = 0; k < CLIENT_NS_N; k++) {
+		c->cs_ns[k].ni_dev = (dev_t)json_integer_value(json_array_get(json_array_get(ns, k), 0));
+		c->cs_ns[k].ni_ino = (ino_t)json_integer_value(json_array_get(json_array_get(ns, k), 1));
+	}
+	c->cs_ns_dev = c->cs_ns[CLIENT_NS_NET].ni_dev;
+	c->cs_ns_ino = c->cs_ns[CLIENT_NS_NET].ni_ino;
+	c->cs_reading = json_is_true(json_object_get(o, "reading"));
+	if (req) {
+		const char *data = json_string_value(json_object_get(req, "data"));
+		char *buf = NULL;
+		size_t len = 0;
+
+		if (data && etcd_b64_decode(data, strlen(data), &buf, &len) == 0) {
+			c->cs_req = (uint8_t *)buf;
+			c->cs_reqlen = c->cs_reqcap = len;
+			c->cs_req_open = true;
+			c->cs_req_id = (uint32_t)json_integer_value(json_object_get(req, "id"));
+			c->cs_req_discard = json_is_true(json_object_get(req, "discard"));
+			c->cs_req_fd = upgrade_fd_take(f, json_object_get(req, "fd"));
+		}
+	}
+	if (!client_admit(c) ||
+	    event_add(router.r_loop, fd, c->cs_reading ? EVENT_READ : 0, client_event, c) < 0) {
+		if (c->cs_netns && --c->cs_netns->cn_n == 0) {
+			htab_remove(&client_by_netns, &c->cs_netns->cn_node);
+			free(c->cs_netns);
+		}
+		client_req_reset(c);
+		close(fd);
+		free(c);
 		return -ENOMEM;
 	}
-	ret = event_add(router.r_loop, fd, EVENT_READ, client_accept, NULL);
-	if (ret < 0) {
-		close(fd);
+	TAILQ_INSERT_TAIL(&client_list, c, cs_entry);
+	client_n++;
+	*out = c;
+	return 0;
+}
+
+int client_adopt(json_t *doc, struct upgrade_fds *f, int mark_index, struct client **mark)
+{
+	int ret = upgrade_fd_use(f, json_object_get(doc, "listener"), client_listen_fd_use);
+	json_t *o;
+	size_t i;
+
+	*mark = NULL;
+	if (ret < 0)
 		return ret;
+	json_array_foreach(json_object_get(doc, "clients"), i, o) {
+		struct client *c = NULL;
+
+		/* One that cannot be taken is closed: its shim reconnects (or falls back). */
+		if (client_adopt_one(o, f, &c) < 0)
+			continue;
+		if ((int)i == mark_index)
+			*mark = c;
 	}
-	client_listen_fd = fd;
 	return 0;
 }
 

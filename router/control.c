@@ -79,6 +79,11 @@ static json_t *control_ok(json_t *extra)
 	return doc;
 }
 
+void control_answer(struct client *c, uint32_t id, json_t *doc)
+{
+	control_send(c, id, doc);
+}
+
 /* Every key of req must be "cmd" or one of allowed. NULL when fine, else an error document. */
 static json_t *control_check_keys(json_t *req, const char *const *allowed)
 {
@@ -633,12 +638,19 @@ void control_client_gone(struct client *c)
 {
 	struct control_job *j;
 
+	upgrade_client_gone(c);
 	TAILQ_FOREACH(j, &control_jobs, cj_entry)
 		if (j->cj_client == c)
 			j->cj_client = NULL;
 	TAILQ_FOREACH(j, &control_filtering, cj_entry)
 		if (j->cj_client == c)
 			j->cj_client = NULL;
+}
+
+bool control_idle(void)
+{
+	return !control_worker_busy && TAILQ_EMPTY(&control_jobs) &&
+	       TAILQ_EMPTY(&control_filtering);
 }
 
 void control_stop(void)
@@ -738,6 +750,21 @@ void control_handle(struct client *c, uint32_t id, const char *text, size_t len)
 		doc = control_pod_set(req);
 	else if (!strcmp(cmd, "pod.label"))
 		doc = control_pod_label(req);
+	else if (!strcmp(cmd, "upgrade")) {
+		static const char *const keys[] = {"binary", NULL};
+		bool bad = false;
+		const char *binary;
+
+		if (!(doc = control_check_keys(req, keys))) {
+			binary = control_str(req, "binary", &bad);
+			if (bad || (binary && (!*binary || binary[0] != '/')))
+				doc = control_error("upgrade: \"binary\" must be an absolute path");
+			else if (!(doc = upgrade_begin(c, id, binary))) {
+				json_decref(req);
+				return; /* answered by the new router, or here when it fails */
+			}
+		}
+	}
 	else if (!strcmp(cmd, "policy.apply") || !strcmp(cmd, "service.apply")) {
 		doc = control_doc_apply(!strcmp(cmd, "policy.apply") ? &control_policy_kind
 								     : &control_service_kind,

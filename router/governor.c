@@ -147,7 +147,7 @@ int governor_dump(uint32_t states, sockdiag_fn fn, void *arg)
 				     sizeof(struct slim_sk), fn, arg);
 }
 
-int governor_start(const char *cgroup_name, bool sockmap, const char *pin_dir)
+int governor_start(const char *cgroup_name, bool sockmap, const char *pin_dir, bool takeover)
 {
 	struct govern_config cfg = {
 		.gc_host_ip = router.r_fabric_ip,
@@ -186,6 +186,7 @@ int governor_start(const char *cgroup_name, bool sockmap, const char *pin_dir)
 	step = "BPF programs";
 	cfg.gc_cgroup = governor_cgroup;
 	cfg.gc_pin_dir = pin_dir;
+	cfg.gc_defer_attach = takeover;
 	ret = govern_open(&cfg, &governor);
 	if (ret < 0)
 		goto leave;
@@ -194,9 +195,20 @@ int governor_start(const char *cgroup_name, bool sockmap, const char *pin_dir)
 	if (ret < 0)
 		goto close;
 	event_timer_add(router.r_loop, GOVERNOR_DRAIN_MS, governor_drain_timer, NULL);
+	if (takeover) {
+		/* The running router's maps stay as they are: it serves from them until it stops,
+		 * and hands over the state they were made from (upgrade.c). The fast path may
+		 * start now (loading it takes tens of ms): while both are attached, a new socket
+		 * joins the running router's map, whose programs keep serving it after it exits. */
+		log_info("governance loaded, to be attached to %s when the running router stops",
+			 governor_cgroup);
+		if (sockmap)
+			fastpath_start(governor_cgroup);
+		return 0;
+	}
 	governor_cluster_changed();
 	governor_policy_changed();
-	/* Services are not part of the state a router takes over (yet): none until applied. */
+	/* After a crash the services come back from the state file (state.c): none until then. */
 	govern_services_flush(governor);
 	log_info("governed host sockets on: programs attached to %s", governor_cgroup);
 	if (pin_dir)
@@ -216,6 +228,31 @@ off:
 	log_warnx("governed host sockets off (%s): every connection takes the overlay",
 		  governor_why_off);
 	return ret;
+}
+
+int governor_commit(void)
+{
+	const struct cluster *cl = router.r_cluster;
+	int ret;
+
+	if (!governor)
+		return -ENOTCONN;
+	ret = govern_attach(governor);
+	if (ret < 0)
+		return ret;
+	/* Overwritten, not flushed: the running router's entries serve until the last moment. */
+	for (size_t i = 0; i < cl->cl_nnodes; i++)
+		govern_node_put(governor, cl->cl_nodes[i].cn_fabric_ip,
+				cl->cl_nodes[i].cn_pod_cidr.net, cl->cl_nodes[i].cn_pod_cidr.mask);
+	govern_set_policy_active(governor, policy_current() != NULL);
+	log_info("governed host sockets on: programs attached to %s (taken over)",
+		 governor_cgroup);
+	return 0;
+}
+
+int governor_relink(void)
+{
+	return governor ? govern_relink(governor) : 0;
 }
 
 void governor_stop(void)

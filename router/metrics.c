@@ -541,12 +541,26 @@ static int metrics_listen(const struct sockaddr_in *sa)
 
 int metrics_start(const struct sockaddr_in *sa)
 {
-	const union MHD_DaemonInfo *info;
-	int lfd, ret;
+	int lfd = metrics_listen(sa);
 
-	lfd = metrics_listen(sa);
-	if (lfd < 0)
-		return lfd;
+	return lfd < 0 ? lfd : metrics_start_fd(lfd);
+}
+
+int metrics_listen_fd(void)
+{
+	const union MHD_DaemonInfo *info;
+
+	if (!metrics_daemon)
+		return -1;
+	info = MHD_get_daemon_info(metrics_daemon, MHD_DAEMON_INFO_LISTEN_FD);
+	return info ? (int)info->listen_fd : -1;
+}
+
+int metrics_start_fd(int lfd)
+{
+	const union MHD_DaemonInfo *info;
+	int ret;
+
 	/* MHD_USE_EPOLL without MHD_USE_INTERNAL_POLLING_THREAD: no thread of its own, its epoll
 	 * descriptor sits in our loop and MHD_run() does the work when it is readable. */
 	metrics_daemon = MHD_start_daemon(

@@ -564,6 +564,18 @@ static void peer_accept(struct event_loop *loop, int fd, uint32_t events, void *
 	}
 }
 
+/* The listening socket's part of peer_listen, for a socket of ours or one handed over. */
+static int peer_listen_fd_use(int fd)
+{
+	int ret = event_add(router.r_loop, fd, EVENT_READ, peer_accept, NULL);
+
+	if (ret < 0)
+		return ret;
+	peer_listen_fd = fd;
+	event_timer_add(router.r_loop, PEER_SWEEP_MS, peer_sweep, NULL);
+	return 0;
+}
+
 int peer_listen(uint32_t ip, uint16_t port)
 {
 	struct sockaddr_in sin = {
@@ -579,13 +591,139 @@ int peer_listen(uint32_t ip, uint16_t port)
 		close(fd);
 		return ret;
 	}
-	ret = event_add(router.r_loop, fd, EVENT_READ, peer_accept, NULL);
-	if (ret < 0) {
+	ret = peer_listen_fd_use(fd);
+	if (ret < 0)
 		close(fd);
-		return ret;
+	return ret;
+}
+
+static char *peer_hex(const uint8_t *b, size_t n)
+{
+	char *s = malloc(2 * n + 1);
+
+	for (size_t i = 0; s && i < n; i++)
+		snprintf(s + 2 * i, 3, "%02x", b[i]);
+	if (s)
+		s[2 * n] = '\0';
+	return s;
+}
+
+/* Decodes hex into b (at most max bytes); the length, or -EINVAL. */
+static ssize_t peer_unhex(const char *s, uint8_t *b, size_t max)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (!s || n % 2 || n / 2 > max)
+		return -EINVAL;
+	for (size_t i = 0; i < n / 2; i++) {
+		unsigned v;
+
+		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+			return -EINVAL;
+		b[i] = (uint8_t)v;
 	}
-	peer_listen_fd = fd;
-	event_timer_add(router.r_loop, PEER_SWEEP_MS, peer_sweep, NULL);
+	return (ssize_t)(n / 2);
+}
+
+json_t *peer_export(struct upgrade_fds *f)
+{
+	uint64_t now = event_now_ms();
+	json_t *list = json_array();
+	struct peer *pe;
+
+	TAILQ_FOREACH(pe, &peer_list, pe_entry) {
+		char *in = peer_hex(pe->pe_in, pe->pe_inlen);
+		char *out = peer_hex(pe->pe_out, pe->pe_outlen);
+		char *ch = peer_hex(pe->pe_challenge, sizeof(pe->pe_challenge));
+		char *nonce = peer_hex(pe->pe_nonce, sizeof(pe->pe_nonce));
+
+		json_array_append_new(
+			list, json_pack("{s:i, s:b, s:b, s:b, s:I, s:i, s:s?, s:s?, s:s, s:I, s:i, "
+					"s:s?, s:s?}",
+					"fd", upgrade_fd_put(f, pe->pe_fd), "dialed", pe->pe_dialed,
+					"connected", pe->pe_connected, "heard", pe->pe_heard,
+					"waiting_ms",
+					(json_int_t)(pe->pe_waiting_since
+							     ? now - pe->pe_waiting_since + 1
+							     : 0),
+					"auth", (int)pe->pe_auth, "challenge", ch, "nonce", nonce,
+					"node", pe->pe_node, "ip", (json_int_t)pe->pe_ip, "port",
+					(int)pe->pe_port, "in", in, "out", out));
+		free(in);
+		free(out);
+		free(ch);
+		free(nonce);
+	}
+	return json_pack("{s:i, s:o}", "listener", upgrade_fd_put(f, peer_listen_fd), "peers",
+			 list);
+}
+
+/* One fabric connection of a router before us, mid-message or not: the other router never
+ * noticed. */
+static int peer_adopt_one(json_t *o, struct upgrade_fds *f)
+{
+	const char *node = json_string_value(json_object_get(o, "node"));
+	const char *out = json_string_value(json_object_get(o, "out"));
+	int fd = upgrade_fd_take(f, json_object_get(o, "fd"));
+	int auth = (int)json_integer_value(json_object_get(o, "auth"));
+	uint64_t waiting = (uint64_t)json_integer_value(json_object_get(o, "waiting_ms"));
+	struct peer *pe = NULL;
+	ssize_t n;
+
+	if (fd < 0 || !node || auth < PEER_AUTHED || auth > PEER_WAIT_RESPONSE ||
+	    !(pe = calloc(1, sizeof(*pe))))
+		goto bad;
+	pe->pe_fd = fd;
+	pe->pe_dialed = json_is_true(json_object_get(o, "dialed"));
+	pe->pe_connected = json_is_true(json_object_get(o, "connected"));
+	pe->pe_heard = json_is_true(json_object_get(o, "heard"));
+	pe->pe_auth = (enum peer_auth)auth;
+	snprintf(pe->pe_node, sizeof(pe->pe_node), "%s", node);
+	pe->pe_ip = (uint32_t)json_integer_value(json_object_get(o, "ip"));
+	pe->pe_port = (uint16_t)json_integer_value(json_object_get(o, "port"));
+	pe->pe_waiting_since = waiting ? event_now_ms() - (waiting - 1) : 0;
+	if (peer_unhex(json_string_value(json_object_get(o, "challenge")), pe->pe_challenge,
+		       sizeof(pe->pe_challenge)) < 0 ||
+	    peer_unhex(json_string_value(json_object_get(o, "nonce")), pe->pe_nonce,
+		       sizeof(pe->pe_nonce)) < 0 ||
+	    (n = peer_unhex(json_string_value(json_object_get(o, "in")), pe->pe_in,
+			    sizeof(pe->pe_in))) < 0)
+		goto bad;
+	pe->pe_inlen = (size_t)n;
+	if (out && *out) {
+		pe->pe_outcap = strlen(out) / 2;
+		pe->pe_out = malloc(pe->pe_outcap);
+		if (!pe->pe_out || (n = peer_unhex(out, pe->pe_out, pe->pe_outcap)) < 0)
+			goto bad;
+		pe->pe_outlen = (size_t)n;
+	}
+	if (event_add(router.r_loop, fd, EVENT_READ, peer_event, pe) < 0)
+		goto bad;
+	TAILQ_INSERT_TAIL(&peer_list, pe, pe_entry);
+	if (!pe->pe_dialed)
+		peer_nincoming++;
+	peer_update_mask(pe);
+	return 0;
+bad:
+	if (pe)
+		free(pe->pe_out);
+	free(pe);
+	if (fd >= 0)
+		close(fd);
+	return -EINVAL;
+}
+
+int peer_adopt(json_t *doc, struct upgrade_fds *f)
+{
+	int ret = upgrade_fd_use(f, json_object_get(doc, "listener"), peer_listen_fd_use);
+	json_t *o;
+	size_t i;
+
+	if (ret < 0)
+		return ret;
+	/* One that cannot be taken is closed: the other router dials again and re-announces. */
+	json_array_foreach(json_object_get(doc, "peers"), i, o)
+		peer_adopt_one(o, f);
 	return 0;
 }
 

@@ -280,6 +280,51 @@ void qos_pod_gone(uint32_t ip)
 		qos_sync_fabric();
 }
 
+json_t *qos_export(void)
+{
+	json_t *list = json_array();
+	struct hnode *h = NULL;
+	size_t b = 0;
+
+	while (qos_ready && (h = htab_iter(&qos_by_ip, &b, h))) {
+		const struct qos *q = container_of(h, struct qos, q_node);
+
+		json_array_append_new(list, json_pack("{s:I, s:i, s:s, s:i, s:b}", "ip",
+						      (json_int_t)q->q_ip, "minor", q->q_minor,
+						      "rate", q->q_rate, "prio", q->q_prio,
+						      "shaped_overlay", q->q_shaped_overlay));
+	}
+	return json_pack("{s:o, s:i, s:b}", "pods", list, "next_minor", qos_next_minor,
+			 "fabric_shaped", qos_fabric_shaped);
+}
+
+void qos_adopt(json_t *o)
+{
+	json_t *v;
+	size_t i;
+
+	/* tc already holds these classes: only our record of them comes over. */
+	if (!json_is_object(o) || qos_init() < 0)
+		return;
+	qos_next_minor = (uint16_t)json_integer_value(json_object_get(o, "next_minor"));
+	if (qos_next_minor < 0x10)
+		qos_next_minor = 0x10;
+	qos_fabric_shaped = json_is_true(json_object_get(o, "fabric_shaped"));
+	json_array_foreach(json_object_get(o, "pods"), i, v) {
+		const char *rate = json_string_value(json_object_get(v, "rate"));
+		struct qos *q = calloc(1, sizeof(*q));
+
+		if (!q)
+			return;
+		q->q_ip = (uint32_t)json_integer_value(json_object_get(v, "ip"));
+		q->q_minor = (uint16_t)json_integer_value(json_object_get(v, "minor"));
+		snprintf(q->q_rate, sizeof(q->q_rate), "%s", rate ? rate : "");
+		q->q_prio = (int)json_integer_value(json_object_get(v, "prio"));
+		q->q_shaped_overlay = json_is_true(json_object_get(v, "shaped_overlay"));
+		htab_insert(&qos_by_ip, &q->q_node, htab_hash_u64(q->q_ip));
+	}
+}
+
 void qos_free(void)
 {
 	struct hnode *h;

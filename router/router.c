@@ -296,6 +296,7 @@ static void usage(FILE *f)
 		"                   [--policy FILE] [--admin-ns DIR] [--pidfile FILE] [--bpf-dir DIR]\n"
 		"                   [--state FILE] [--metrics ADDR:PORT] [--store etcd:URL]\n"
 		"                   [--store-ttl SECONDS] [--store-prefix PREFIX] [-n] [--help]\n"
+		"                   [--takeover FD]\n"
 		"  --socket PATH    control socket (default %s)\n"
 		"  --cluster FILE   cluster description (default %s, else the built-in lab plan)\n"
 		"  --node NAME      this node's name in the cluster (default: by local address)\n"
@@ -319,7 +320,9 @@ static void usage(FILE *f)
 		"  --store-ttl SECONDS  lease of this node's keys: how long after its router dies\n"
 		"                   its pods leave the others' directories (default %d)\n"
 		"  --store-prefix PREFIX  key prefix of the cluster (default %s)\n"
-		"  -n               check the cluster file (and the policy file) and exit\n",
+		"  -n               check the cluster file (and the policy file) and exit\n"
+		"  --takeover FD    take over from the running router that started us (slimctl\n"
+		"                   upgrade; FD is our end of its handover socket)\n",
 		SLIM_DEFAULT_SOCKET, DEFAULT_CLUSTER_FILE, STORE_TTL_DEFAULT, STORE_PREFIX_DEFAULT);
 }
 
@@ -369,6 +372,7 @@ int main(int argc, char **argv)
 		{"store", required_argument, NULL, 'E'},
 		{"store-ttl", required_argument, NULL, 'L'},
 		{"store-prefix", required_argument, NULL, 'X'},
+		{"takeover", required_argument, NULL, 'K'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -382,6 +386,7 @@ int main(int argc, char **argv)
 	char err[512], cgroup_default[NAME_MAX_LEN + 32], store_url[256];
 	const char *store_arg = NULL, *store_prefix = STORE_PREFIX_DEFAULT;
 	unsigned store_ttl = STORE_TTL_DEFAULT;
+	int takeover_fd = -1;
 	struct stat st;
 
 	log_init("slimrouterd", LOG_LVL_INFO);
@@ -464,6 +469,20 @@ int main(int argc, char **argv)
 			}
 			store_prefix = optarg;
 			break;
+		case 'K': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+
+			if (*optarg < '0' || *optarg > '9' || *end || v < 3 || v > 65535 ||
+			    fcntl((int)v, F_GETFD) < 0) {
+				fprintf(stderr, "slimrouterd: --takeover \"%s\": not an open "
+						"descriptor\n", optarg);
+				return 1;
+			}
+			takeover_fd = (int)v;
+			fcntl(takeover_fd, F_SETFD, FD_CLOEXEC);
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -543,12 +562,22 @@ int main(int argc, char **argv)
 	router.r_peer_port = router.r_cluster->cl_peer_port;
 	router.r_socket_path = strdup(socket_path);
 	router.r_started = time(NULL);
+	router.r_argv = argv;
+	router.r_exe = realpath("/proc/self/exe", NULL);
+	router.r_bpf_dir = bpf_dir ? strdup(bpf_dir) : NULL;
 	if (stat("/proc/self/ns/net", &st) < 0)
 		fatal("stat /proc/self/ns/net");
 	router.r_ns_dev = st.st_dev;
 	router.r_ns_ino = st.st_ino;
-	/* Now, before the fast path may give us a mount namespace of our own. */
-	if ((ret = client_admin_init(admin_ns)) < 0) {
+	/* Taking over: the administrator is the running router's (its --admin-ns may be gone). */
+	if (takeover_fd >= 0) {
+		const char *cg = NULL;
+
+		upgrade_takeover_offer(takeover_fd, &cg);
+		if (cg)
+			cgroup_name = cg;
+	} else if ((ret = client_admin_init(admin_ns)) < 0) {
+		/* Now, before the fast path may give us a mount namespace of our own. */
 		errno = -ret;
 		fatal("--admin-ns %s", admin_ns);
 	}
@@ -566,7 +595,8 @@ int main(int argc, char **argv)
 		errno = -ret;
 		fatal("sock_diag netlink socket");
 	}
-	if (policy_path) {
+	/* Taking over, the policy in force comes with the state (it may have been replaced). */
+	if (policy_path && takeover_fd < 0) {
 		struct policy_doc *pd;
 
 		if (policy_load(policy_path, &pd, err, sizeof(err)) < 0) {
@@ -583,7 +613,8 @@ int main(int argc, char **argv)
 	sigfd = router_signalfd();
 	if (sigfd < 0 || event_add(router.r_loop, sigfd, EVENT_READ, router_signal, NULL) < 0)
 		fatal("signalfd");
-	ret = client_listen(socket_path);
+	/* Taking over, the listening sockets come from the running router (upgrade.c). */
+	ret = takeover_fd >= 0 ? 0 : client_listen(socket_path);
 	if (ret == -EADDRINUSE) {
 		errno = 0;
 		fatal("another router answers on %s", socket_path);
@@ -592,7 +623,7 @@ int main(int argc, char **argv)
 		errno = -ret;
 		fatal("control socket %s", socket_path);
 	}
-	ret = peer_listen(router.r_fabric_ip, router.r_peer_port);
+	ret = takeover_fd >= 0 ? 0 : peer_listen(router.r_fabric_ip, router.r_peer_port);
 	if (ret < 0) {
 		char a[ADDR_STRLEN];
 
@@ -601,7 +632,7 @@ int main(int argc, char **argv)
 		fatal("fabric listener %s",
 		      addr_str(a, sizeof(a), router.r_fabric_ip, htons(router.r_peer_port)));
 	}
-	if (metrics_addr && (ret = metrics_start(&metrics_sa)) < 0) {
+	if (metrics_addr && takeover_fd < 0 && (ret = metrics_start(&metrics_sa)) < 0) {
 		unlink(socket_path);
 		errno = -ret;
 		fatal("--metrics %s", metrics_addr);
@@ -625,8 +656,11 @@ int main(int argc, char **argv)
 			 (int)getpid());
 		cgroup_name = cgroup_default;
 	}
-	governor_start(cgroup_name, sockmap, bpf_dir);
-	if (state_file)
+	router.r_cgroup_name = strdup(cgroup_name);
+	governor_start(cgroup_name, sockmap, bpf_dir, takeover_fd >= 0);
+	if (takeover_fd >= 0)
+		upgrade_takeover(state_file);
+	else if (state_file)
 		state_open(state_file);
 	/* After the state file: the pods it brings back are registered with the first lease. */
 	if (store_arg && (ret = store_start(store_url, store_prefix, store_ttl)) < 0) {
@@ -678,6 +712,9 @@ int main(int argc, char **argv)
 	auth_clear();
 	free(router.r_cluster_path);
 	free(router.r_socket_path);
+	free(router.r_cgroup_name);
+	free(router.r_exe);
+	free(router.r_bpf_dir);
 	log_info("stopped");
 	return 0;
 }

@@ -497,7 +497,14 @@ struct slim_govern_stats;
 /* Moves the router into cgroup v2 directory cgroup_name (relative to the v2 root), attaches the
  * governance programs there (pinned in pin_dir when not NULL) and, with sockmap, the fast path.
  * 0, or -errno (then no slim). */
-int governor_start(const char *cgroup_name, bool sockmap, const char *pin_dir);
+int governor_start(const char *cgroup_name, bool sockmap, const char *pin_dir, bool takeover);
+/* takeover: governor_start only loaded the programs (the running router's stay attached and its
+ * maps untouched); this attaches ours in their place and starts the fast path. 0 or -errno. */
+int governor_commit(void);
+/* Our programs back into the pinned links (an upgrade that failed after the new router
+ * attached its own). 0 or -errno. */
+int governor_relink(void);
+
 void governor_stop(void);
 bool governor_enabled(void);
 /* Gives socket fd its state in the kernel (bpf/govern_abi.h): governed from now on. */
@@ -791,6 +798,66 @@ typedef void (*store_put_fn)(int ret, int64_t revision, const char *msg, void *a
 int store_put_document(enum store_key_kind kind, const char *text, size_t len, store_put_fn done,
 		       void *arg);
 
+/* ---- upgrade.c: handing the running router over to a new binary (slimctl upgrade) ---- */
+
+#define UPGRADE_FORMAT 1 /* the state's format (docs/design.md, "Upgrade") */
+
+/* Descriptors that travel with the state; the state names each by its index. */
+struct upgrade_fds {
+	int *uf_fds;
+	size_t uf_n, uf_cap;
+};
+/* Adds fd (still ours: the old router keeps serving on it until GO). Its index, or -1. */
+int upgrade_fd_put(struct upgrade_fds *f, int fd);
+/* The received descriptor the state names at idx, ours from now on (each only once), or -1. */
+int upgrade_fd_take(struct upgrade_fds *f, const json_t *idx);
+/* Takes the descriptor at idx and gives it to use (which owns it when it returns 0; else it is
+ * closed). 0, -EBADF when the state names none there, or use's -errno. */
+int upgrade_fd_use(struct upgrade_fds *f, const json_t *idx, int (*use)(int fd));
+/* Old side: starts binary (NULL: our own) to take over, for client c's request id. NULL: the
+ * answer comes later (from the new router, or from here when it fails); else an error document
+ * to answer now. */
+json_t *upgrade_begin(struct client *c, uint32_t id, const char *binary);
+bool upgrade_in_progress(void);
+void upgrade_client_gone(struct client *c);
+/* New side, at start-up with --takeover FD: reads the offer (the cgroup to use; the host
+ * administrator's namespaces). Exits, the old router serving on, when it cannot take over. */
+int upgrade_takeover_offer(int sock, const char **cgroup);
+/* Then, with the programs loaded (governor_start takeover): takes everything over and answers
+ * the upgrade's requester. Exits when it cannot (before GO: the old router serves on). */
+void upgrade_takeover(const char *state_file);
+
+/* Module parts of the state (each its own file's): export, and adopt on the new side. */
+json_t *client_export(struct upgrade_fds *f, const struct client *mark, int *mark_index);
+int client_adopt(json_t *doc, struct upgrade_fds *f, int mark_index, struct client **mark);
+json_t *client_admin_export(void);
+int client_admin_adopt(const json_t *a);
+/* Stops (or resumes) reading requests: they wait in the sockets during a handover. */
+void client_pause(bool paused);
+/* No request waiting on a resolution, no reply queued; close_stuck: clients whose replies are
+ * queued (they do not read) are closed. */
+bool client_settled(bool close_stuck);
+json_t *peer_export(struct upgrade_fds *f);
+int peer_adopt(json_t *doc, struct upgrade_fds *f);
+json_t *qos_export(void);
+void qos_adopt(json_t *o);
+json_t *service_export(void);
+/* The document in force and the half of the kernel's array it is in: recomputed into the
+ * other half in slices, then the entries move. 0 or -errno with err. */
+int service_adopt(json_t *o, char *err, size_t errlen);
+bool service_idle(void);
+bool control_idle(void);
+bool spawn_idle(void);
+/* The state file, without reading it (the state came from the router before). */
+int state_adopt(const char *path);
+void state_load_listener(json_t *o);
+/* Answers a control request (doc borrowed). */
+void control_answer(struct client *c, uint32_t id, json_t *doc);
+/* The metrics listening socket (-1: none), and serving on one handed over (taken, also when
+ * it fails). */
+int metrics_listen_fd(void);
+int metrics_start_fd(int lfd);
+
 /* ---- router.c: the daemon ---- */
 
 struct router {
@@ -802,6 +869,10 @@ struct router {
 	uint16_t r_peer_port; /* host order */
 	char *r_socket_path;
 	char *r_cluster_path; /* NULL: built-in default */
+	char *r_cgroup_name;  /* ours, under the cgroup v2 root (--cgroup) */
+	char *r_exe;	      /* our binary's path, as started (an upgrade's default) */
+	char **r_argv;	      /* our arguments, as started (an upgrade starts the new binary so) */
+	char *r_bpf_dir;      /* --bpf-dir, or NULL */
 	dev_t r_ns_dev;	      /* the router's own network namespace */
 	ino_t r_ns_ino;
 	time_t r_started;

@@ -873,6 +873,46 @@ void service_restore(struct service_doc *d)
 	service_job_start(d, NULL, NULL, true);
 }
 
+bool service_idle(void)
+{
+	return !service_job && !service_queued;
+}
+
+json_t *service_export(void)
+{
+	if (!service_cur)
+		return json_null();
+	return json_pack("{s:s%, s:i}", "text", service_cur->sd_text, service_cur->sd_len, "half",
+			 (int)service_half);
+}
+
+int service_adopt(json_t *o, char *err, size_t errlen)
+{
+	const char *text = json_string_value(json_object_get(o, "text"));
+	json_t *half = json_object_get(o, "half");
+	struct service_doc *d;
+	int ret;
+
+	if (json_is_null(o) || !o)
+		return 0;
+	if (!text || !json_is_integer(half) || json_integer_value(half) < 0 ||
+	    json_integer_value(half) > 1) {
+		snprintf(err, errlen, "services: expected {\"text\", \"half\": 0|1}");
+		return -EINVAL;
+	}
+	ret = service_parse(text, json_string_length(json_object_get(o, "text")), "(upgrade)",
+			    &router.r_cluster->cl_services, &router.r_cluster->cl_overlay, &d, err,
+			    errlen);
+	if (ret < 0)
+		return ret;
+	/* The kernel serves from the half the router before us wrote: ours is the other one, and
+	 * the entries move over in slices on the loop, as for any new document. */
+	service_half = (unsigned)json_integer_value(half);
+	service_settled_ms = event_now_ms() + SERVICE_SETTLE_MS;
+	service_job_start(d, NULL, NULL, false);
+	return 0;
+}
+
 void service_refresh(void)
 {
 	if (!service_cur)

@@ -229,6 +229,11 @@ int spawn_async_write(const char *const argv[], spawn_write_fn write, void *warg
 	return spawn_queue(argv, NULL, 0, write, warg, wfree, done, arg);
 }
 
+bool spawn_idle(void)
+{
+	return !spawn_busy && TAILQ_EMPTY(&spawn_jobs);
+}
+
 void spawn_stop(void)
 {
 	struct spawn_job *j;

@@ -150,11 +150,12 @@ void state_add_listener_json(const struct listener *l, void *arg)
 	char cookie[24];
 
 	snprintf(cookie, sizeof(cookie), "%llu", (unsigned long long)l->l_cookie);
-	json_array_append_new(arg, json_pack("{s:o, s:i, s:o, s:o, s:i, s:s}", "ip",
+	json_array_append_new(arg, json_pack("{s:o, s:i, s:o, s:o, s:i, s:s, s:i}", "ip",
 					     state_ip(l->l_ip), "port", ntohs(l->l_port), "bound",
 					     state_ip(l->l_bound_ip), "host_ip",
 					     state_ip(l->l_host_ip), "host_port",
-					     ntohs(l->l_host_port), "cookie", cookie));
+					     ntohs(l->l_host_port), "cookie", cookie, "sockets",
+					     (int)l->l_nsockets));
 }
 
 static bool state_ip_of(json_t *o, const char *key, uint32_t *ip)
@@ -193,11 +194,13 @@ static void state_load_pod(json_t *o)
 	close(fd);
 }
 
-static void state_load_listener(json_t *o)
+void state_load_listener(json_t *o)
 {
 	json_t *port = json_object_get(o, "port"), *hport = json_object_get(o, "host_port");
 	const char *cookie = json_string_value(json_object_get(o, "cookie"));
+	json_t *sockets = json_object_get(o, "sockets");
 	uint32_t ip, bound, host_ip;
+	struct listener *l = NULL;
 	struct pod *p;
 
 	if (!state_ip_of(o, "ip", &ip) || !state_ip_of(o, "bound", &bound) ||
@@ -206,7 +209,9 @@ static void state_load_listener(json_t *o)
 		return;
 	listener_add(p, htons((uint16_t)json_integer_value(port)), bound, host_ip,
 		     htons((uint16_t)json_integer_value(hport)),
-		     cookie ? strtoull(cookie, NULL, 10) : 0, NULL);
+		     cookie ? strtoull(cookie, NULL, 10) : 0, &l);
+	if (l && json_integer_value(sockets) > 0)
+		l->l_nsockets = (unsigned)json_integer_value(sockets);
 }
 
 int state_open(const char *path)
@@ -238,6 +243,12 @@ int state_open(const char *path)
 	log_info("state %s: %zu pods, %zu listeners again", path, pod_count(), listener_count());
 	state_save();
 	return 0;
+}
+
+int state_adopt(const char *path)
+{
+	state_path = strdup(path);
+	return state_path ? 0 : -ENOMEM;
 }
 
 void state_close(void)

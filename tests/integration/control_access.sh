@@ -70,11 +70,14 @@ log "everyone else is refused"
 each_context status
 each_context policy apply "$TMP/deny.json"
 each_context pod del --name p2
+# An upgrade would run a binary of the caller's choice as root: /bin/true must never start.
+each_context upgrade /bin/true
 
 log "what they tried had no effect"
 assert_eq "$(ctl1 --json policy show | jq -c '[.policy.origin, .policy.policies]')" "$before" \
 	"policy after refused applies"
 assert_eq "$(ctl1 --json pod list | jq -c '[.pods[].name]')" "$pods_before" "pods after refused deletes"
+! grep -q "upgrade: started" "$LOG1" || fail "a refused caller started an upgrade"
 grep -q "control request from pid [0-9]* uid 0 inside a pod: denied" "$LOG1" ||
 	fail "no log line for a pod's request"
 grep -q "control request from pid [0-9]* uid 65534: denied" "$LOG1" ||

@@ -11,13 +11,16 @@
  *	POLLOUT and check SO_ERROR (established), poll for POLLIN and read the server's byte,
  *	close. Prints one line of JSON:
  *	  {"connections": N, "ok": K, "failures": F,
- *	   "connect_p50_us": .., "connect_p99_us": .., "first_byte_p50_us": .., "first_byte_p99_us": ..,
+ *	   "connect_p50_us": .., "connect_p99_us": .., "connect_max_us": ..,
+ *	   "first_byte_p50_us": .., "first_byte_p99_us": .., "first_byte_max_us": ..,
  *	   "seconds": S, "first_error": "..." | null}
  *	connect_*: from the connect() call to established; first_byte_*: from the connect() call
  *	to the server's byte read. Percentiles (nearest rank) are over the K connections that got
  *	their byte; a failed connection (refused, reset, SO_ERROR, 2 s without progress, EOF before
  *	the byte) counts in F only. Stops early after MAX_SECONDS (default 60), so "connections"
  *	is the number attempted.
+ * With SETUP_LATENCY_SLOW_US=N in the environment, each connection whose socket() and connect()
+ * took N us or more is reported on stderr ("slow: ...", with the wall-clock time).
  * Exit status 0 when at least one connection succeeded, 1 otherwise or on a usage error.
  *
  * Only libc calls (socket, connect, poll, getsockopt, read, close), so under LD_PRELOAD=libslim.so
@@ -88,6 +91,9 @@ static int serve(const struct sockaddr_in *sin)
 	}
 }
 
+/* SETUP_LATENCY_SLOW_US: report each connection whose socket() and connect() took longer. */
+static uint64_t slow_ns;
+
 /* wait_for FD EVENTS: 0 when FD became ready for EVENTS, -1 with errno (ETIMEDOUT) when not. */
 static int wait_for(int fd, short events)
 {
@@ -111,7 +117,7 @@ static int one_conn(const struct sockaddr_in *sin, uint64_t *connect_ns, uint64_
 {
 	int fd, err = 0, rc = -1;
 	socklen_t len = sizeof(err);
-	uint64_t t0;
+	uint64_t t0, ts = now_ns();
 	char b;
 
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -138,6 +144,14 @@ static int one_conn(const struct sockaddr_in *sin, uint64_t *connect_ns, uint64_
 		}
 	}
 	*connect_ns = now_ns() - t0;
+	if (slow_ns && now_ns() - ts >= slow_ns) {
+		struct timespec wall;
+
+		clock_gettime(CLOCK_REALTIME, &wall);
+		fprintf(stderr, "slow: socket %.1f us, connect %.1f us, done at %ld.%06ld\n",
+			(double)(t0 - ts) / 1000.0, (double)*connect_ns / 1000.0, (long)wall.tv_sec,
+			wall.tv_nsec / 1000);
+	}
 	for (;;) {
 		ssize_t n;
 
@@ -191,10 +205,11 @@ static void print_pct(const char *name, uint64_t *v, long n)
 {
 	qsort(v, (size_t)n, sizeof(*v), cmp_u64);
 	if (n == 0)
-		printf(", \"%s_p50_us\": null, \"%s_p99_us\": null", name, name);
+		printf(", \"%s_p50_us\": null, \"%s_p99_us\": null, \"%s_max_us\": null", name,
+		       name, name);
 	else
-		printf(", \"%s_p50_us\": %.1f, \"%s_p99_us\": %.1f", name, pct_us(v, n, 50), name,
-		       pct_us(v, n, 99));
+		printf(", \"%s_p50_us\": %.1f, \"%s_p99_us\": %.1f, \"%s_max_us\": %.1f", name,
+		       pct_us(v, n, 50), name, pct_us(v, n, 99), name, (double)v[n - 1] / 1000.0);
 }
 
 static int client(const struct sockaddr_in *sin, long n, double max_s)
@@ -246,6 +261,8 @@ int main(int argc, char **argv)
 
 	if (argc < 4 || parse_addr(argv[2], argv[3], &sin) < 0)
 		return usage();
+	if (getenv("SETUP_LATENCY_SLOW_US"))
+		slow_ns = strtoull(getenv("SETUP_LATENCY_SLOW_US"), NULL, 10) * 1000;
 	if (strcmp(argv[1], "server") == 0 && argc == 4)
 		return serve(&sin);
 	if (strcmp(argv[1], "client") == 0 && (argc == 5 || argc == 6)) {
