@@ -152,11 +152,21 @@ void sockmap_close(struct sockmap *sm)
 
 int sockmap_entries(struct sockmap *sm)
 {
+	return sockmap_map_entries(sm->sm_map_fd);
+}
+
+int sockmap_fd(struct sockmap *sm)
+{
+	return sm->sm_map_fd;
+}
+
+int sockmap_map_entries(int map_fd)
+{
 	struct slim_sock_key key, next;
 	void *prev = NULL;
 	int n = 0;
 
-	while (bpf_map_get_next_key(sm->sm_map_fd, prev, &next) == 0) {
+	while (bpf_map_get_next_key(map_fd, prev, &next) == 0) {
 		n++;
 		key = next;
 		prev = &key;
@@ -185,10 +195,16 @@ static struct slim_sock_key sockmap_key(const struct sockaddr_in *local,
 bool sockmap_contains(struct sockmap *sm, const struct sockaddr_in *local,
 		      const struct sockaddr_in *remote)
 {
+	return sockmap_map_contains(sm->sm_map_fd, local, remote);
+}
+
+bool sockmap_map_contains(int map_fd, const struct sockaddr_in *local,
+			  const struct sockaddr_in *remote)
+{
 	struct slim_sock_key key = sockmap_key(local, remote);
 	__u64 cookie;
 
-	return bpf_map_lookup_elem(sm->sm_map_fd, &key, &cookie) == 0;
+	return bpf_map_lookup_elem(map_fd, &key, &cookie) == 0;
 }
 
 static int sockmap_fd_addrs(int fd, struct sockaddr_in *local, struct sockaddr_in *remote)

@@ -69,6 +69,12 @@ bool sockmap_contains(struct sockmap *sm, const struct sockaddr_in *local,
 
 /* Whether the connected socket fd is in the sockhash (looked up by its own 4-tuple). */
 bool sockmap_contains_fd(struct sockmap *sm, int fd);
+/* The sockhash itself (its fd stays ours), and the two queries above on any sockhash of this
+ * layout: a router that took over keeps its predecessor's, whose connections live on in it. */
+int sockmap_fd(struct sockmap *sm);
+int sockmap_map_entries(int map_fd);
+bool sockmap_map_contains(int map_fd, const struct sockaddr_in *local,
+			  const struct sockaddr_in *remote);
 
 /* Whether the peer of the connected socket fd (its 4-tuple reversed) is in the sockhash. */
 bool sockmap_peer_mapped(struct sockmap *sm, int fd);

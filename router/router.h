@@ -839,6 +839,8 @@ void client_pause(bool paused);
 bool client_settled(bool close_stuck);
 json_t *peer_export(struct upgrade_fds *f);
 int peer_adopt(json_t *doc, struct upgrade_fds *f);
+json_t *fastpath_export(struct upgrade_fds *f);
+void fastpath_adopt(json_t *maps, struct upgrade_fds *f);
 json_t *qos_export(void);
 void qos_adopt(json_t *o);
 json_t *service_export(void);

@@ -261,9 +261,11 @@ static json_t *upgrade_state(struct upgrade_fds *fds, const struct client *reque
 			"pods", pa.list, "listeners", listeners, "directory", directory, "policy",
 			policy, "services", service_export(), "qos", qos_export(), "clients",
 			client_export(fds, requester, requester_index), "peers", peer_export(fds));
-	if (doc)
+	if (doc) {
 		json_object_set_new(doc, "metrics", json_integer(upgrade_fd_put(fds,
 										metrics_listen_fd())));
+		json_object_set_new(doc, "fastpath_maps", fastpath_export(fds));
+	}
 	return doc;
 }
 
@@ -867,6 +869,7 @@ static void upgrade_adopt(json_t *state, struct upgrade_fds *fds, const char *st
 		free(text);
 	}
 	qos_adopt(json_object_get(state, "qos"));
+	fastpath_adopt(json_object_get(state, "fastpath_maps"), fds);
 	ret = client_adopt(json_object_get(state, "clients"), fds,
 			   (int)json_integer_value(json_object_get(json_object_get(state,
 										   "requester"),

@@ -10,10 +10,11 @@
 # keeps serving (one log line says why) and its programs are back in force.
 # timeout: 240
 . "$(dirname "$0")/../lib.sh"
+. "$TOP/tests/semantics.sh"
 need_root
 need_cmd jq iperf3 bpftool curl
 SL=$TOP/build/tests/progs/setup_latency ST=$TOP/build/tests/progs/stream
-[ -x "$SL" ] && [ -x "$ST" ] && [ -x "$BIN/slimrouterd" ] && [ -e "$TOP/build/lib/libslim.so" ] ||
+[ -x "$SL" ] && [ -x "$ST" ] && [ -x "$SEM" ] && [ -x "$BIN/slimrouterd" ] && [ -e "$TOP/build/lib/libslim.so" ] ||
 	skip "router, shim or setup_latency not built"
 lab_up >/dev/null
 S1=/run/slim/$PREFIX/h1/router.sock S2=/run/slim/$PREFIX/h2/router.sock
@@ -24,14 +25,16 @@ log "servers: setup_latency and iperf3 in h2/p1 (cross-host) and h1/p2 (same hos
 bg srv_far h2/p1 --slim "$SL" server 0.0.0.0 8000
 bg srv_near h1/p2 --slim "$SL" server 0.0.0.0 8001
 bg srv_guarded h2/p2 --slim "$SL" server 0.0.0.0 8002
+bg sem h2/p1 --slim "$SEM" server 8003
+bg sem_near h1/p2 --slim "$SEM" server 8004
 bg ip_far h2/p1 --slim iperf3 -s -4 -p 5201
 bg ip_near h1/p2 --slim iperf3 -s -4 -p 5202
 # Checked byte streams (every byte, in order): 3 GB each way, spanning the upgrades.
 STREAM_BYTES=3000000000
 bg st_far h2/p1 --slim "$ST" recv 5301 "$STREAM_BYTES" 7
 bg st_near h1/p2 --slim "$ST" recv 5302 "$STREAM_BYTES" 8
-for l in "$S2 :8000 " "$S1 :8001 " "$S2 :8002 " "$S2 :5201 " "$S1 :5202 " "$S2 :5301 " \
-	"$S1 :5302 "; do
+for l in "$S2 :8000 " "$S1 :8001 " "$S2 :8002 " "$S2 :8003 " "$S1 :8004 " "$S2 :5201 " "$S1 :5202 " \
+	"$S2 :5301 " "$S1 :5302 "; do
 	wait_for 10 sh -c "'$BIN/slimctl' -s ${l%% *} listeners | grep -q '${l#* }'"
 done
 
@@ -60,10 +63,19 @@ snapshot() {
 		ctl "$s" --json policy show | jq -cS '.policy | {origin, policies, rules, document}'
 		ctl "$s" --json service show | jq -cS '.services'
 		ctl "$s" --json directory | jq -cS '.pods | sort_by(.ip)'
+		ctl "$s" --json conns | jq -cS '[.conns[] | select(.overlay_dst | test(":800[34]$"))] |
+			sort_by(.cookie)'
 		ctl "$s" --json status | jq -cS '{node, pods, listeners, services,
 			peers: [.peers[] | {node, dir, connected, authenticated}] | sort}'
 	}
 }
+
+log "a connection h1/p2 -> h2/p1 held across the upgrades (a later policy must revoke it)"
+bg doomed h1/p2 --slim "$SEM" client --wait-file "$TMP/go_doomed" "$far" 8003 hold,wait
+# And one on the same host (the fast path), which must still show as accelerated.
+bg held h1/p1 --slim "$SEM" client --wait-file "$TMP/go_held" "$near" 8004 hold,wait
+wait_for 10 grep -q '^ok hold' "$TMP/doomed.log"
+wait_for 10 grep -q '^ok hold' "$TMP/held.log"
 
 log "load: iperf3 cross-host and same-host, two connect loops; 10 upgrades of h1, 2 of h2"
 bg ss_far h1/p1 --slim "$ST" send "$far" 5301 "$STREAM_BYTES" 7
@@ -79,6 +91,7 @@ wait_for 10 sh -c "! '$BIN/slimctl' -s '$S1' listeners | grep -q ':5302 '"
 sleep 0.5
 snapshot "$S1" >"$TMP/h1.before"
 snapshot "$S2" >"$TMP/h2.before"
+grep -q '"accelerated":true' "$TMP/h1.before" || fail "the held same-host connection is not on the fast path"
 connects_before=$(ctl "$S1" --json status | jq .counters.connect)
 for k in 1 2 3 4 5 6 7 8 9 10; do
 	old=$(cat "/run/slim/$PREFIX/h1/router.pid")
@@ -140,7 +153,24 @@ cg=$(findmnt -n -t cgroup2 -o TARGET | awk 'NR == 1')/slim/$PREFIX-h1
 progs() { bpftool cgroup show "$cg" | awk 'NR > 1 { print $1 }' | sort | tr '\n' ' '; }
 in_force "after the upgrades"
 
+log "a policy applied after the upgrades revokes the connection held across them"
+cat >"$TMP/policy2.json" <<'EOF'
+{"policies": [{"name": "guard", "podSelector": {"matchLabels": {"pod": "h2-p2"}},
+  "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "h1-p1"}}}]}]},
+ {"name": "front", "podSelector": {"matchLabels": {"pod": "h2-p1"}},
+  "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "h1-p1"}}}]}]}]}
+EOF
+"$SLIMLAB" policy apply --prefix "$PREFIX" "$TMP/policy2.json" >/dev/null
+touch "$TMP/go_doomed.1" "$TMP/go_held.1"
+wait_for 20 grep -Eq '^(not )?ok wait' "$TMP/doomed.log"
+wait_for 20 grep -Eq '^(not )?ok wait' "$TMP/held.log"
+grep -q '^not ok wait' "$TMP/doomed.log" ||
+	fail "the connection held across the upgrades survived a policy that forbids it"
+grep -q '^ok wait' "$TMP/held.log" ||
+	fail "the same-host connection held across the upgrades: $(tail -n1 "$TMP/held.log")"
+
 log "rollbacks: each leaves the old router serving"
+snapshot "$S1" >"$TMP/h1.rollback"
 rollback() {
 	local what=$1 binary=$2 why=$3 pid out attached
 	pid=$(cat "/run/slim/$PREFIX/h1/router.pid")
@@ -172,5 +202,5 @@ rollback "a new router that hangs with its programs attached" "$TMP/router-hang"
 rollback "a new router that cannot read the state format" "$TMP/router-old-format" \
 	"state format 1 is not one this binary reads"
 snapshot "$S1" >"$TMP/h1.end"
-same "$TMP/h1.after" "$TMP/h1.end" || fail "h1's state changed across the rollbacks"
+same "$TMP/h1.rollback" "$TMP/h1.end" || fail "h1's state changed across the rollbacks"
 log "ok"
