@@ -431,3 +431,12 @@ void govern_stats(struct govern *g, struct slim_govern_stats *st)
 	GOVERN_LOAD(gs_connect_no_backend);
 #undef GOVERN_LOAD
 }
+
+void govern_setup_hist(struct govern *g, enum slim_setup_path path, struct slim_setup_hist *h)
+{
+	const struct slim_setup_hist *s = &g->g_skel->bss->setup_hist[path];
+
+	for (int i = 0; i <= SLIM_SETUP_BOUNDS; i++)
+		h->sh_bucket[i] = __atomic_load_n(&s->sh_bucket[i], __ATOMIC_RELAXED);
+	h->sh_sum_ns = __atomic_load_n(&s->sh_sum_ns, __ATOMIC_RELAXED);
+}

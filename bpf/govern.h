@@ -84,5 +84,7 @@ int govern_events_fd(struct govern *g);
 int govern_events_drain(struct govern *g, govern_event_fn fn, void *arg);
 
 void govern_stats(struct govern *g, struct slim_govern_stats *st);
+/* The setup latency histogram of one path (counts per bucket, not cumulative). */
+void govern_setup_hist(struct govern *g, enum slim_setup_path path, struct slim_setup_hist *h);
 
 #endif

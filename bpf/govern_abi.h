@@ -181,6 +181,30 @@ struct slim_govern_stats {
 	__u64 gs_connect_no_backend; /* connects to a Service without backends: refused */
 };
 
+/*
+ * Setup latency of slim connects, from the app's first connect() on a governed socket (a route
+ * miss and the router's answer included) to the handshake's end, as a Prometheus histogram: the
+ * programs count each connect into the first bucket whose bound it does not exceed (the last
+ * bucket is +Inf); the router makes the counts cumulative. One histogram per path.
+ */
+enum slim_setup_path {
+	SLIM_SETUP_SAMEHOST = 0, /* to a host listener of this host (or an in-pod loopback one) */
+	SLIM_SETUP_CROSSHOST = 1,
+	SLIM_SETUP_PATHS = 2,
+};
+
+#define SLIM_SETUP_BOUNDS 16
+/* Upper bounds in nanoseconds: 50 us .. 5 s, the values of the "le" labels. */
+#define SLIM_SETUP_BOUNDS_NS                                                                     \
+	{ 50000ull, 100000ull, 250000ull, 500000ull, 1000000ull, 2500000ull, 5000000ull,          \
+	  10000000ull, 25000000ull, 50000000ull, 100000000ull, 250000000ull, 500000000ull,       \
+	  1000000000ull, 2500000000ull, 5000000000ull }
+
+struct slim_setup_hist {
+	__u64 sh_bucket[SLIM_SETUP_BOUNDS + 1]; /* not cumulative; [SLIM_SETUP_BOUNDS]: +Inf */
+	__u64 sh_sum_ns;
+};
+
 #define SLIM_GOVERN_MAX_ROUTES	 65536
 #define SLIM_GOVERN_MAX_VERDICTS 65536
 #define SLIM_GOVERN_MAX_NODES	 1024

@@ -117,12 +117,25 @@ struct {
 	__type(value, struct slim_maglev_slot);
 } slim_maglev SEC(".maps");
 
+/*
+ * When a governed socket's first connect() began (CLOCK_MONOTONIC ns), kept apart from slim_sk
+ * so that struct stays what routers of older builds pinned: an upgrade reuses their maps.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} slim_connect_start SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
 } slim_events SEC(".maps");
 
 struct slim_govern_stats stats = {};
+struct slim_setup_hist setup_hist[SLIM_SETUP_PATHS] = {};
+static const __u64 setup_bounds_ns[SLIM_SETUP_BOUNDS] = SLIM_SETUP_BOUNDS_NS;
 
 #define COUNT(field) __sync_fetch_and_add(&stats.field, 1)
 
@@ -245,6 +258,44 @@ static __always_inline int connect_service(struct bpf_sock_addr *ctx, struct sli
 	return 0;
 }
 
+/* The first connect() of a socket starts its setup clock; the retry after a miss does not. */
+static __always_inline void setup_begin(struct bpf_sock *sk)
+{
+	__u64 *start;
+
+	if (!sk)
+		return;
+	start = bpf_sk_storage_get(&slim_connect_start, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (start && !*start)
+		*start = bpf_ktime_get_ns();
+}
+
+/* The handshake ended: count the setup into its path's histogram. */
+static __always_inline void setup_end(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	__u64 *start;
+	__u32 path, b;
+	__u64 ns;
+
+	if (!sk)
+		return;
+	start = bpf_sk_storage_get(&slim_connect_start, sk, 0, 0);
+	if (!start || !*start)
+		return;
+	ns = bpf_ktime_get_ns() - *start;
+	bpf_sk_storage_delete(&slim_connect_start, sk);
+	path = skops->remote_ip4 == host_ip || is_loopback(skops->remote_ip4)
+		       ? SLIM_SETUP_SAMEHOST : SLIM_SETUP_CROSSHOST;
+	for (b = 0; b < SLIM_SETUP_BOUNDS; b++)
+		if (ns <= setup_bounds_ns[b])
+			break;
+	if (path >= SLIM_SETUP_PATHS || b > SLIM_SETUP_BOUNDS)
+		return; /* for the verifier */
+	__sync_fetch_and_add(&setup_hist[path].sh_bucket[b], 1);
+	__sync_fetch_and_add(&setup_hist[path].sh_sum_ns, ns);
+}
+
 SEC("cgroup/connect4")
 int slim_connect4(struct bpf_sock_addr *ctx)
 {
@@ -261,6 +312,7 @@ int slim_connect4(struct bpf_sock_addr *ctx)
 		return 1; /* the router's own socket */
 	if (ss->ss_flags & (SLIM_SK_LISTENER | SLIM_SK_CONFINED))
 		return connect_fail(EPERM);
+	setup_begin(ctx->sk);
 
 	if (!loop) {
 		int ret = connect_service(ctx, ss, &dst, &port);
@@ -528,6 +580,9 @@ int slim_govern_sockops(struct bpf_sock_ops *skops)
 			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags &
 								 ~BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG);
 		}
+		break;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		setup_end(skops);
 		break;
 	case BPF_SOCK_OPS_TCP_LISTEN_CB:
 		if (ss->ss_flags & SLIM_SK_LISTENER) {

@@ -879,6 +879,14 @@ size_t client_count(void)
 	return client_n;
 }
 
+unsigned client_count_netns(dev_t dev, ino_t ino)
+{
+	const struct ns_id ns = {.ni_dev = dev, .ni_ino = ino};
+	const struct client_netns *cn = client_netns_find(&ns);
+
+	return cn ? cn->cn_n : 0;
+}
+
 uint64_t client_refused_count(void)
 {
 	return client_nrefused;

@@ -373,6 +373,16 @@ int governor_stats(struct slim_govern_stats *s, unsigned *routes)
 	return 0;
 }
 
+int governor_setup_hist(int path, struct slim_setup_hist *h)
+{
+	if (!governor)
+		return -ENOTCONN;
+	if (path < 0 || path >= SLIM_SETUP_PATHS)
+		return -EINVAL;
+	govern_setup_hist(governor, (enum slim_setup_path)path, h);
+	return 0;
+}
+
 json_t *governor_status_json(void)
 {
 	struct slim_govern_stats s;

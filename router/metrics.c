@@ -164,6 +164,46 @@ static void metrics_write_services(struct metrics_buf *b, const struct slim_gove
 	metrics_sample(b, "slim_service_resets_total", "", service_revoked_count());
 }
 
+/* Prometheus wants the bound as a float: the shortest text that reads back the same. */
+static void metrics_write_setup_path(struct metrics_buf *b, const char *path,
+				     const struct slim_setup_hist *h)
+{
+	static const unsigned long long bounds_ns[SLIM_SETUP_BOUNDS] = SLIM_SETUP_BOUNDS_NS;
+	uint64_t cumulative = 0;
+	char labels[64];
+
+	for (int i = 0; i <= SLIM_SETUP_BOUNDS; i++) {
+		cumulative += h->sh_bucket[i];
+		if (i < SLIM_SETUP_BOUNDS)
+			snprintf(labels, sizeof(labels), "path=\"%s\",le=\"%g\"", path,
+				 (double)bounds_ns[i] / 1e9);
+		else
+			snprintf(labels, sizeof(labels), "path=\"%s\",le=\"+Inf\"", path);
+		metrics_sample(b, "slim_connect_setup_seconds_bucket", labels, cumulative);
+	}
+	snprintf(labels, sizeof(labels), "path=\"%s\"", path);
+	metrics_printf(b, "slim_connect_setup_seconds_sum{%s} %.9f\n", labels,
+		       (double)h->sh_sum_ns / 1e9);
+	metrics_sample(b, "slim_connect_setup_seconds_count", labels, cumulative);
+}
+
+static void metrics_write_setup(struct metrics_buf *b)
+{
+	static const char *const names[SLIM_SETUP_PATHS] = {
+		[SLIM_SETUP_SAMEHOST] = "samehost",
+		[SLIM_SETUP_CROSSHOST] = "crosshost",
+	};
+	struct slim_setup_hist h;
+
+	metrics_family(b, "slim_connect_setup_seconds", "histogram",
+		       "Setup time of slim connects, from the app's first connect() (a route miss "
+		       "and the router's answer included) to the end of the handshake, by path "
+		       "(samehost: to a listener of this host; crosshost: to another node).");
+	for (int p = 0; p < SLIM_SETUP_PATHS; p++)
+		if (governor_setup_hist(p, &h) == 0)
+			metrics_write_setup_path(b, names[p], &h);
+}
+
 static void metrics_write_governor(struct metrics_buf *b)
 {
 	struct slim_govern_stats gs;
@@ -178,6 +218,7 @@ static void metrics_write_governor(struct metrics_buf *b)
 	if (!on)
 		return;
 	metrics_write_connects(b, &gs);
+	metrics_write_setup(b);
 	metrics_write_accepts(b, &gs);
 	metrics_write_governance(b, &gs, routes);
 	metrics_write_services(b, &gs);
@@ -265,6 +306,43 @@ static void metrics_write_clients(struct metrics_buf *b)
 	metrics_family(b, "slim_router_clients_refused_total", "counter",
 		       "Control-socket connections closed at once by the resource caps.");
 	metrics_sample(b, "slim_router_clients_refused_total", "", client_refused_count());
+}
+
+/* A label value as the exposition format wants it: backslash, quote and newline escaped. */
+static void metrics_label_escape(char *out, size_t outlen, const char *in)
+{
+	size_t n = 0;
+
+	for (; *in && n + 3 < outlen; in++) {
+		if (*in == '\\' || *in == '"') {
+			out[n++] = '\\';
+			out[n++] = *in;
+		} else if (*in == '\n') {
+			out[n++] = '\\';
+			out[n++] = 'n';
+		} else {
+			out[n++] = *in;
+		}
+	}
+	out[n] = 0;
+}
+
+static void metrics_write_pod_clients_one(const struct pod *p, void *arg)
+{
+	char name[2 * NAME_MAX_LEN + 1], labels[2 * NAME_MAX_LEN + 16];
+
+	metrics_label_escape(name, sizeof(name), p->p_name);
+	snprintf(labels, sizeof(labels), "pod=\"%s\"", name);
+	metrics_sample(arg, "slim_pod_router_clients", labels,
+		       client_count_netns(p->p_ns_dev, p->p_ns_ino));
+}
+
+static void metrics_write_pod_clients(struct metrics_buf *b)
+{
+	metrics_family(b, "slim_pod_router_clients", "gauge",
+		       "Control-socket connections from each pod of this node (its share of the "
+		       "caps: one per shimmed thread that asked the router something).");
+	pod_foreach(metrics_write_pod_clients_one, b);
 }
 
 static void metrics_write_peers(struct metrics_buf *b)
@@ -385,6 +463,7 @@ static void metrics_render(struct metrics_buf *b)
 	metrics_write_pods(b);
 	metrics_write_policy(b);
 	metrics_write_clients(b);
+	metrics_write_pod_clients(b);
 	metrics_write_peers(b);
 	metrics_write_resolve(b);
 	metrics_write_store(b);

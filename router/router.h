@@ -433,6 +433,8 @@ void client_close(struct client *c);
 /* A request of c's that waited on a resolution has been answered (or dropped). */
 void client_pending_done(struct client *c);
 size_t client_count(void);
+/* Control connections from network namespace (dev, ino): a pod's share of the caps. */
+unsigned client_count_netns(dev_t dev, ino_t ino);
 /* Connections closed at once because of the caps above. */
 uint64_t client_refused_count(void);
 /* The most requests any one client had waiting (CLIENT_MAX_PENDING) and replies queued
@@ -529,6 +531,9 @@ void governor_cluster_changed(void);
 json_t *governor_status_json(void);
 /* The kernel's counters and the size of its route map; -ENOTCONN when governance is off. */
 int governor_stats(struct slim_govern_stats *s, unsigned *routes);
+struct slim_setup_hist;
+/* The kernel's setup latency histogram of path (enum slim_setup_path); -ENOTCONN when off. */
+int governor_setup_hist(int path, struct slim_setup_hist *h);
 /* Takes in every event the kernel queued (connections made since the last drain). */
 void governor_drain(void);
 /* A sock_diag dump of this netns's TCP sockets in states, each with its governance state. */

@@ -67,6 +67,23 @@ assert_ge "$c1" "$N" "h1's slim_connects_total{outcome=\"slim\"} increase"
 assert_ge "$c2" "$N" "h2's slim_connects_total{outcome=\"slim\"} increase"
 assert_ge "$a1" "$((2 * N))" "h1's slim_accepts_total{identity=\"valid\"} increase"
 assert_eq "$(delta h1 'slim_accepts_total{identity="none"}')" 0 "h1's anonymous accepts"
+# The setup histogram counts each side's connects where it was made: h1's same-host ones, h2's
+# cross-host ones, each in a bucket (le="+Inf" is the count; the sum is positive).
+s1=$(delta h1 'slim_connect_setup_seconds_count{path="samehost"}')
+s2=$(delta h2 'slim_connect_setup_seconds_count{path="crosshost"}')
+log "setup histogram: h1 samehost +$s1, h2 crosshost +$s2;" \
+	"h2 crosshost le=0.001: $(value "$TMP/h2.after" 'slim_connect_setup_seconds_bucket{path="crosshost",le="0.001"}')," \
+	"sum $(value "$TMP/h2.after" 'slim_connect_setup_seconds_sum{path="crosshost"}') s"
+assert_ge "$s1" "$N" "h1's slim_connect_setup_seconds_count{path=\"samehost\"} increase"
+assert_ge "$s2" "$N" "h2's slim_connect_setup_seconds_count{path=\"crosshost\"} increase"
+assert_eq "$(value "$TMP/h1.after" 'slim_connect_setup_seconds_bucket{path="samehost",le="+Inf"}')" \
+	"$(value "$TMP/h1.after" 'slim_connect_setup_seconds_count{path="samehost"}')" "+Inf bucket = count"
+awk '$1 == "slim_connect_setup_seconds_sum{path=\"crosshost\"}" { exit !($2 > 0) }' \
+	"$TMP/h2.after" || fail "h2's crosshost setup sum is not positive"
+# Router clients per pod: one sample for each of h1's pods, the server's pod holding at least one.
+assert_eq "$(grep -c '^slim_pod_router_clients{pod=' "$TMP/h1.after")" 2 "per-pod client samples on h1"
+awk '/^slim_pod_router_clients\{/ { n += $2 } END { exit !(n >= 1) }' "$TMP/h1.after" ||
+	fail "no router client counted for h1's pods while a shimmed server runs there"
 assert_eq "$(value "$TMP/h1.after" 'slim_pods{scope="local"}')" 2 "h1's local pods"
 assert_eq "$(value "$TMP/h1.after" 'slim_pods{scope="remote"}')" 2 "h1's remote pods"
 assert_ge "$(value "$TMP/h1.after" slim_listeners)" 1 "h1's listeners"

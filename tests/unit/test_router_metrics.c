@@ -30,6 +30,32 @@ int governor_stats(struct slim_govern_stats *s, unsigned *routes)
 	*routes = 2;
 	return 0;
 }
+/* Same host: 2 connects within 50 us, 1 within 1 ms; across hosts: 1 over 5 s. */
+int governor_setup_hist(int path, struct slim_setup_hist *h)
+{
+	memset(h, 0, sizeof(*h));
+	if (path == SLIM_SETUP_SAMEHOST) {
+		h->sh_bucket[0] = 2;
+		h->sh_bucket[4] = 1;
+		h->sh_sum_ns = 1500000;
+	} else {
+		h->sh_bucket[SLIM_SETUP_BOUNDS] = 1;
+		h->sh_sum_ns = 6000000000ull;
+	}
+	return 0;
+}
+void pod_foreach(void (*fn)(const struct pod *p, void *arg), void *arg)
+{
+	static struct pod pods[2] = {{.p_name = "web-1", .p_ns_ino = 1},
+				     {.p_name = "odd\"name\\", .p_ns_ino = 2}};
+
+	fn(&pods[0], arg);
+	fn(&pods[1], arg);
+}
+unsigned client_count_netns(dev_t dev, ino_t ino)
+{
+	return ino == 1 ? 3 : 0;
+}
 bool governor_enabled(void)
 {
 	return true;
@@ -234,6 +260,27 @@ TEST(scrape)
 		    "slim connects");
 	ASSERT_TRUE(strstr(ex.ex_buf, "\nslim_connects_total{outcome=\"fallback\"} 3\n") != NULL,
 		    "fallback connects");
+	/* The histogram: cumulative buckets, +Inf = count, sum in seconds; clients per pod. */
+	static const char *const lines[][2] = {
+		{"slim_connect_setup_seconds_bucket{path=\"samehost\",le=\"5e-05\"} 2", "first bucket"},
+		{"slim_connect_setup_seconds_bucket{path=\"samehost\",le=\"0.0005\"} 2",
+		 "buckets below the second count"},
+		{"slim_connect_setup_seconds_bucket{path=\"samehost\",le=\"0.001\"} 3", "cumulative"},
+		{"slim_connect_setup_seconds_count{path=\"samehost\"} 3", "count"},
+		{"slim_connect_setup_seconds_sum{path=\"samehost\"} 0.001500000", "sum in seconds"},
+		{"slim_connect_setup_seconds_bucket{path=\"crosshost\",le=\"5\"} 0", "nothing under 5 s"},
+		{"slim_connect_setup_seconds_bucket{path=\"crosshost\",le=\"+Inf\"} 1", "+Inf"},
+		{"slim_pod_router_clients{pod=\"web-1\"} 3", "clients of a pod"},
+		{"slim_pod_router_clients{pod=\"odd\\\"name\\\\\"} 0", "a pod name escaped"},
+	};
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		char want[160];
+
+		snprintf(want, sizeof(want), "\n%s\n", lines[i][0]);
+		ASSERT_TRUE(strstr(ex.ex_buf, want) != NULL, lines[i][1]);
+	}
+	ASSERT_EQ(count(ex.ex_buf, "slim_connect_setup_seconds_bucket{"), 2 * (SLIM_SETUP_BOUNDS + 1),
+		  "every bucket of both paths");
 	ASSERT_TRUE(strstr(ex.ex_buf, "\nslim_route_answers_total{answer=\"route\"} 9\n") != NULL,
 		    "route answers");
 	ASSERT_TRUE(strstr(ex.ex_buf, "\nslim_pods{scope=\"local\"} 1\n") != NULL, "local pods");
