@@ -16,7 +16,7 @@ MARK=987.$$   # a sleep argument that makes this scenario's own processes easy t
 # snapshot FILE: everything of the machine a lab could leave behind, restricted to what other
 # people's labs may change meanwhile (their namespaces and run directories are not ours).
 snapshot() {
-	local ours="^/run/netns/($PREFIX|$P2|$P3)-"
+	local ours="^/run/netns/($PREFIX|$P2|$P3)-" ours_run="^/run/slim/($PREFIX|$P2|$P3)/"
 	{
 		echo "## namespaces"
 		ip netns list | awk '{ print $1 }' | grep -E "^($PREFIX|$P2|$P3)-" || true
@@ -24,8 +24,9 @@ snapshot() {
 		ip -o link show | awk -F': ' '{ print $2 }'
 		echo "## mounts"
 		# /run/netns itself is a mount iproute2 makes once and keeps; other people's
-		# namespaces come and go.
-		awk -v ours="$ours" '$2 != "/run/netns" && ($2 !~ "^/run/netns/" || $2 ~ ours)' \
+		# namespaces and labs (their bpffs under /run/slim/PREFIX) come and go.
+		awk -v ours="$ours" -v ours_run="$ours_run" '$2 != "/run/netns" &&
+			($2 !~ "^/run/netns/" || $2 ~ ours) && ($2 !~ "^/run/slim/" || $2 ~ ours_run)' \
 			/proc/self/mounts
 		echo "## run directories"
 		find "/run/slim/$PREFIX" "/run/slim/$P2" "/run/slim/$P3" 2>/dev/null || true
@@ -80,7 +81,7 @@ expect_error 1 "no lab with prefix" "$SLIMLAB" addr --prefix "$PREFIX" h1
 rc=0
 "$SLIMLAB" status --prefix "$PREFIX" >/dev/null 2>&1 || rc=$?
 [ "$rc" = 1 ] || fail "status of a lab that is not up exited $rc, expected 1"
-same_as_before "$TMP/after-errors"
+same_as_before "$TMP/after-errors" "after the argument errors"
 
 log "up, with a process in a pod and one in a host"
 lab_up
@@ -129,7 +130,7 @@ log "down twice"
 # shellcheck disable=SC2154 # PID_<name> are set by bg
 { gone "$PID_podsleeper" && gone "$PID_hostsleeper"; } ||
 	fail "down left the lab's processes running"
-same_as_before "$TMP/after-down"
+same_as_before "$TMP/after-down" "after down"
 
 log "a scenario that fails halfway cleans up through lib.sh"
 cat >"$TMP/halfway.sh" <<EOF
@@ -143,7 +144,7 @@ rc=0
 PREFIX=$P2 bash "$TMP/halfway.sh" >"$TMP/halfway.log" 2>&1 || rc=$?
 [ "$rc" = 1 ] || fail "the halfway scenario exited $rc, expected 1: $(cat "$TMP/halfway.log")"
 grep -q "deliberate failure halfway" "$TMP/halfway.log" || fail "halfway: $(cat "$TMP/halfway.log")"
-same_as_before "$TMP/after-halfway"
+same_as_before "$TMP/after-halfway" "after an up that failed halfway"
 
 log "an up that fails halfway takes down what it built"
 # A copy of slimlab next to a stand-in router and slimctl: the router stays up (or exits at once
@@ -181,10 +182,10 @@ chmod +x "$TMP/fake/bin/"*
 cleanup "$TMP/fake/bin/slimlab down --prefix $P3"
 expect_error 1 "registering pod h2/p2 failed: slimctl: refused (fake)" \
 	"$TMP/fake/bin/slimlab" up --prefix "$P3"
-same_as_before "$TMP/after-failed-registration"
+same_as_before "$TMP/after-failed-registration" "after a failed pod registration"
 FAKE_ROUTER="exit" expect_error 1 "router of h1 exited during start-up: fake router: cannot bind" \
 	"$TMP/fake/bin/slimlab" up --prefix "$P3"
-same_as_before "$TMP/after-failed-router"
+same_as_before "$TMP/after-failed-router" "after a router that failed to start"
 # And the stand-ins do work when nothing fails: the routers run and down stops them.
 FAKE_ROUTER=stay "$TMP/fake/bin/slimlab" up --prefix "$P3" --pods 1 >/dev/null ||
 	fail "up with stand-in router and slimctl failed"
@@ -193,5 +194,5 @@ FAKE_ROUTER=stay "$TMP/fake/bin/slimlab" up --prefix "$P3" --pods 1 >/dev/null |
 grep -q '^  h2 .*router running' "$TMP/status-fake" ||
 	fail "status does not show the stand-in router running: $(cat "$TMP/status-fake")"
 "$TMP/fake/bin/slimlab" down --prefix "$P3"
-same_as_before "$TMP/after-fake-routers"
+same_as_before "$TMP/after-fake-routers" "after fake routers"
 log "ok"
