@@ -104,7 +104,10 @@ try:
         s.sendall(struct.pack("!HHIII", 37, 0, 80, 0, 0) + nonce + mac)
         s.recv(48, socket.MSG_WAITALL)  # AUTH_OK
     s.sendall(msg)
-    data = s.recv(100)
+    # The whole answer, however the bytes arrive: its header, then the length it gives.
+    data = s.recv(16, socket.MSG_WAITALL)
+    if len(data) == 16:
+        data += s.recv(struct.unpack("!I", data[4:8])[0] - 16, socket.MSG_WAITALL)
 except (ConnectionResetError, BrokenPipeError):
     data = b""
 except socket.timeout:
@@ -113,6 +116,8 @@ if data == b"":
     print("closed")
 elif data is None:
     print("open")
+elif len(data) < 20:
+    print("short answer of %d bytes: %s" % (len(data), data.hex()))
 else:
     hdr = struct.unpack("!HHIII", data[:16])
     print("answer type %d len %d id %d status %d" % (hdr[0], hdr[1 + 1], hdr[3],
