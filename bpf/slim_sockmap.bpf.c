@@ -53,6 +53,7 @@ __u64 stat_added = 0;
 __u64 stat_add_failed = 0;
 __u64 stat_skipped = 0;
 __u64 stat_redirected = 0;
+__u64 stat_redirected_bytes = 0;
 __u64 stat_passed = 0;
 
 /*
@@ -251,6 +252,12 @@ static __always_inline void flow_set(struct slim_flow *fl, bool redirect)
 	__sync_fetch_and_add(redirect ? &stat_to_redirect : &stat_to_tcp, 1);
 }
 
+static __always_inline void count_redirect(const struct sk_msg_md *msg)
+{
+	__sync_fetch_and_add(&stat_redirected, 1);
+	__sync_fetch_and_add(&stat_redirected_bytes, msg->size);
+}
+
 SEC("sk_msg")
 int slim_msg_redirect(struct sk_msg_md *msg)
 {
@@ -281,7 +288,7 @@ int slim_msg_redirect(struct sk_msg_md *msg)
 	 */
 	if (!keep_order) {
 		if (bpf_msg_redirect_hash(msg, &slim_socks, &peer, BPF_F_INGRESS) == SK_PASS)
-			__sync_fetch_and_add(&stat_redirected, 1);
+			count_redirect(msg);
 		return SK_PASS;
 	}
 	fl = bpf_sk_storage_get(&slim_flows, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
@@ -294,7 +301,7 @@ int slim_msg_redirect(struct sk_msg_md *msg)
 	 */
 	if (redirect && bpf_msg_redirect_hash(msg, &slim_socks, &peer, BPF_F_INGRESS) == SK_PASS) {
 		flow_set(fl, true);
-		__sync_fetch_and_add(&stat_redirected, 1);
+		count_redirect(msg);
 		return SK_PASS;
 	}
 	flow_set(fl, false);

@@ -269,6 +269,7 @@ void sockmap_stats(struct sockmap *sm, struct sockmap_stats *st)
 	st->sms_add_failed = __atomic_load_n(&bss->stat_add_failed, __ATOMIC_RELAXED);
 	st->sms_skipped = __atomic_load_n(&bss->stat_skipped, __ATOMIC_RELAXED);
 	st->sms_redirected = __atomic_load_n(&bss->stat_redirected, __ATOMIC_RELAXED);
+	st->sms_redirected_bytes = __atomic_load_n(&bss->stat_redirected_bytes, __ATOMIC_RELAXED);
 	st->sms_passed = __atomic_load_n(&bss->stat_passed, __ATOMIC_RELAXED);
 	st->sms_flow_passed = __atomic_load_n(&bss->stat_flow_passed, __ATOMIC_RELAXED);
 	st->sms_to_tcp = __atomic_load_n(&bss->stat_to_tcp, __ATOMIC_RELAXED);

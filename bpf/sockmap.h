@@ -36,6 +36,7 @@ struct sockmap_stats {
 	uint64_t sms_add_failed; /* eligible sockets the kernel refused to map */
 	uint64_t sms_skipped;	 /* eligible sockets left to TCP: bytes had crossed (Fast Open) */
 	uint64_t sms_redirected; /* sends redirected to the peer */
+	uint64_t sms_redirected_bytes; /* and their bytes */
 	uint64_t sms_passed;	 /* sends from a mapped socket with an unmapped peer (TCP) */
 	/* Flow control (docs/design.md, "Same-host fast path"): */
 	uint64_t sms_flow_passed; /* sends to a mapped peer that went the TCP way */

@@ -53,6 +53,13 @@ static void enforce_judge(const struct conn *co, void *arg)
 	w->ew_doomed[w->ew_n++] = *co;
 }
 
+static uint64_t enforce_revoked_total; /* since the router started, for the metrics */
+
+uint64_t enforce_revoked_count(void)
+{
+	return enforce_revoked_total;
+}
+
 static void enforce_revoke(struct enforce_report *r)
 {
 	uint32_t states = (1u << TCP_ESTABLISHED) | (1u << TCP_SYN_SENT) | (1u << TCP_SYN_RECV) |
@@ -79,6 +86,7 @@ static void enforce_revoke(struct enforce_report *r)
 			continue;
 		}
 		r->er_revoked++;
+		enforce_revoked_total++;
 		log_info("revoked %s -> %s (pod %s, %s)",
 			 addr_str(a, sizeof(a), co->co_overlay.src_ip, co->co_overlay.src_port),
 			 addr_str(b, sizeof(b), co->co_overlay.dst_ip, co->co_overlay.dst_port),

@@ -258,6 +258,9 @@ static void metrics_write_fastpath(struct metrics_buf *b)
 	metrics_sample(b, "slim_fastpath_sends_total", "path=\"redirect\"", st.sms_redirected);
 	metrics_sample(b, "slim_fastpath_sends_total", "path=\"tcp\"",
 		       st.sms_passed + st.sms_flow_passed);
+	metrics_family(b, "slim_fastpath_redirected_bytes_total", "counter",
+		       "Bytes the fast path redirected straight to the peer socket.");
+	metrics_sample(b, "slim_fastpath_redirected_bytes_total", "", st.sms_redirected_bytes);
 }
 
 static void metrics_write_pool(struct metrics_buf *b)
@@ -296,6 +299,10 @@ static void metrics_write_policy(struct metrics_buf *b)
 	metrics_family(b, "slim_policy_rules", "gauge",
 		       "Rules of the network policy in force (0: no policy).");
 	metrics_sample(b, "slim_policy_rules", "", pd ? policy_doc_rules(pd) : 0);
+	metrics_family(b, "slim_revocations_total", "counter",
+		       "Established connections destroyed because a policy applied later forbids "
+		       "them.");
+	metrics_sample(b, "slim_revocations_total", "", enforce_revoked_count());
 }
 
 static void metrics_write_clients(struct metrics_buf *b)

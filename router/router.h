@@ -1009,6 +1009,8 @@ void enforce_policy(struct enforce_report *r, spawn_done_fn done, void *arg);
 /* router.c hook: the server app accepted the connection overlay (src = the client): revokes it
  * when the policy in force forbids it (it raced with a policy change). */
 void enforce_accepted(const struct tuple4 *overlay);
+/* Connections destroyed because a policy forbade them, since this router started. */
+uint64_t enforce_revoked_count(void);
 
 /* ---- spawn.c: running nft and tc ---- */
 

@@ -80,6 +80,11 @@ assert_eq "$(value "$TMP/h1.after" 'slim_connect_setup_seconds_bucket{path="same
 	"$(value "$TMP/h1.after" 'slim_connect_setup_seconds_count{path="samehost"}')" "+Inf bucket = count"
 awk '$1 == "slim_connect_setup_seconds_sum{path=\"crosshost\"}" { exit !($2 > 0) }' \
 	"$TMP/h2.after" || fail "h2's crosshost setup sum is not positive"
+# Each same-host churn connection sends bytes: the fast path redirected them.
+rb=$(delta h1 slim_fastpath_redirected_bytes_total)
+log "h1's fast path redirected +$rb bytes"
+assert_ge "$rb" "$N" "h1's slim_fastpath_redirected_bytes_total increase"
+assert_eq "$(value "$TMP/h1.after" slim_revocations_total)" 0 "revocations without a policy"
 # Router clients per pod: one sample for each of h1's pods, the server's pod holding at least one.
 assert_eq "$(grep -c '^slim_pod_router_clients{pod=' "$TMP/h1.after")" 2 "per-pod client samples on h1"
 awk '/^slim_pod_router_clients\{/ { n += $2 } END { exit !(n >= 1) }' "$TMP/h1.after" ||

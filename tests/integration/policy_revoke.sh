@@ -8,7 +8,7 @@
 # timeout: 120
 . "$(dirname "$0")/../lib.sh"
 need_root
-need_cmd iperf3 jq
+need_cmd iperf3 jq curl
 PP=$PROGS/policy_probe
 CTL=$BIN/slimctl
 [ -x "$PP" ] || skip "needs $PP (make -C tests)"
@@ -80,6 +80,13 @@ for line in "$(sed -n 's/^closed at=\([0-9]*\).*/\1/p' "$TMP/cut1.log")" \
 done
 log "last end saw the close $((worst / 1000)) ms after apply returned (negative: before)"
 ((worst < 100000)) || fail "revocation took $((worst / 1000)) ms after apply returned"
+# Each router counts what it destroyed (h1: h1/p2's end, and h2: both server ends at least).
+revoked() { "$SLIMLAB" exec --prefix "$PREFIX" "h$1" -- curl -sf "http://198.18.0.$1:9464/metrics" |
+	awk '$1 == "slim_revocations_total" { print $2 }'; }
+r1=$(revoked 1) r2=$(revoked 2)
+log "slim_revocations_total: h1 $r1, h2 $r2"
+assert_ge "${r1:-0}" 1 "h1's slim_revocations_total"
+assert_ge "${r2:-0}" 1 "h2's slim_revocations_total"
 # The end whose router destroys its socket sees ECONNABORTED (tcp_abort), the other a reset.
 for h in cut1 cut2; do
 	grep -Eq "how=(ECONNABORTED|ECONNRESET|EPIPE|eof)" "$TMP/$h.log" || fail "$h: $(cat "$TMP/$h.log")"

@@ -115,6 +115,10 @@ size_t policy_doc_rules(const struct policy_doc *d)
 {
 	return 0;
 }
+uint64_t enforce_revoked_count(void)
+{
+	return 13;
+}
 size_t service_count(void)
 {
 	return 2;
@@ -271,6 +275,7 @@ TEST(scrape)
 		{"slim_connect_setup_seconds_bucket{path=\"crosshost\",le=\"5\"} 0", "nothing under 5 s"},
 		{"slim_connect_setup_seconds_bucket{path=\"crosshost\",le=\"+Inf\"} 1", "+Inf"},
 		{"slim_pod_router_clients{pod=\"web-1\"} 3", "clients of a pod"},
+		{"slim_revocations_total 13", "revocations"},
 		{"slim_pod_router_clients{pod=\"odd\\\"name\\\\\"} 0", "a pod name escaped"},
 	};
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
