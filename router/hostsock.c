@@ -92,6 +92,18 @@ static bool hostsock_listener_proven(int fd, const struct pod *p,
 	return sa.sin6_family == AF_INET6 && sa.sin6_port == req->port;
 }
 
+/*
+ * The host listener's backlog: at least this much, whatever the app asked (the kernel caps it
+ * at net.core.somaxconn). POSIX makes the backlog a hint, and the app's own listener keeps the
+ * app's; but a host listener with a small one (Python's http.server asks for 5) turns a burst
+ * of clients into listen-queue overflows: SYNs dropped, SYN cookies, ACKs dropped while the
+ * queue is full, each client then waiting on its own exponential retransmission backoff — 200
+ * connects at once left 4–75 of them stuck for over 30 s here (the overlay's listener, backlog
+ * 5, loses some the same way). With room for the burst every one completes in ~0.1 s, and the
+ * app still takes them at its own pace with accept().
+ */
+#define HOSTSOCK_BACKLOG_MIN 4096
+
 void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_req *req)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = router.r_fabric_ip};
@@ -151,7 +163,7 @@ void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_r
 	if ((ret = governor_sock_set(fd, &st)) < 0)
 		goto fallback;
 	what = "listen";
-	if (listen(fd, req->backlog > 0 ? req->backlog : 128) < 0)
+	if (listen(fd, req->backlog > HOSTSOCK_BACKLOG_MIN ? req->backlog : HOSTSOCK_BACKLOG_MIN) < 0)
 		goto fallback_errno;
 	what = "getsockname";
 	if (getsockname(fd, (struct sockaddr *)&sin, &alen) < 0)

@@ -292,14 +292,15 @@ static int pool_request(void)
  * Keeps the pool ahead of need: asks for a batch when it runs low, and collects an answer that
  * has arrived. With wait (the pool is empty), waits for the answer, and for a thread already
  * refilling; never when this thread itself is refilling (a signal handler's connect).
+ * Returns false when waiting for more is pointless (refused, timed out, no router).
  */
-static void pool_refill(bool wait)
+static bool pool_refill(bool wait)
 {
 	static __thread bool refilling;
 	int err = 0;
 
 	if (refilling || (pool_refused_until && pool_now_ns() < pool_refused_until))
-		return;
+		return false;
 	if (wait) {
 		struct timespec until;
 
@@ -311,9 +312,9 @@ static void pool_refill(bool wait)
 			until.tv_nsec -= 1000000000L;
 		}
 		if (pthread_mutex_timedlock(&pool_lock, &until) != 0)
-			return;
+			return false;
 	} else if (pthread_mutex_trylock(&pool_lock) != 0) {
-		return;
+		return true;
 	}
 	refilling = true;
 	if (pool_link >= 0 && (pool_link_pid != pool_pid || pool_link_lost))
@@ -336,13 +337,22 @@ static void pool_refill(bool wait)
 		shim_log("pool refill: %s", strerror(-err));
 	refilling = false;
 	pthread_mutex_unlock(&pool_lock);
+	return err >= 0 || err == -EAGAIN;
 }
+
+/*
+ * A burst of threads (200 connecting at once) shares each batch that arrives: a thread whose
+ * batch the others emptied waits for the next one, as long as batches keep coming, rather than
+ * leaving slim after its second look (at most one refill's wait, POOL_WAIT_MS, in all).
+ */
+#define POOL_TAKE_ROUNDS 16
 
 int pool_take(void)
 {
 	static atomic_uint hint;
+	long long deadline = 0;
 
-	for (int round = 0; round < 2; round++) {
+	for (int round = 0; round < POOL_TAKE_ROUNDS; round++) {
 		unsigned start = atomic_fetch_add(&hint, 1);
 
 		for (int i = 0; i < POOL_SLOTS; i++) {
@@ -357,7 +367,13 @@ int pool_take(void)
 				pool_refill(false);
 			return fd;
 		}
-		pool_refill(true);
+		/* Never more than one refill's wait in all: then the overlay. */
+		if (!deadline)
+			deadline = pool_now_ns() + POOL_WAIT_MS * 1000000LL;
+		else if (pool_now_ns() > deadline)
+			break;
+		if (!pool_refill(true))
+			break;
 	}
 	return -1;
 }
