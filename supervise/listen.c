@@ -1,0 +1,308 @@
+// SPDX-License-Identifier: MIT
+/*
+ * listen() and accept(). The app's listen happens (done here, on our copy of its socket: the
+ * same file), so its pod listener keeps serving overlay clients; then the router is asked for a
+ * host listener as the shim asks (LISTEN_REQ, the app's listener as proof). Slim clients arrive
+ * on the host listener, which the app does not know: the supervisor rings its doorbell — the
+ * host listener is added to every epoll instance the app put its listener in, with the same
+ * events and data, so the app's event loop wakes and calls accept — and traps accept/accept4
+ * on that listener: a host connection is handed over with ADDFD (SEND: the descriptor is the
+ * call's answer), the peer's overlay name written to the app's buffer; with none queued the
+ * app's own accept runs (CONTINUE: nothing was read from the app, so nothing to race).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "proto.h"
+#include "msg.h"
+#include "supervise.h"
+
+#define LISTEN_MAX        256
+#define LISTEN_STASH      8
+#define LISTEN_SLICE_MS   100
+
+/* A pod listener of the app with a host listener of ours. Entries stay for the supervisor's life
+ * (the app's close is not trapped); a closed listener's inode is never seen again. */
+struct listen_entry {
+	unsigned long le_ino; /* the app's listening socket */
+	int le_host_fd;
+	bool le_v6;       /* a dual-stack AF_INET6 listener: peers go out as ::ffff:a.b.c.d */
+	bool le_doorbell; /* the host listener is in the app's epoll instances */
+	int le_stash[LISTEN_STASH]; /* accepted, but the app's call went away before the handover */
+	int le_nstash;
+};
+
+static struct listen_entry listen_table[LISTEN_MAX];
+static int listen_n;
+static pthread_mutex_t listen_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct listen_entry *listen_find(unsigned long ino)
+{
+	for (int i = 0; i < listen_n; i++) {
+		if (listen_table[i].le_ino == ino)
+			return &listen_table[i];
+	}
+	return NULL;
+}
+
+/*
+ * The IPv4 address IPv4 clients reach a listener on: its own (AF_INET), the mapped one of a
+ * ::ffff:a.b.c.d socket, 0.0.0.0 for a dual-stack :: socket. -1: no IPv4 client reaches it.
+ */
+static int listen_ipv4(int s, int domain, struct sockaddr_in *out)
+{
+	struct sockaddr_in6 sa;
+	socklen_t len = sizeof(sa);
+	int v6only = 1;
+	socklen_t olen = sizeof(v6only);
+
+	if (getsockname(s, (struct sockaddr *)&sa, &len) < 0 || sa.sin6_family != domain)
+		return -1;
+	if (domain == AF_INET) {
+		memcpy(out, &sa, sizeof(*out));
+		return 0;
+	}
+	*out = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = sa.sin6_port};
+	if (IN6_IS_ADDR_V4MAPPED(&sa.sin6_addr)) {
+		memcpy(&out->sin_addr, &sa.sin6_addr.s6_addr[12], 4);
+		return 0;
+	}
+	if (!IN6_IS_ADDR_UNSPECIFIED(&sa.sin6_addr) ||
+	    getsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &olen) < 0 || v6only)
+		return -1;
+	return 0;
+}
+
+/* Asks the router for the host side of listener s. The host listener, or -errno. */
+static int listen_ask_router(int s, const struct sock_info *si, int backlog)
+{
+	struct slim_listen_req req = {.hdr.type = SLIM_MSG_LISTEN_REQ};
+	struct slim_listen_rep rep;
+	struct sockaddr_in sin;
+	unsigned nfds;
+	int n, host_fd, err;
+
+	if (listen_ipv4(s, si->si_domain, &sin) < 0)
+		return -EAFNOSUPPORT;
+	n = options_changed(s, si->si_domain, req.opts, SLIM_MAX_SOCKOPTS);
+	if (n < 0)
+		return n;
+	req.nopts = (uint16_t)n;
+	req.bound_ip = sin.sin_addr.s_addr;
+	req.port = sin.sin_port;
+	req.backlog = backlog;
+	err = link_call(&req, slim_listen_req_len(req.nopts), s, SLIM_MSG_LISTEN_REP, &rep,
+			sizeof(rep), &host_fd, 1, &nfds);
+	if (err < 0)
+		return err;
+	if (rep.action != SLIM_ACT_FD || !nfds) {
+		if (nfds)
+			close(host_fd);
+		return -EPERM;
+	}
+	sup_log("listen: port %u also on host %s:%u", ntohs(sin.sin_port),
+		inet_ntoa(*(struct in_addr *)&rep.host_ip), ntohs(rep.host_port));
+	return host_fd;
+}
+
+void listen_trap(struct sup_call *c)
+{
+	int appfd = (int)c->sn.data.args[0], backlog = (int)c->sn.data.args[1];
+	struct sock_info si;
+	int s = call_getfd(c, appfd), host_fd, rc;
+
+	if (s < 0) {
+		if (s != -ENOENT)
+			call_reply(c, 0, s == -EBADF ? -EBADF : -ENOTSOCK);
+		return;
+	}
+	rc = listen(s, backlog) < 0 ? -errno : 0;
+	if (rc == 0 && sock_info(s, &si) == 0 && si.si_pod && si.si_type == SOCK_STREAM &&
+	    si.si_protocol == IPPROTO_TCP && (si.si_domain == AF_INET || si.si_domain == AF_INET6)) {
+		pthread_mutex_lock(&listen_lock);
+		bool known = listen_find(si.si_ino) != NULL;
+		pthread_mutex_unlock(&listen_lock);
+
+		host_fd = known ? -EEXIST : listen_ask_router(s, &si, backlog);
+		pthread_mutex_lock(&listen_lock);
+		if (host_fd >= 0 && listen_n < LISTEN_MAX) {
+			listen_table[listen_n++] = (struct listen_entry){
+				.le_ino = si.si_ino, .le_host_fd = host_fd,
+				.le_v6 = si.si_domain == AF_INET6};
+			host_fd = -1;
+		}
+		pthread_mutex_unlock(&listen_lock);
+		if (host_fd >= 0)
+			close(host_fd);
+	}
+	call_reply(c, 0, rc);
+	close(s);
+}
+
+/* Writes the peer's name to the app's (addr, addrlen) with the kernel's truncation. 0/-errno. */
+static int listen_write_peer(struct sup_call *c, int child, bool v6)
+{
+	uint64_t uaddr = c->sn.data.args[1], ulen = c->sn.data.args[2];
+	struct sockaddr_in sin;
+	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
+	socklen_t len = sizeof(sin);
+	const void *name = &sin;
+	int cap, actual = sizeof(sin), rc;
+
+	if (!uaddr)
+		return 0;
+	if (getpeername(child, (struct sockaddr *)&sin, &len) < 0)
+		memset(&sin, 0, sizeof(sin)), sin.sin_family = AF_INET;
+	if (v6) {
+		sin6.sin6_port = sin.sin_port;
+		sin6.sin6_addr.s6_addr[10] = sin6.sin6_addr.s6_addr[11] = 0xff;
+		memcpy(&sin6.sin6_addr.s6_addr[12], &sin.sin_addr, 4);
+		name = &sin6;
+		actual = sizeof(sin6);
+	}
+	if ((rc = call_read(c, ulen, &cap, sizeof(cap))) < 0)
+		return rc;
+	if (cap < 0)
+		return -EINVAL;
+	if ((rc = call_write(c, uaddr, name, (size_t)(cap < actual ? cap : actual))) < 0)
+		return rc;
+	return call_write(c, ulen, &actual, sizeof(actual));
+}
+
+/* A host connection for the app: a stashed one, or a new one. fd, or -errno (-EAGAIN: none). */
+static int listen_take(struct listen_entry *e, int flags)
+{
+	int child = -1;
+
+	pthread_mutex_lock(&listen_lock);
+	if (e->le_nstash > 0)
+		child = e->le_stash[--e->le_nstash];
+	pthread_mutex_unlock(&listen_lock);
+	if (child >= 0) {
+		int fl = fcntl(child, F_GETFL);
+
+		fcntl(child, F_SETFL, (flags & SOCK_NONBLOCK) ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+		return child;
+	}
+	child = accept4(e->le_host_fd, NULL, NULL, (flags & SOCK_NONBLOCK) | SOCK_CLOEXEC);
+	return child < 0 ? -errno : child;
+}
+
+static void listen_stash(struct listen_entry *e, int child)
+{
+	pthread_mutex_lock(&listen_lock);
+	if (e->le_nstash < LISTEN_STASH) {
+		e->le_stash[e->le_nstash++] = child;
+		child = -1;
+	}
+	pthread_mutex_unlock(&listen_lock);
+	if (child >= 0)
+		close(child);
+}
+
+/* Rings the doorbell once the app has its listener in an epoll instance. */
+static void listen_doorbell(struct sup_call *c, struct listen_entry *e, int appfd)
+{
+	struct epoll_reg regs[EPOLL_MAX_REGS];
+	int n;
+
+	if (__atomic_load_n(&e->le_doorbell, __ATOMIC_ACQUIRE))
+		return;
+	n = epoll_find(c, appfd, e->le_ino, regs, EPOLL_MAX_REGS);
+	if (n > 0 && !__atomic_exchange_n(&e->le_doorbell, true, __ATOMIC_ACQ_REL)) {
+		n = epoll_add(c, e->le_host_fd, appfd, regs, n, false);
+		sup_log("accept: pid %u fd %d: host listener in %d epoll instance(s)", c->sn.pid,
+			appfd, n);
+	}
+}
+
+/* Blocking listener, nothing queued anywhere: wait for either side (SO_RCVTIMEO honoured).
+ * 1: the host side has one; 0: the pod side has one or the call went away; -EAGAIN: timeout. */
+static int listen_wait(struct sup_call *c, int s, int host_fd)
+{
+	struct timeval tv = {0};
+	socklen_t len = sizeof(tv);
+	long long left_ms = -1;
+
+	if (getsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) == 0 && (tv.tv_sec || tv.tv_usec))
+		left_ms = tv.tv_sec * 1000LL + (tv.tv_usec + 999) / 1000;
+	for (;;) {
+		struct pollfd p[2] = {{.fd = s, .events = POLLIN}, {.fd = host_fd, .events = POLLIN}};
+		int slice = left_ms >= 0 && left_ms < LISTEN_SLICE_MS ? (int)left_ms
+								      : LISTEN_SLICE_MS;
+
+		if (poll(p, 2, slice) > 0)
+			return (p[1].revents & POLLIN) ? 1 : 0;
+		if (left_ms >= 0 && (left_ms -= slice) <= 0)
+			return -EAGAIN;
+		if (!call_valid(c))
+			return 0;
+	}
+}
+
+void listen_trap_accept(struct sup_call *c, bool accept4)
+{
+	int appfd = (int)c->sn.data.args[0];
+	int flags = accept4 ? (int)c->sn.data.args[3] : 0;
+	struct listen_entry *e;
+	struct sock_info si;
+	int s, child, rc;
+
+	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {
+		call_continue(c); /* the kernel's EINVAL */
+		return;
+	}
+	s = call_getfd(c, appfd);
+	if (s < 0) {
+		if (s != -ENOENT)
+			call_continue(c);
+		return;
+	}
+	pthread_mutex_lock(&listen_lock);
+	e = sock_info(s, &si) == 0 ? listen_find(si.si_ino) : NULL;
+	pthread_mutex_unlock(&listen_lock);
+	if (!e) {
+		close(s);
+		call_continue(c);
+		return;
+	}
+	listen_doorbell(c, e, appfd);
+	for (;;) {
+		child = listen_take(e, flags);
+		if (child >= 0) {
+			rc = listen_write_peer(c, child, e->le_v6);
+			if (rc == 0)
+				rc = call_addfd(c, child, -1, flags & SOCK_CLOEXEC, true);
+			if (rc >= 0)
+				close(child);
+			else if (rc == -ENOENT)
+				listen_stash(e, child); /* the app's call went away: for the next one */
+			else {
+				listen_stash(e, child);
+				call_reply(c, 0, rc);
+			}
+			break;
+		}
+		if (child != -EAGAIN || si.si_nonblock) {
+			call_continue(c); /* the pod side, by the app's own accept */
+			break;
+		}
+		rc = listen_wait(c, s, e->le_host_fd);
+		if (rc == -EAGAIN) {
+			call_reply(c, 0, -EAGAIN);
+			break;
+		}
+		if (rc == 0) {
+			call_continue(c); /* (does nothing if the call went away) */
+			break;
+		}
+	}
+	close(s);
+}
