@@ -46,15 +46,6 @@ static bool connect_replaceable(int s, const struct sock_info *si)
 	return getsockname(s, (struct sockaddr *)&sin, &len) == 0 && sin.sin_port == 0;
 }
 
-/* The connect the app asked for, on our copy of its socket: what the kernel answers is the
- * answer. A blocking socket blocks this worker (others serve meanwhile). */
-static void connect_self(struct sup_call *c, int s, const void *addr, socklen_t len)
-{
-	int rc = connect(s, addr, len);
-
-	call_reply(c, 0, rc < 0 ? -errno : 0);
-}
-
 static int connect_ask_route(const struct sockaddr_in *dst, int g, int *error)
 {
 	struct slim_route_req req = {.hdr.type = SLIM_MSG_ROUTE_REQ};
@@ -73,6 +64,32 @@ static int connect_ask_route(const struct sockaddr_in *dst, int g, int *error)
 	if (rep.action == SLIM_ACT_ERROR && rep.error <= 0)
 		return SLIM_ACT_FALLBACK;
 	return (int)rep.action;
+}
+
+/*
+ * The connect the app asked for, on our copy of its socket: what the kernel answers is the
+ * answer. A blocking socket blocks this worker (others serve meanwhile). A host socket slim
+ * already gave the app (connected, then connect(AF_UNSPEC)) is still governed: the kernel
+ * routes it, or says the router must be asked, or refuses a destination no route leads to —
+ * which the app sees as ECONNREFUSED, never as slim's internal errnos.
+ */
+static void connect_self(struct sup_call *c, int s, const struct sock_info *si, const void *addr,
+			 socklen_t len)
+{
+	int rc = connect(s, addr, len) < 0 ? -errno : 0, error = 0;
+
+	if (!si->si_pod && rc == -SLIM_ERRNO_MISS && len >= sizeof(struct sockaddr_in) &&
+	    ((const struct sockaddr *)addr)->sa_family == AF_INET) {
+		int action = connect_ask_route(addr, s, &error);
+
+		if (action == SLIM_ACT_ROUTE)
+			rc = connect(s, addr, len) < 0 ? -errno : 0;
+		else if (action == SLIM_ACT_ERROR)
+			rc = -error;
+	}
+	if (!si->si_pod && (rc == -SLIM_ERRNO_MISS || rc == -SLIM_ERRNO_FALLBACK))
+		rc = -ECONNREFUSED;
+	call_reply(c, 0, rc);
 }
 
 /*
@@ -236,6 +253,6 @@ void connect_trap(struct sup_call *c)
 	close(g);
 	return;
 self:
-	connect_self(c, s, &ss, len);
+	connect_self(c, s, &si, &ss, len);
 	close(s);
 }
