@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Programs the shim cannot reach go over slim under the seccomp supervisor (slim-supervise): a
+# Go net/http server and client built here from source with Debian's golang-go (CGO_ENABLED=0:
+# static), across hosts and on one host, 200 requests 20 at a time, a new connection each, every
+# byte checked; the servers' hosts must have accepted them with a valid identity and the packet
+# overlay must not have carried the bytes. A static C program checks blocking connect/accept and
+# a socket put in an epoll set before connect. Then the attacks: a supervised program racing
+# the address it connects to against a service on the host's loopback, and a connected governed
+# socket sent elsewhere after connect(AF_UNSPEC), get nothing the overlay would not give them.
+# timeout: 240
+. "$(dirname "$0")/../lib.sh"
+need_root
+need_cmd jq go readelf python3
+[ -x "$BIN/slim-supervise" ] && [ -x "$BIN/slimrouterd" ] && [ -x "$PROGS/sup_static" ] ||
+	skip "slim-supervise, the router or tests/progs/sup_static not built"
+
+log "building the Go server and client (static)"
+GO=$TMP/gohttp
+(cd "$TOP/tests/apps/gohttp" && env GOCACHE="$TMP/go-cache" GOPATH="$TMP/go-path" \
+	GOFLAGS= GOPROXY=off CGO_ENABLED=0 go build -o "$GO" .) || fail "go build"
+readelf -lW "$GO" | grep -q 'program interpreter' && fail "$GO is not static"
+
+lab_up >/dev/null
+S1=/run/slim/$PREFIX/h1/router.sock S2=/run/slim/$PREFIX/h2/router.sock
+kernel() { "$BIN/slimctl" -s "$1" --json status | jq ".governance.kernel.$2"; }
+overlay_tx() { in_ns "$1" cat /sys/class/net/flannel.1/statistics/tx_bytes; }
+srv2=$(addr h2/p1) srv1=$(addr h1/p2) cli=$(addr h1/p1)
+
+bg go2 h2/p1 --supervise "$GO" server :8080
+bg go1 h1/p2 --supervise "$GO" server :8080
+wait_for 10 listening h2/p1 8080
+wait_for 10 listening h1/p2 8080
+wait_for 10 sh -c "'$BIN/slimctl' -s '$S2' listeners | grep -q ':8080 '"
+wait_for 10 sh -c "'$BIN/slimctl' -s '$S1' listeners | grep -q ':8080 '"
+
+log "Go client -> Go server across hosts, both supervised"
+a0=$(kernel "$S2" accept_ok) c0=$(kernel "$S1" connect_ok) tx0=$(overlay_tx h2)
+out=$(in_sup h1/p1 "$GO" client "http://$srv2:8080/bytes/100000" 200 20)
+log "  $out"
+grep -q "^ok 200 failed 0 peers $cli rate" <<<"$out" || fail "cross-host answers: $out"
+assert_ge "$(( $(kernel "$S2" accept_ok) - a0 ))" 200 "connections h2 accepted over slim"
+assert_ge "$(( $(kernel "$S1" connect_ok) - c0 ))" 200 "connects h1's kernel routed over slim"
+tx=$(( $(overlay_tx h2) - tx0 ))
+[ "$tx" -lt 2000000 ] || fail "the overlay carried $tx bytes from h2 (20 MB of answers expected over slim)"
+
+log "Go client -> Go server on one host, both supervised"
+a0=$(kernel "$S1" accept_ok)
+out=$(in_sup h1/p1 "$GO" client "http://$srv1:8080/bytes/100000" 200 20)
+log "  $out"
+grep -q "^ok 200 failed 0 peers $cli rate" <<<"$out" || fail "same-host answers: $out"
+assert_ge "$(( $(kernel "$S1" accept_ok) - a0 ))" 200 "connections h1 accepted over slim"
+
+log "--slim picks the supervisor for a static binary; shimmed and plain clients reach the server"
+out=$("$SLIMLAB" exec --prefix "$PREFIX" --slim h1/p1 -- "$GO" client "http://$srv2:8080/bytes/5000" 20 5)
+grep -q "^ok 20 failed 0 peers $cli" <<<"$out" || fail "--slim, static: $out"
+a0=$(kernel "$S2" accept_ok)
+got=$(in_slim h1/p1 curl -sS "http://$srv2:8080/bytes/26" | od -An -c | tr -d ' \n')
+assert_eq "$got" "abcdefghijklmnopqrstuvwxyz" "a shimmed curl's answer"
+assert_ge "$(( $(kernel "$S2" accept_ok) - a0 ))" 1 "the shimmed curl's connection over slim"
+out=$(in_ns h1/p2 "$GO" client "http://$srv2:8080/bytes/5000" 20 5)
+grep -q "^ok 20 failed 0 peers $srv1" <<<"$out" || fail "plain client over the overlay: $out"
+
+log "a static C program: blocking accept and connect, epoll registration made before connect"
+bg st h2/p2 --supervise "$PROGS/sup_static" server 7000 1000
+wait_for 10 listening h2/p2 7000
+wait_for 10 sh -c "'$BIN/slimctl' -s '$S2' listeners | grep -q ':7000 '"
+st=$(addr h2/p2)
+a0=$(kernel "$S2" accept_ok)
+out=$(in_sup h1/p1 "$PROGS/sup_static" client "$st" 7000 hello$$)
+assert_eq "$out" "echo:hello$$ peer:$cli name:$st" "blocking connect and accept"
+out=$(in_sup h1/p1 "$PROGS/sup_static" epoll "$st" 7000 ep$$)
+assert_eq "$out" "epoll ok echo:ep$$ peer:$cli name:$st" "epoll set made before connect"
+assert_ge "$(( $(kernel "$S2" accept_ok) - a0 ))" 2 "the static program's connections over slim"
+out=$(in_ns h1/p2 "$PROGS/sup_static" client "$st" 7000 plain)
+assert_eq "$out" "echo:plain peer:$srv1 name:$st" "a plain client of the blocking server"
+
+log "attacks: racing the address, connect(AF_UNSPEC) on a governed socket"
+bg secret h1 python3 -c '
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 9999)); s.listen(64)
+while True:
+    c, _ = s.accept(); c.sendall(b"SECRET\n"); c.close()'
+wait_for 10 listening h1 9999
+in_ns h1 python3 -c 'import socket; print(socket.create_connection(("127.0.0.1", 9999)).recv(16).decode().strip())' |
+	grep -q SECRET || fail "the secret service does not answer on h1 itself"
+out=$(in_sup h1/p1 "$PROGS/sup_static" race "$st" 7000 9999 300)
+log "  $out"
+grep -q "^race: secret 0 other [1-9]" <<<"$out" || fail "the race: $out"
+out=$(in_sup h1/p1 "$PROGS/sup_static" unspec "$st" 7000 9999)
+log "  $out"
+grep -q "^unspec: Connection refused" <<<"$out" || fail "connect(AF_UNSPEC), then elsewhere: $out"
+log "ok"
