@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: MIT
 /*
  * listen() and accept(). The app's listen happens (done here, on our copy of its socket: the
- * same file), so its pod listener keeps serving overlay clients; then the router is asked for a
- * host listener as the shim asks (LISTEN_REQ, the app's listener as proof). Slim clients arrive
- * on the host listener, which the app does not know: the supervisor rings its doorbell — the
- * host listener is added to every epoll instance the app put its listener in, with the same
- * events and data, so the app's event loop wakes and calls accept — and traps accept/accept4
- * on that listener: a host connection is handed over with ADDFD (SEND: the descriptor is the
- * call's answer), the peer's overlay name written to the app's buffer; with none queued the
- * app's own accept runs (CONTINUE: nothing was read from the app, so nothing to race).
+ * same file), so its pod listener keeps serving overlay clients. Slim clients would arrive on a
+ * host listener, which the app does not know of, so one is asked for (LISTEN_REQ, the app's
+ * listener as proof, as the shim asks) only once the app can be woken for it, at an accept:
+ * when its listener is in epoll instances, the supervisor rings the doorbell — the host listener
+ * goes into them with the same events and data, so the app's event loop wakes and calls accept;
+ * when the app blocks in accept (a blocking listener with nothing pending), the worker waits on
+ * both. A listener only polled with poll/select is never woken by a host listener: it stays on
+ * the overlay. accept/accept4 on such a listener are trapped: a host connection is handed over
+ * with ADDFD (SEND: the descriptor is the call's answer), the peer's overlay name written to the
+ * app's buffer; with none queued the app's own accept runs (CONTINUE: nothing was read from the
+ * app, so nothing to race).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,11 +33,19 @@
 
 /* A pod listener of the app with a host listener of ours. Entries stay for the supervisor's life
  * (the app's close is not trapped); a closed listener's inode is never seen again. */
+enum listen_state {
+	LISTEN_PENDING, /* no host listener yet: the app has not shown how it waits */
+	LISTEN_ASKING,  /* a worker is asking the router */
+	LISTEN_READY,   /* le_host_fd serves slim clients */
+	LISTEN_OVERLAY, /* the router said no: overlay only */
+};
+
 struct listen_entry {
 	unsigned long le_ino; /* the app's listening socket */
 	int le_host_fd;
-	bool le_v6;       /* a dual-stack AF_INET6 listener: peers go out as ::ffff:a.b.c.d */
-	bool le_doorbell; /* the host listener is in the app's epoll instances */
+	int le_backlog;
+	int le_domain;
+	enum listen_state le_state;
 	int le_stash[LISTEN_STASH]; /* accepted, but the app's call went away before the handover */
 	int le_nstash;
 };
@@ -81,7 +92,7 @@ static int listen_ipv4(int s, int domain, struct sockaddr_in *out)
 }
 
 /* Asks the router for the host side of listener s. The host listener, or -errno. */
-static int listen_ask_router(int s, const struct sock_info *si, int backlog)
+static int listen_ask_router(int s, int domain, int backlog)
 {
 	struct slim_listen_req req = {.hdr.type = SLIM_MSG_LISTEN_REQ};
 	struct slim_listen_rep rep;
@@ -89,9 +100,9 @@ static int listen_ask_router(int s, const struct sock_info *si, int backlog)
 	unsigned nfds;
 	int n, host_fd, err;
 
-	if (listen_ipv4(s, si->si_domain, &sin) < 0)
+	if (listen_ipv4(s, domain, &sin) < 0)
 		return -EAFNOSUPPORT;
-	n = options_changed(s, si->si_domain, req.opts, SLIM_MAX_SOCKOPTS);
+	n = options_changed(s, domain, req.opts, SLIM_MAX_SOCKOPTS);
 	if (n < 0)
 		return n;
 	req.nopts = (uint16_t)n;
@@ -115,8 +126,9 @@ static int listen_ask_router(int s, const struct sock_info *si, int backlog)
 void listen_trap(struct sup_call *c)
 {
 	int appfd = (int)c->sn.data.args[0], backlog = (int)c->sn.data.args[1];
+	struct sockaddr_in sin;
 	struct sock_info si;
-	int s = call_getfd(c, appfd), host_fd, rc;
+	int s = call_getfd(c, appfd), rc;
 
 	if (s < 0) {
 		if (s != -ENOENT)
@@ -125,22 +137,14 @@ void listen_trap(struct sup_call *c)
 	}
 	rc = listen(s, backlog) < 0 ? -errno : 0;
 	if (rc == 0 && sock_info(s, &si) == 0 && si.si_pod && si.si_type == SOCK_STREAM &&
-	    si.si_protocol == IPPROTO_TCP && (si.si_domain == AF_INET || si.si_domain == AF_INET6)) {
+	    si.si_protocol == IPPROTO_TCP && (si.si_domain == AF_INET || si.si_domain == AF_INET6) &&
+	    listen_ipv4(s, si.si_domain, &sin) == 0) {
 		pthread_mutex_lock(&listen_lock);
-		bool known = listen_find(si.si_ino) != NULL;
-		pthread_mutex_unlock(&listen_lock);
-
-		host_fd = known ? -EEXIST : listen_ask_router(s, &si, backlog);
-		pthread_mutex_lock(&listen_lock);
-		if (host_fd >= 0 && listen_n < LISTEN_MAX) {
+		if (!listen_find(si.si_ino) && listen_n < LISTEN_MAX)
 			listen_table[listen_n++] = (struct listen_entry){
-				.le_ino = si.si_ino, .le_host_fd = host_fd,
-				.le_v6 = si.si_domain == AF_INET6};
-			host_fd = -1;
-		}
+				.le_ino = si.si_ino, .le_host_fd = -1, .le_backlog = backlog,
+				.le_domain = si.si_domain, .le_state = LISTEN_PENDING};
 		pthread_mutex_unlock(&listen_lock);
-		if (host_fd >= 0)
-			close(host_fd);
 	}
 	call_reply(c, 0, rc);
 	close(s);
@@ -158,7 +162,7 @@ static int listen_write_peer(struct sup_call *c, int child, bool v6)
 
 	if (!uaddr)
 		return 0;
-	if (getpeername(child, (struct sockaddr *)&sin, &len) < 0)
+	if (getpeername(child, (struct sockaddr *)&sin, &len) < 0) /* unnamed: as the kernel does */
 		memset(&sin, 0, sizeof(sin)), sin.sin_family = AF_INET;
 	if (v6) {
 		sin6.sin6_port = sin.sin_port;
@@ -207,20 +211,41 @@ static void listen_stash(struct listen_entry *e, int child)
 		close(child);
 }
 
-/* Rings the doorbell once the app has its listener in an epoll instance. */
-static void listen_doorbell(struct sup_call *c, struct listen_entry *e, int appfd)
+/*
+ * At an accept on a listener without a host side: get one if the app can be woken for it — its
+ * listener is in epoll instances (the doorbell then rings there), or it blocks in accept (a
+ * blocking listener with nothing pending: a select()-then-accept server always has something
+ * pending when it calls accept).
+ */
+static void listen_prepare(struct sup_call *c, struct listen_entry *e, int s,
+			   const struct sock_info *si, int appfd)
 {
 	struct epoll_reg regs[EPOLL_MAX_REGS];
-	int n;
+	struct pollfd p = {.fd = s, .events = POLLIN};
+	int n, host_fd;
 
-	if (__atomic_load_n(&e->le_doorbell, __ATOMIC_ACQUIRE))
+	pthread_mutex_lock(&listen_lock);
+	if (e->le_state != LISTEN_PENDING) {
+		pthread_mutex_unlock(&listen_lock);
 		return;
+	}
+	e->le_state = LISTEN_ASKING;
+	pthread_mutex_unlock(&listen_lock);
 	n = epoll_find(c, appfd, e->le_ino, regs, EPOLL_MAX_REGS);
-	if (n > 0 && !__atomic_exchange_n(&e->le_doorbell, true, __ATOMIC_ACQ_REL)) {
-		n = epoll_add(c, e->le_host_fd, appfd, regs, n, false);
+	if (n == 0 && (si->si_nonblock || poll(&p, 1, 0) != 0)) {
+		__atomic_store_n(&e->le_state, LISTEN_PENDING, __ATOMIC_RELEASE);
+		return;
+	}
+	host_fd = listen_ask_router(s, e->le_domain, e->le_backlog);
+	if (host_fd >= 0 && n > 0) {
+		n = epoll_add(c, host_fd, appfd, regs, n, false);
 		sup_log("accept: pid %u fd %d: host listener in %d epoll instance(s)", c->sn.pid,
 			appfd, n);
 	}
+	pthread_mutex_lock(&listen_lock);
+	e->le_host_fd = host_fd;
+	e->le_state = host_fd >= 0 ? LISTEN_READY : LISTEN_OVERLAY;
+	pthread_mutex_unlock(&listen_lock);
 }
 
 /* Blocking listener, nothing queued anywhere: wait for either side (SO_RCVTIMEO honoured).
@@ -268,16 +293,22 @@ void listen_trap_accept(struct sup_call *c, bool accept4)
 	pthread_mutex_lock(&listen_lock);
 	e = sock_info(s, &si) == 0 ? listen_find(si.si_ino) : NULL;
 	pthread_mutex_unlock(&listen_lock);
-	if (!e) {
+	if (!e || e->le_state == LISTEN_OVERLAY) {
 		close(s);
 		call_continue(c);
 		return;
 	}
-	listen_doorbell(c, e, appfd);
+	if (__atomic_load_n(&e->le_state, __ATOMIC_ACQUIRE) == LISTEN_PENDING)
+		listen_prepare(c, e, s, &si, appfd);
+	if (__atomic_load_n(&e->le_state, __ATOMIC_ACQUIRE) != LISTEN_READY) {
+		close(s);
+		call_continue(c);
+		return;
+	}
 	for (;;) {
 		child = listen_take(e, flags);
 		if (child >= 0) {
-			rc = listen_write_peer(c, child, e->le_v6);
+			rc = listen_write_peer(c, child, e->le_domain == AF_INET6);
 			if (rc == 0)
 				rc = call_addfd(c, child, -1, flags & SOCK_CLOEXEC, true);
 			if (rc >= 0)
