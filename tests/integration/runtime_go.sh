@@ -11,7 +11,7 @@
 # timeout: 240
 . "$(dirname "$0")/../lib.sh"
 need_root
-need_cmd jq go readelf python3
+need_cmd jq go readelf python3 iperf3
 [ -x "$BIN/slim-supervise" ] && [ -x "$BIN/slimrouterd" ] && [ -x "$PROGS/sup_static" ] ||
 	skip "slim-supervise, the router or tests/progs/sup_static not built"
 
@@ -74,6 +74,12 @@ assert_eq "$out" "epoll ok echo:ep$$ peer:$cli name:$st" "epoll set made before 
 assert_ge "$(( $(kernel "$S2" accept_ok) - a0 ))" 2 "the static program's connections over slim"
 out=$(in_ns h1/p2 "$PROGS/sup_static" client "$st" 7000 plain)
 assert_eq "$out" "echo:plain peer:$srv1 name:$st" "a plain client of the blocking server"
+
+log "a server that waits in select() (iperf3) under the supervisor: its slim clients never wait"
+bg ipf h2/p2 --supervise iperf3 -s -p 5201
+wait_for 10 listening h2/p2 5201
+out=$(in_slim h1/p1 timeout 20 iperf3 -c "$st" -p 5201 -n 4M 2>&1) || fail "iperf3 client: $out"
+grep -q "receiver" <<<"$out" || fail "iperf3 client: $out"
 
 log "attacks: racing the address, connect(AF_UNSPEC) on a governed socket"
 bg secret h1 python3 -c '
