@@ -81,6 +81,15 @@ wait_for 10 listening h2/p2 5201
 out=$(in_slim h1/p1 timeout 20 iperf3 -c "$st" -p 5201 -n 4M 2>&1) || fail "iperf3 client: $out"
 grep -q "receiver" <<<"$out" || fail "iperf3 client: $out"
 
+log "a supervisor that dies: its program's later connects fail (ENOSYS), they do not hang"
+"$SLIMLAB" exec --prefix "$PREFIX" --supervise h1/p1 -- sh -c \
+	"sleep 1; exec '$PROGS/sup_static' client '$st' 7000 orphan" >"$TMP/orphan.log" 2>&1 &
+sup=$!
+cleanup "kill_tree $sup"
+sleep 0.3
+kill -9 "$sup"
+wait_for 10 grep -q "connect: Function not implemented" "$TMP/orphan.log"
+
 log "attacks: racing the address, connect(AF_UNSPEC) on a governed socket"
 bg secret h1 python3 -c '
 import socket
