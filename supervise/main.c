@@ -12,11 +12,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
 #include "msg.h"
 #include "supervise.h"
+
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS /* Linux 6.6; not yet in every libc's headers */
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS    SECCOMP_IOW(4, __u64)
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
 
 struct sup_config sup_config;
 static pid_t sup_child;
@@ -144,6 +150,10 @@ int main(int argc, char **argv)
 	n = slim_msg_recv(sp[0], &status, sizeof(status), &fd, 0);
 	close(sp[0]);
 	if (n == sizeof(status) && fd >= 0) {
+		/* The app's thread waits while a worker answers: wake each other on one CPU rather
+		 * than through the scheduler's load balancing (older kernels: not available). */
+		if (ioctl(fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) < 0)
+			sup_log("no synchronous wake-ups: %s", strerror(errno));
 		worker_start(fd);
 		sup_log("supervising pid %d (%s)", (int)sup_child, argv[optind]);
 	} else {
