@@ -3,7 +3,9 @@
  * The socket options an app set on its socket before connect or listen. The shim records them
  * as the app sets them; the supervisor does not trap setsockopt (every trapped call costs ~20 us),
  * so it reads each option of the allowlist (common/sockopt_list.h) from the app's socket and
- * keeps those that differ from a fresh socket's: what the app changed.
+ * keeps those that differ from a fresh socket's: what the app changed. An option set to its
+ * default value is not seen; the one difference that makes is SO_RCVBUF/SO_SNDBUF set to the
+ * default, which on the app's socket would also have turned buffer autotuning off.
  */
 #include <errno.h>
 #include <pthread.h>

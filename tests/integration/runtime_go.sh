@@ -61,6 +61,11 @@ assert_ge "$(( $(kernel "$S2" accept_ok) - a0 ))" 1 "the shimmed curl's connecti
 out=$(in_ns h1/p2 "$GO" client "http://$srv2:8080/bytes/5000" 20 5)
 grep -q "^ok 20 failed 0 peers $srv1" <<<"$out" || fail "plain client over the overlay: $out"
 
+out=$("$SLIMLAB" exec --prefix "$PREFIX" h1 -- "$BIN/slim-supervise" -s "$S1" -- \
+	"$GO" client "http://$srv2:8080/bytes/5000" 20 5)
+grep -q "^ok 20 failed 0 peers 10\.244\.1\.0 " <<<"$out" ||
+	fail "supervised outside a pod (the router gives it nothing): $out"
+
 log "a static C program: blocking accept and connect, epoll registration made before connect"
 bg st h2/p2 --supervise "$PROGS/sup_static" server 7000 1000
 wait_for 10 listening h2/p2 7000
