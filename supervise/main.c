@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -115,10 +116,17 @@ static void child_run(int sock, char **cmd)
 	_exit(127);
 }
 
+static volatile sig_atomic_t sup_child_done;
+
 static void forward_signal(int sig)
 {
-	if (sup_child > 0)
+	if (!sup_child_done) {
 		kill(sup_child, sig);
+		return;
+	}
+	/* CMD is gone, only processes it left behind remain: the signal is the supervisor's. */
+	signal(sig, SIG_DFL);
+	raise(sig);
 }
 
 int main(int argc, char **argv)
@@ -142,6 +150,7 @@ int main(int argc, char **argv)
 		child_run(sp[1], argv + optind);
 	}
 	close(sp[1]);
+	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
@@ -161,8 +170,22 @@ int main(int argc, char **argv)
 			n == sizeof(status) && status < 0 ? strerror(-status) : "no filter",
 			argv[optind]);
 	}
-	while (waitpid(sup_child, &status, 0) < 0) {
-		if (errno != EINTR) {
+	/*
+	 * Serve until every process of CMD's tree is gone, not only CMD: a daemon it started is
+	 * filtered too, and without the supervisor its connects would fail. As a subreaper, the
+	 * supervisor inherits every orphan of the tree, so "no child left" means exactly that.
+	 */
+	for (;;) {
+		int st;
+		pid_t pid = waitpid(-1, &st, 0);
+
+		if (pid == sup_child) {
+			status = st;
+			sup_child_done = 1;
+		}
+		if (pid < 0 && errno == ECHILD)
+			break;
+		if (pid < 0 && errno != EINTR) {
 			perror("slim-supervise: waitpid");
 			return 1;
 		}
