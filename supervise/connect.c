@@ -95,12 +95,14 @@ static void connect_self(struct sup_call *c, int s, const struct sock_info *si, 
 /*
  * Connects governed socket g to dst: the kernel's connect program routes it, or says the router
  * must be asked (a miss: ask once, connect again), or that the overlay carries it, or that policy
- * refuses. 0 (connected or in progress), 1 (take the overlay), or -errno for the app.
+ * refuses. 0 (connected or in progress), 1 (take the overlay; *unused: g is as it came from the
+ * pool, refused by the connect program before anything happened), or -errno for the app.
  */
-static int connect_governed(int g, const struct sockaddr_in *dst)
+static int connect_governed(int g, const struct sockaddr_in *dst, bool *unused)
 {
 	int error = 0, action;
 
+	*unused = false;
 	for (int attempt = 0;; attempt++) {
 		if (connect(g, (const struct sockaddr *)dst, sizeof(*dst)) == 0 || errno == EINPROGRESS)
 			return 0;
@@ -108,10 +110,12 @@ static int connect_governed(int g, const struct sockaddr_in *dst)
 			action = connect_ask_route(dst, g, &error);
 			if (action == SLIM_ACT_ROUTE)
 				continue;
+			*unused = action != SLIM_ACT_ERROR;
 			return action == SLIM_ACT_ERROR ? -error : 1;
 		}
 		if (errno == ECONNREFUSED)
 			return -ECONNREFUSED; /* the pod's verdict in the kernel: policy refuses */
+		*unused = errno == SLIM_ERRNO_FALLBACK || errno == SLIM_ERRNO_MISS;
 		return 1;
 	}
 }
@@ -178,11 +182,12 @@ void connect_trap(struct sup_call *c)
 {
 	int appfd = (int)c->sn.data.args[0];
 	socklen_t len = (socklen_t)c->sn.data.args[2];
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss = {0};
 	struct sockaddr_in dst;
 	struct sock_info si;
 	struct slim_sockopt opts[SLIM_MAX_SOCKOPTS];
 	int s, g, rc, nopts;
+	bool unused;
 
 	if (len < sizeof(sa_family_t) || len > sizeof(ss)) {
 		call_continue(c); /* nothing read: the kernel says EINVAL */
@@ -219,12 +224,12 @@ void connect_trap(struct sup_call *c)
 		close(g);
 		goto self;
 	}
-	rc = connect_governed(g, &dst);
+	rc = connect_governed(g, &dst, &unused);
 	if (rc > 0) {
-		if (nopts)
-			close(g);
+		if (unused && !nopts)
+			pool_put(g); /* back, unless it carries the app's options */
 		else
-			pool_put(g);
+			close(g);
 		sup_log("connect: pid %u fd %d -> %s:%u: overlay", c->sn.pid, appfd,
 			inet_ntoa(dst.sin_addr), ntohs(dst.sin_port));
 		goto self;
