@@ -25,6 +25,7 @@
 
 #include "proto.h"
 #include "msg.h"
+#include "sockname.h"
 #include "supervise.h"
 
 #define LISTEN_MAX        256
@@ -72,23 +73,12 @@ static int listen_ipv4(int s, int domain, struct sockaddr_in *out)
 {
 	struct sockaddr_in6 sa;
 	socklen_t len = sizeof(sa);
-	int v6only = 1;
-	socklen_t olen = sizeof(v6only);
 
 	if (getsockname(s, (struct sockaddr *)&sa, &len) < 0 || sa.sin6_family != domain)
 		return -1;
-	if (domain == AF_INET) {
-		memcpy(out, &sa, sizeof(*out));
-		return 0;
-	}
-	*out = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = sa.sin6_port};
-	if (IN6_IS_ADDR_V4MAPPED(&sa.sin6_addr)) {
-		memcpy(&out->sin_addr, &sa.sin6_addr.s6_addr[12], 4);
-		return 0;
-	}
-	if (!IN6_IS_ADDR_UNSPECIFIED(&sa.sin6_addr) ||
-	    getsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &olen) < 0 || v6only)
-		return -1;
+	if (domain == AF_INET6)
+		return slim_sockname_ipv4_of_v6(s, &sa, out);
+	memcpy(out, &sa, sizeof(*out));
 	return 0;
 }
 
