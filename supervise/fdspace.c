@@ -67,3 +67,8 @@ int fdspace_borrow(int appfd, int src, int (*fn)(int fd, void *arg), void *arg)
 	pthread_mutex_unlock(&fdspace_lock);
 	return rc;
 }
+
+int fdspace_retire(int fd)
+{
+	return dup3(fdspace_null, fd, O_CLOEXEC) < 0 ? -errno : 0;
+}

@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -32,8 +33,9 @@
 #define LISTEN_STASH      8
 #define LISTEN_SLICE_MS   100
 
-/* A pod listener of the app with a host listener of ours. Entries stay for the supervisor's life
- * (the app's close is not trapped); a closed listener's inode is never seen again. */
+/* A pod listener of the app, and the host listener of ours that goes with it. close() is not
+ * trapped: the sweep notices a listener the app closed (its inode no longer listens) and lets
+ * go of the host side, so slim clients are refused as overlay ones are, never left waiting. */
 enum listen_state {
 	LISTEN_PENDING, /* no host listener yet: the app has not shown how it waits */
 	LISTEN_ASKING,  /* a worker is asking the router */
@@ -56,6 +58,8 @@ static struct listen_entry listen_table[LISTEN_MAX];
 static int listen_n;
 static pthread_mutex_t listen_lock = PTHREAD_MUTEX_INITIALIZER;
 
+#define LISTEN_SWEEP_S 1
+
 static struct listen_entry *listen_find(unsigned long ino)
 {
 	for (int i = 0; i < listen_n; i++) {
@@ -63,6 +67,16 @@ static struct listen_entry *listen_find(unsigned long ino)
 			return &listen_table[i];
 	}
 	return NULL;
+}
+
+/* A free entry (ino 0: swept), or a new one; NULL when the table is full. Under listen_lock. */
+static struct listen_entry *listen_slot(void)
+{
+	struct listen_entry *e = listen_find(0);
+
+	if (!e && listen_n < LISTEN_MAX)
+		e = &listen_table[listen_n++];
+	return e;
 }
 
 /*
@@ -130,9 +144,11 @@ void listen_trap(struct sup_call *c)
 	if (rc == 0 && sock_info(s, &si) == 0 && si.si_pod && si.si_type == SOCK_STREAM &&
 	    si.si_protocol == IPPROTO_TCP && (si.si_domain == AF_INET || si.si_domain == AF_INET6) &&
 	    listen_ipv4(s, si.si_domain, &sin) == 0) {
+		struct listen_entry *e;
+
 		pthread_mutex_lock(&listen_lock);
-		if (!listen_find(si.si_ino) && listen_n < LISTEN_MAX)
-			listen_table[listen_n++] = (struct listen_entry){
+		if (!listen_find(si.si_ino) && (e = listen_slot()))
+			*e = (struct listen_entry){
 				.le_ino = si.si_ino, .le_host_fd = -1, .le_backlog = backlog,
 				.le_domain = si.si_domain, .le_state = LISTEN_PENDING};
 		pthread_mutex_unlock(&listen_lock);
@@ -336,4 +352,84 @@ void listen_trap_accept(struct sup_call *c, bool accept4)
 		}
 	}
 	close(s);
+}
+
+/* Adds the inodes of the listening sockets in /proc/self/net/FILE (the pod's namespace). */
+static int listen_sweep_read(const char *file, unsigned long *inos, int n, int max)
+{
+	char line[512];
+	FILE *f = fopen(file, "re");
+
+	if (!f)
+		return -1;
+	while (n < max && fgets(line, sizeof(line), f)) {
+		unsigned st;
+		unsigned long ino;
+
+		/* sl local rem st tx:rx tr:tm retrnsmt uid timeout inode */
+		if (sscanf(line, "%*s %*s %*s %x %*s %*s %*s %*s %*s %lu", &st, &ino) == 2 &&
+		    st == 0x0a)
+			inos[n++] = ino;
+	}
+	fclose(f);
+	return n;
+}
+
+static bool listen_sweep_has(const unsigned long *inos, int n, unsigned long ino)
+{
+	for (int i = 0; i < n; i++) {
+		if (inos[i] == ino)
+			return true;
+	}
+	return false;
+}
+
+static void *listen_sweep(void *unused)
+{
+	static unsigned long known[LISTEN_MAX], inos[4096];
+
+	for (;;) {
+		int nknown = 0, n;
+
+		sleep(LISTEN_SWEEP_S);
+		/* Entries made before the listing below: each listened when it was made. */
+		pthread_mutex_lock(&listen_lock);
+		for (int i = 0; i < listen_n; i++)
+			known[nknown++] = listen_table[i].le_ino;
+		pthread_mutex_unlock(&listen_lock);
+		n = listen_sweep_read("/proc/self/net/tcp", inos, 0, 4096);
+		n = n < 0 ? -1 : listen_sweep_read("/proc/self/net/tcp6", inos, n, 4096);
+		if (n < 0 || n == 4096)
+			continue; /* cannot tell: keep everything */
+		for (int i = 0; i < nknown; i++) {
+			struct listen_entry *e;
+
+			if (!known[i] || listen_sweep_has(inos, n, known[i]))
+				continue;
+			pthread_mutex_lock(&listen_lock);
+			e = listen_find(known[i]);
+			if (e) {
+				if (e->le_host_fd >= 0)
+					fdspace_retire(e->le_host_fd);
+				while (e->le_nstash > 0)
+					close(e->le_stash[--e->le_nstash]);
+				e->le_ino = 0;
+				e->le_state = LISTEN_OVERLAY;
+				sup_log("listener inode %lu closed: host side let go", known[i]);
+			}
+			pthread_mutex_unlock(&listen_lock);
+		}
+	}
+	return NULL;
+}
+
+void listen_sweep_start(void)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_create(&t, &attr, listen_sweep, NULL);
+	pthread_attr_destroy(&attr);
 }

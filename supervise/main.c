@@ -164,6 +164,7 @@ int main(int argc, char **argv)
 		if (ioctl(fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) < 0)
 			sup_log("no synchronous wake-ups: %s", strerror(errno));
 		worker_start(fd);
+		listen_sweep_start();
 		sup_log("supervising pid %d (%s)", (int)sup_child, argv[optind]);
 	} else {
 		fprintf(stderr, "slim-supervise: not supervised (%s): %s runs on the overlay\n",

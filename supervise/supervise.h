@@ -64,6 +64,9 @@ void fdspace_init(void);
  * an epoll registration we make carries the app's number). fn's result, or -EBADF when appfd is
  * not a number we can borrow. */
 int fdspace_borrow(int appfd, int src, int (*fn)(int fd, void *arg), void *arg);
+/* Closes what our descriptor fd refers to while keeping the number taken (by /dev/null), so a
+ * thread still using the number gets an error, never another descriptor made meanwhile. */
+int fdspace_retire(int fd);
 
 /* ---- link.c: the router, as the shim talks to it (one connection per worker thread) ---- */
 /* Request/reply on this thread's connection, pass_fd attached; the reply's descriptors (at
@@ -116,5 +119,7 @@ void connect_trap(struct sup_call *c);
 /* ---- listen.c ---- */
 void listen_trap(struct sup_call *c);
 void listen_trap_accept(struct sup_call *c, bool accept4);
+/* Starts the thread that lets go of the host side of listeners the app has closed. */
+void listen_sweep_start(void);
 
 #endif /* SLIM_SUPERVISE_H */

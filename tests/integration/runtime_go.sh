@@ -80,6 +80,16 @@ assert_ge "$(( $(kernel "$S2" accept_ok) - a0 ))" 2 "the static program's connec
 out=$(in_ns h1/p2 "$PROGS/sup_static" client "$st" 7000 plain)
 assert_eq "$out" "echo:plain peer:$srv1 name:$st" "a plain client of the blocking server"
 
+log "a listener the app closes: the supervisor lets its host side go, clients are refused"
+bg lg h2/p2 --supervise "$PROGS/sup_static" server 7010 1 linger
+wait_for 10 listening h2/p2 7010
+out=$(in_sup h1/p1 "$PROGS/sup_static" client "$st" 7010 once)
+assert_eq "$out" "echo:once peer:$cli name:$st" "the lingering server's one connection"
+wait_for 10 grep -q closed "$TMP/lg.log"
+wait_for 10 sh -c "! '$BIN/slimctl' -s '$S2' listeners | grep -q ':7010 '"
+out=$(in_sup h1/p1 timeout 10 "$PROGS/sup_static" client "$st" 7010 again 2>&1 || true)
+assert_eq "$out" "connect: Connection refused" "a client of the closed listener"
+
 log "a server that waits in select() (iperf3) under the supervisor: its slim clients never wait"
 bg ipf h2/p2 --supervise iperf3 -s -p 5201
 wait_for 10 listening h2/p2 5201

@@ -2,8 +2,9 @@
 /*
  * A static program for tests/integration/runtime_go.sh: LD_PRELOAD cannot reach it, so only the
  * supervisor (slim-supervise) can give it slim. Built with -static (tests/Makefile).
- *   sup_static server PORT N           blocking listen/accept, N connections: reads a line,
- *                                      answers "echo:LINE peer:IP" (the peer accept reported)
+ *   sup_static server PORT N [linger]  blocking listen/accept, N connections: reads a line,
+ *                                      answers "echo:LINE peer:IP" (the peer accept reported);
+ *                                      with linger, then closes the listener and sleeps 60 s
  *   sup_static client IP PORT MSG      blocking connect; prints the answer and "name:IP" from
  *                                      getpeername
  *   sup_static epoll IP PORT MSG       non-blocking socket put in an epoll set before connect;
@@ -24,6 +25,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +44,7 @@ static struct sockaddr_in addr_of(const char *ip, const char *port)
 	return sin;
 }
 
-static int serve(int port, int n)
+static int serve(int port, int n, bool linger)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	int one = 1, l = socket(AF_INET, SOCK_STREAM, 0);
@@ -74,6 +76,11 @@ static int serve(int port, int n)
 		if (write(c, out, strlen(out)) < 0)
 			perror("write");
 		close(c);
+	}
+	if (linger) {
+		close(l);
+		printf("closed\n");
+		sleep(60);
 	}
 	return 0;
 }
@@ -220,8 +227,8 @@ static int unspec(const char *ip, const char *port, const char *secret)
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (argc == 4 && !strcmp(argv[1], "server"))
-		return serve(atoi(argv[2]), atoi(argv[3]));
+	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "server"))
+		return serve(atoi(argv[2]), atoi(argv[3]), argc == 5 && !strcmp(argv[4], "linger"));
 	if (argc == 5 && !strcmp(argv[1], "client"))
 		return client(argv[2], argv[3], argv[4]);
 	if (argc == 5 && !strcmp(argv[1], "epoll"))
