@@ -98,10 +98,13 @@ grep -q "receiver" <<<"$out" || fail "iperf3 client: $out"
 
 log "a supervisor that dies: its program's later connects fail (ENOSYS), they do not hang"
 "$SLIMLAB" exec --prefix "$PREFIX" --supervise h1/p1 -- sh -c \
-	"sleep 1; exec '$PROGS/sup_static' client '$st' 7000 orphan" >"$TMP/orphan.log" 2>&1 &
+	"echo started; sleep 1; exec '$PROGS/sup_static' client '$st' 7000 orphan" \
+	>"$TMP/orphan.log" 2>&1 &
 sup=$!
 cleanup "kill_tree $sup"
-sleep 0.3
+# Once sh runs, the exec chain slimlab -> ip netns exec -> slim-supervise is done: $sup is the
+# supervisor.
+wait_for 10 grep -q started "$TMP/orphan.log"
 kill -9 "$sup"
 wait_for 10 grep -q "connect: Function not implemented" "$TMP/orphan.log"
 
