@@ -27,20 +27,20 @@ static int epoll_known[EPOLL_KNOWN_MAX];
 static int epoll_nknown;
 static pthread_mutex_t epoll_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Under epoll_lock. */
 static void epoll_remember(int fd)
 {
-	pthread_mutex_lock(&epoll_lock);
 	for (int i = 0; i < epoll_nknown; i++) {
 		if (epoll_known[i] == fd)
-			goto out;
+			return;
 	}
-	if (epoll_nknown < EPOLL_KNOWN_MAX)
+	if (epoll_nknown < EPOLL_KNOWN_MAX) {
 		epoll_known[epoll_nknown++] = fd;
-	else /* the oldest goes: its registrations are then not restored (logged) */
-		memmove(epoll_known, epoll_known + 1, (EPOLL_KNOWN_MAX - 1) * sizeof(int)),
-			epoll_known[EPOLL_KNOWN_MAX - 1] = fd;
-out:
-	pthread_mutex_unlock(&epoll_lock);
+		return;
+	}
+	/* The oldest goes: its registrations are then not restored. */
+	memmove(epoll_known, epoll_known + 1, (EPOLL_KNOWN_MAX - 1) * sizeof(int));
+	epoll_known[EPOLL_KNOWN_MAX - 1] = fd;
 }
 
 void epoll_trap_create(struct sup_call *c)
@@ -58,12 +58,19 @@ void epoll_trap_create(struct sup_call *c)
 		call_reply(c, 0, -errno);
 		return;
 	}
+	/*
+	 * SEND answers the call as the descriptor is installed, so the app may use the instance at
+	 * once — register its listener and accept, which another worker serves: the lock makes that
+	 * worker's epoll_find wait until the number is known.
+	 */
+	pthread_mutex_lock(&epoll_lock);
 	appfd = call_addfd(c, ep, -1, flags & EPOLL_CLOEXEC, true);
-	close(ep);
-	if (appfd >= 0) {
+	if (appfd >= 0)
 		epoll_remember(appfd);
+	pthread_mutex_unlock(&epoll_lock);
+	close(ep);
+	if (appfd >= 0)
 		sup_log("pid %u: epoll instance at fd %d", c->sn.pid, appfd);
-	}
 }
 
 /* Parses the registrations in one epoll fdinfo for (appfd, ino). */
