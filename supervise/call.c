@@ -126,3 +126,32 @@ int call_fd_flags(struct sup_call *c, int fd)
 		return -EIO;
 	return (int)strtol(p + 6, NULL, 8);
 }
+
+/* One "Name:\thex" mask line of /proc/TID/status. */
+static unsigned long long call_status_mask(const char *status, const char *name)
+{
+	const char *p = strstr(status, name);
+
+	return p ? strtoull(p + strlen(name), NULL, 16) : 0;
+}
+
+bool call_signal_pending(struct sup_call *c)
+{
+	char path[64], buf[2048];
+	unsigned long long pending, blocked;
+	ssize_t n;
+	int f;
+
+	snprintf(path, sizeof(path), "/proc/%u/status", c->sn.pid);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return false;
+	n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	pending = call_status_mask(buf, "\nSigPnd:") | call_status_mask(buf, "\nShdPnd:");
+	blocked = call_status_mask(buf, "\nSigBlk:");
+	return (pending & ~blocked) != 0;
+}

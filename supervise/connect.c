@@ -22,7 +22,8 @@
 #include "proto.h"
 #include "supervise.h"
 
-#define CONNECT_SLICE_MS 100 /* how often a waiting connect checks that the app still waits */
+/* How often a waiting connect checks that the app still waits and has no signal to take. */
+#define CONNECT_SLICE_MS 10
 
 static bool connect_virtualized(uint32_t ip)
 {
@@ -73,23 +74,45 @@ static int connect_ask_route(const struct sockaddr_in *dst, int g, int *error)
  * routes it, or says the router must be asked, or refuses a destination no route leads to —
  * which the app sees as ECONNREFUSED, never as slim's internal errnos.
  */
+static void connect_wait(struct sup_call *c, int g, const void *addr, socklen_t len);
+
+/*
+ * connect() on our copy without blocking this worker in the kernel, where the app's signals
+ * could not reach it: a blocking TCP socket is made non-blocking for the call (the app's thread
+ * waits in its connect meanwhile; the flag is its own again at once). 1 = started, wait for it.
+ */
+static int connect_start(int s, const struct sock_info *si, const void *addr, socklen_t len)
+{
+	int fl, rc;
+
+	if (si->si_nonblock || si->si_type != SOCK_STREAM || (fl = fcntl(s, F_GETFL)) < 0)
+		return connect(s, addr, len) < 0 ? -errno : 0;
+	fcntl(s, F_SETFL, fl | O_NONBLOCK);
+	rc = connect(s, addr, len) < 0 ? -errno : 0;
+	fcntl(s, F_SETFL, fl);
+	return rc == -EINPROGRESS ? 1 : rc;
+}
+
 static void connect_self(struct sup_call *c, int s, const struct sock_info *si, const void *addr,
 			 socklen_t len)
 {
-	int rc = connect(s, addr, len) < 0 ? -errno : 0, error = 0;
+	int rc = connect_start(s, si, addr, len), error = 0;
 
 	if (!si->si_pod && rc == -SLIM_ERRNO_MISS && len >= sizeof(struct sockaddr_in) &&
 	    ((const struct sockaddr *)addr)->sa_family == AF_INET) {
 		int action = connect_ask_route(addr, s, &error);
 
 		if (action == SLIM_ACT_ROUTE)
-			rc = connect(s, addr, len) < 0 ? -errno : 0;
+			rc = connect_start(s, si, addr, len);
 		else if (action == SLIM_ACT_ERROR)
 			rc = -error;
 	}
 	if (!si->si_pod && (rc == -SLIM_ERRNO_MISS || rc == -SLIM_ERRNO_FALLBACK))
 		rc = -ECONNREFUSED;
-	call_reply(c, 0, rc);
+	if (rc == 1)
+		connect_wait(c, s, addr, len);
+	else
+		call_reply(c, 0, rc);
 }
 
 /*
@@ -120,8 +143,12 @@ static int connect_governed(int g, const struct sockaddr_in *dst, bool *unused)
 	}
 }
 
-/* A blocking app's connect: wait here for the governed socket, as the kernel would. */
-static void connect_wait(struct sup_call *c, int g)
+/*
+ * A blocking app's connect: wait here for socket g, as the kernel would. Once connected, one more
+ * connect() (it returns 0 at once) moves the socket to the state the kernel's own wait leaves it
+ * in, so the app's next connect says EISCONN, not 0 once more.
+ */
+static void connect_wait(struct sup_call *c, int g, const void *addr, socklen_t addrlen)
 {
 	struct timeval tv = {0};
 	socklen_t len = sizeof(tv);
@@ -140,6 +167,8 @@ static void connect_wait(struct sup_call *c, int g)
 			len = sizeof(err);
 			if (getsockopt(g, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 				err = errno;
+			if (!err && connect(g, addr, addrlen) < 0 && errno != EISCONN)
+				err = errno;
 			call_reply(c, 0, -err);
 			return;
 		}
@@ -149,6 +178,11 @@ static void connect_wait(struct sup_call *c, int g)
 		}
 		if (!call_valid(c))
 			return; /* interrupted: a restarted connect finds it in progress */
+		if (call_signal_pending(c)) {
+			/* A restarted connect finds it in progress and waits again, as the kernel's. */
+			call_reply(c, 0, -CALL_ERESTARTSYS);
+			return;
+		}
 	}
 }
 
@@ -254,7 +288,7 @@ void connect_trap(struct sup_call *c)
 	if (si.si_nonblock)
 		call_reply(c, 0, -EINPROGRESS);
 	else
-		connect_wait(c, g);
+		connect_wait(c, g, &dst, sizeof(dst));
 	close(g);
 	return;
 self:

@@ -46,6 +46,16 @@ int filter_install(void)
 
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return -errno;
-	fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+	/*
+	 * Once a worker has received a call, the app's thread waits for the answer killably: a
+	 * signal with a handler waits until the answer (the worker watches for one during long
+	 * waits and answers ERESTARTSYS, docs/design.md), so a call is never withdrawn half done.
+	 * Before Linux 5.19 the flag is refused: the wait is then interruptible.
+	 */
+	fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+		     SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, &prog);
+	if (fd < 0 && errno == EINVAL)
+		fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER,
+			     &prog);
 	return fd < 0 ? -errno : (int)fd;
 }

@@ -31,7 +31,7 @@
 
 #define LISTEN_MAX        256
 #define LISTEN_STASH      8
-#define LISTEN_SLICE_MS   100
+#define LISTEN_SLICE_MS   10 /* how often a blocking accept looks for a signal to take */
 
 /* A pod listener of the app, and the host listener of ours that goes with it. close() is not
  * trapped: the sweep notices a listener the app closed (its inode no longer listens) and lets
@@ -276,6 +276,8 @@ static int listen_wait(struct sup_call *c, int s, int host_fd)
 			return -EAGAIN;
 		if (!call_valid(c))
 			return 0;
+		if (call_signal_pending(c))
+			return -CALL_ERESTARTSYS;
 	}
 }
 
@@ -342,8 +344,8 @@ void listen_trap_accept(struct sup_call *c, bool accept4)
 			break;
 		}
 		rc = listen_wait(c, s, e->le_host_fd);
-		if (rc == -EAGAIN) {
-			call_reply(c, 0, -EAGAIN);
+		if (rc < 0) {
+			call_reply(c, 0, rc); /* SO_RCVTIMEO ran out, or a signal to take */
 			break;
 		}
 		if (rc == 0) {

@@ -40,6 +40,13 @@ int call_reply(struct sup_call *c, long long val, int err);
 int call_continue(struct sup_call *c);
 /* True while the app still waits for this answer (not interrupted, not dead). */
 bool call_valid(struct sup_call *c);
+/*
+ * True when the calling thread has a signal pending that it does not block. A long wait (a
+ * blocking connect or accept) then answers -ERESTARTSYS: on its way back the kernel delivers the
+ * signal and restarts the call (SA_RESTART) or fails it with EINTR, as for its own waits.
+ */
+bool call_signal_pending(struct sup_call *c);
+#define CALL_ERESTARTSYS 512 /* the kernel's restart-or-EINTR return (include/linux/errno.h) */
 /* Copies len bytes at the app's addr into buf (then checks the call is still valid). 0/-errno. */
 int call_read(struct sup_call *c, uint64_t addr, void *buf, size_t len);
 int call_write(struct sup_call *c, uint64_t addr, const void *buf, size_t len);
