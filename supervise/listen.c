@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include "proto.h"
@@ -49,6 +50,10 @@ struct listen_entry {
 	int le_backlog;
 	int le_domain;
 	enum listen_state le_state;
+	/* The doorbell's registrations, kept to re-arm them when they are EPOLLONESHOT. */
+	struct epoll_reg le_regs[EPOLL_MAX_REGS];
+	int le_nregs;
+	bool le_oneshot;
 	unsigned le_turn; /* every 8th accept looks at the pod side first (no starving it) */
 	int le_stash[LISTEN_STASH]; /* accepted, but the app's call went away before the handover */
 	int le_nstash;
@@ -57,6 +62,7 @@ struct listen_entry {
 static struct listen_entry listen_table[LISTEN_MAX];
 static int listen_n;
 static pthread_mutex_t listen_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t listen_settled = PTHREAD_COND_INITIALIZER; /* an ASKING entry is not */
 
 #define LISTEN_SWEEP_S 1
 
@@ -240,11 +246,24 @@ static void listen_prepare(struct sup_call *c, struct listen_entry *e, int s,
 	pthread_mutex_unlock(&listen_lock);
 	n = epoll_find(c, appfd, e->le_ino, regs, EPOLL_MAX_REGS);
 	if (n == 0 && (si->si_nonblock || poll(&p, 1, 0) != 0)) {
-		__atomic_store_n(&e->le_state, LISTEN_PENDING, __ATOMIC_RELEASE);
+		pthread_mutex_lock(&listen_lock);
+		e->le_state = LISTEN_PENDING;
+		pthread_cond_broadcast(&listen_settled);
+		pthread_mutex_unlock(&listen_lock);
 		return;
 	}
 	host_fd = listen_ask_router(s, e->le_domain, e->le_backlog);
 	if (host_fd >= 0 && n > 0) {
+		for (int i = 0; i < n; i++) {
+			/* A oneshot registration that just fired reads as disarmed (no event bits):
+			 * the doorbell is armed anyway, and again at every accept (listen_rearm). */
+			if (regs[i].er_events & EPOLLONESHOT) {
+				regs[i].er_events |= EPOLLIN;
+				e->le_oneshot = true;
+			}
+		}
+		memcpy(e->le_regs, regs, n * sizeof(regs[0]));
+		e->le_nregs = n;
 		n = epoll_add(c, host_fd, appfd, regs, n, false);
 		sup_log("accept: pid %u fd %d: host listener in %d epoll instance(s)", c->sn.pid,
 			appfd, n);
@@ -252,7 +271,26 @@ static void listen_prepare(struct sup_call *c, struct listen_entry *e, int s,
 	pthread_mutex_lock(&listen_lock);
 	e->le_host_fd = host_fd;
 	e->le_state = host_fd >= 0 ? LISTEN_READY : LISTEN_OVERLAY;
+	pthread_cond_broadcast(&listen_settled);
 	pthread_mutex_unlock(&listen_lock);
+}
+
+/*
+ * The app re-arms an EPOLLONESHOT listener (EPOLL_CTL_MOD) after it handled an event; that call
+ * is not trapped, so the doorbell is re-armed at each accept, which comes right before.
+ */
+static void listen_rearm(struct sup_call *c, struct listen_entry *e)
+{
+	for (int i = 0; i < e->le_nregs; i++) {
+		struct epoll_event ev = {.events = e->le_regs[i].er_events,
+					 .data.u64 = e->le_regs[i].er_data};
+		int ep = call_getfd(c, e->le_regs[i].er_epfd);
+
+		if (ep < 0)
+			continue;
+		epoll_ctl(ep, EPOLL_CTL_MOD, e->le_host_fd, &ev);
+		close(ep);
+	}
 }
 
 /* Blocking listener, nothing queued anywhere: wait for either side (SO_RCVTIMEO honoured).
@@ -309,6 +347,11 @@ void listen_trap_accept(struct sup_call *c, bool accept4)
 	}
 	if (__atomic_load_n(&e->le_state, __ATOMIC_ACQUIRE) == LISTEN_PENDING)
 		listen_prepare(c, e, s, &si, appfd);
+	/* Another thread's accept is asking the router (threads blocked in accept together). */
+	pthread_mutex_lock(&listen_lock);
+	while (e->le_state == LISTEN_ASKING)
+		pthread_cond_wait(&listen_settled, &listen_lock);
+	pthread_mutex_unlock(&listen_lock);
 	if (__atomic_load_n(&e->le_state, __ATOMIC_ACQUIRE) != LISTEN_READY) {
 		close(s);
 		call_continue(c);
@@ -323,6 +366,8 @@ void listen_trap_accept(struct sup_call *c, bool accept4)
 			return;
 		}
 	}
+	if (e->le_oneshot)
+		listen_rearm(c, e);
 	for (;;) {
 		child = listen_take(e, flags);
 		if (child >= 0) {
