@@ -472,11 +472,5 @@ static void *listen_sweep(void *unused)
 
 void listen_sweep_start(void)
 {
-	pthread_attr_t attr;
-	pthread_t t;
-
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_create(&t, &attr, listen_sweep, NULL);
-	pthread_attr_destroy(&attr);
+	worker_detach(listen_sweep, NULL);
 }

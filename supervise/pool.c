@@ -76,13 +76,7 @@ static void *pool_refill_main(void *unused)
 
 static void pool_start(void)
 {
-	pthread_attr_t attr;
-	pthread_t t;
-
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_create(&t, &attr, pool_refill_main, NULL);
-	pthread_attr_destroy(&attr);
+	worker_detach(pool_refill_main, NULL);
 }
 
 int pool_take(void)

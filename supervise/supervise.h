@@ -62,6 +62,8 @@ int call_fd_flags(struct sup_call *c, int fd);
 /* Serves notify_fd for ever; blocking work (a blocking connect or accept) occupies one worker
  * while others are started to serve the rest. */
 void worker_start(int notify_fd);
+/* Starts fn(arg) on a detached thread of the supervisor's (workers, pool, sweep). 0/-errno. */
+int worker_detach(void *(*fn)(void *), void *arg);
 
 /* ---- fdspace.c: the supervisor's own descriptor numbers ---- */
 /* Fills the low descriptor numbers with placeholders, so the supervisor's own descriptors are

@@ -69,24 +69,31 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static void worker_spawn(int notify_fd)
+int worker_detach(void *(*fn)(void *), void *arg)
 {
 	pthread_attr_t attr;
 	pthread_t t;
+	int err;
 
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	err = pthread_create(&t, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	return -err;
+}
+
+static void worker_spawn(int notify_fd)
+{
 	if (atomic_fetch_add(&worker_count, 1) >= WORKER_MAX) {
 		atomic_fetch_sub(&worker_count, 1);
 		return;
 	}
 	atomic_fetch_add(&worker_idle, 1);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
-	if (pthread_create(&t, &attr, worker_main, (void *)(intptr_t)notify_fd) != 0) {
+	if (worker_detach(worker_main, (void *)(intptr_t)notify_fd) < 0) {
 		atomic_fetch_sub(&worker_idle, 1);
 		atomic_fetch_sub(&worker_count, 1);
 	}
-	pthread_attr_destroy(&attr);
 }
 
 void worker_start(int notify_fd)
