@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 # Top-level Makefile: dispatches to one directory per deliverable; everything lands in build/.
-SUBDIRS := common bpf router shim ctl cni lab tests
+SUBDIRS := common bpf router shim supervise ctl cni lab tests
 
 .PHONY: all deps $(SUBDIRS) check unit integration demo bench clean
 
@@ -17,6 +17,8 @@ router: common bpf
 	$(MAKE) -C router
 shim: common
 	$(MAKE) -C shim
+supervise: common
+	$(MAKE) -C supervise
 ctl: common
 	$(MAKE) -C ctl
 cni: common

@@ -13,6 +13,7 @@
 
 #include "msg.h"
 #include "shim.h"
+#include "sockname.h"
 
 /*
  * The IPv4 address a listener takes clients on: its own for AF_INET; for AF_INET6, the mapped
@@ -21,30 +22,16 @@
  */
 static int listener_ipv4_address(int fd, const struct fd_entry *e, struct sockaddr_in *out)
 {
-	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 	struct sockaddr_in6 sin6;
 	socklen_t len = sizeof(sin6);
-	int v6only = 1;
-	socklen_t olen = sizeof(v6only);
 
 	if (REAL(getsockname)(fd, (struct sockaddr *)&sin6, &len) < 0)
 		return -1;
-	if (!e->v6) {
-		if (sin6.sin6_family != AF_INET)
-			return -1;
-		memcpy(out, &sin6, sizeof(*out));
-		return 0;
-	}
-	if (sin6.sin6_family != AF_INET6)
+	if (e->v6)
+		return slim_sockname_ipv4_of_v6(fd, &sin6, out);
+	if (sin6.sin6_family != AF_INET)
 		return -1;
-	*out = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = sin6.sin6_port};
-	if (!memcmp(sin6.sin6_addr.s6_addr, mapped, sizeof(mapped))) {
-		memcpy(&out->sin_addr, &sin6.sin6_addr.s6_addr[12], 4);
-		return 0;
-	}
-	if (!IN6_IS_ADDR_UNSPECIFIED(&sin6.sin6_addr) ||
-	    getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &olen) < 0 || v6only)
-		return -1;
+	memcpy(out, &sin6, sizeof(*out));
 	return 0;
 }
 

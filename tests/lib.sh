@@ -50,14 +50,16 @@ lab_up() {
 in_ns() { local t=$1; shift; "$SLIMLAB" exec --prefix "$PREFIX" "$t" -- "$@"; }
 # in_slim TARGET CMD...: the same with the shim loaded.
 in_slim() { local t=$1; shift; "$SLIMLAB" exec --prefix "$PREFIX" --slim "$t" -- "$@"; }
+# in_sup TARGET CMD...: the same under the seccomp supervisor (slim-supervise: static, Go).
+in_sup() { local t=$1; shift; "$SLIMLAB" exec --prefix "$PREFIX" --supervise "$t" -- "$@"; }
 addr() { "$SLIMLAB" addr --prefix "$PREFIX" "$1"; }
 
-# bg NAME TARGET [--slim] CMD...: start CMD in the background in TARGET; killed at exit.
-# Its output goes to $TMP/NAME.log.
+# bg NAME TARGET [--slim|--supervise] CMD...: start CMD in the background in TARGET; killed at
+# exit. Its output goes to $TMP/NAME.log.
 bg() {
 	local name=$1 target=$2; shift 2
 	local slim=()
-	if [ "${1:-}" = --slim ]; then slim=(--slim); shift; fi
+	case ${1:-} in --slim|--supervise) slim=("$1"); shift ;; esac
 	"$SLIMLAB" exec --prefix "$PREFIX" "${slim[@]}" "$target" -- "$@" >"$TMP/$name.log" 2>&1 &
 	local pid=$!
 	eval "PID_$name=$pid"

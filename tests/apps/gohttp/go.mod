@@ -1,0 +1,3 @@
+module slim/gohttp
+
+go 1.19
