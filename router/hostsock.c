@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -98,6 +99,7 @@ void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_r
 	struct listener *l = listener_find(p->p_ip, req->port);
 	struct slim_listen_rep rep = {0};
 	struct slim_sk st = {.ss_pod_ip = p->p_ip, .ss_flags = SLIM_SK_HANDED | SLIM_SK_LISTENER};
+	struct pollfd pf = {.fd = c->cs_fd, .events = POLLOUT};
 	socklen_t alen = sizeof(sin);
 	uint64_t cookie = 0;
 	const char *what;
@@ -109,6 +111,15 @@ void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_r
 	if ((req->bound_ip && req->bound_ip != p->p_ip &&
 	     (req->bound_ip & htonl(0xff000000)) != htonl(0x7f000000)) ||
 	    !req->port || !governor_enabled()) {
+		router_reply_fallback(c, SLIM_MSG_LISTEN_REP, req->hdr.id);
+		return;
+	}
+	/*
+	 * An asker that hung up (a shim waits 2 s for a stopped router, then asks again later on a
+	 * new connection) would drop the reply, host listener and all, and the entry made here
+	 * would stand in for the one its next request makes. One poll, never a wait.
+	 */
+	if (poll(&pf, 1, 0) == 1 && (pf.revents & POLLHUP)) {
 		router_reply_fallback(c, SLIM_MSG_LISTEN_REP, req->hdr.id);
 		return;
 	}
