@@ -20,27 +20,38 @@ has_listener() { ctl "$S2" listeners | grep -q ":$1 "; }
 srv=$(addr h2/p1)
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
-# echo server: MODE epoll (non-blocking listener in an epoll set) or block (blocking accept);
-# prints "listening" once listen() returned, then echoes each connection until its EOF.
-cat >"$TMP/server.py" <<'EOF'
-import selectors, socket, sys
-mode, port = sys.argv[1], int(sys.argv[2])
-ls = socket.socket()
-ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("0.0.0.0", port))
-ls.listen(16)
-print("listening", flush=True)
-def serve(c, peer):
-    c.setblocking(True)
+# echo.py epoll|block PORT: an echo server (a non-blocking listener in an epoll set, or a
+# blocking accept) that prints "listening" once listen() returned, then echoes each connection
+# until its EOF. echo.py client SERVER PORT N: N random bytes, half-close, the echo must match.
+cat >"$TMP/echo.py" <<'EOF'
+import os, selectors, socket, sys
+def to_eof(s):
     data = b""
     while True:
-        b = c.recv(65536)
+        b = s.recv(65536)
         if not b:
-            break
+            return data
         data += b
+def serve(c, peer):
+    c.setblocking(True)
+    data = to_eof(c)
     c.sendall(data)
     c.close()
     print("served %d bytes to %s" % (len(data), peer[0]), flush=True)
+mode = sys.argv[1]
+if mode == "client":
+    data = os.urandom(int(sys.argv[4]))
+    s = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=10)
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    got = to_eof(s)
+    print("ok" if got == data else "bad: sent %d, got %d bytes back" % (len(data), len(got)))
+    sys.exit(0)
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", int(sys.argv[2])))
+ls.listen(16)
+print("listening", flush=True)
 if mode == "epoll":
     ls.setblocking(False)
     sel = selectors.EpollSelector()
@@ -52,32 +63,15 @@ if mode == "epoll":
             except BlockingIOError:
                 continue  # a wake-up with nothing to accept: allowed, as for any listener
             serve(c, peer)
-else:
-    while True:
-        serve(*ls.accept())
-EOF
-# client: N random bytes to SERVER PORT, half-close, the echo must be the same bytes.
-cat >"$TMP/client.py" <<'EOF'
-import hashlib, os, socket, sys
-host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-data = os.urandom(n)
-s = socket.create_connection((host, port), timeout=10)
-s.sendall(data)
-s.shutdown(socket.SHUT_WR)
-got = b""
 while True:
-    b = s.recv(65536)
-    if not b:
-        break
-    got += b
-print("ok" if got == data else "bad: sent %d, got %d bytes back" % (n, len(got)))
+    serve(*ls.accept())
 EOF
 
 # over_slim PORT: 1 MiB from h1/p1 comes back exact, through an identified accept on h2.
 over_slim() {
 	local a0 out
 	a0=$(accepts)
-	out=$(in_slim h1/p1 python3 "$TMP/client.py" "$srv" "$1" 1048576) || fail "client to :$1: $out"
+	out=$(in_slim h1/p1 python3 "$TMP/echo.py" client "$srv" "$1" 1048576) || fail "client to :$1: $out"
 	[ "$out" = ok ] || fail "client to :$1: $out"
 	assert_ge "$(( $(accepts) - a0 ))" 1 "identified accepts on h2 for :$1"
 	log "  :$1: 1 MiB echoed exactly, over slim"
@@ -87,8 +81,8 @@ log "h2's router stopped; two servers listen in h2/p1 meanwhile"
 pid2=$(cat "/run/slim/$PREFIX/h2/router.pid")
 kill -STOP "$pid2"
 cleanup "kill -CONT $pid2"
-bg epoll h2/p1 --slim env SLIM_DEBUG=1 python3 "$TMP/server.py" epoll 8100
-bg block h2/p1 --slim env SLIM_DEBUG=1 python3 "$TMP/server.py" block 8200
+bg epoll h2/p1 --slim env SLIM_DEBUG=1 python3 "$TMP/echo.py" epoll 8100
+bg block h2/p1 --slim env SLIM_DEBUG=1 python3 "$TMP/echo.py" block 8200
 wait_for 10 grep -q '^listening' "$TMP/epoll.log"
 wait_for 10 grep -q '^listening' "$TMP/block.log"
 grep -q "asking again later" "$TMP/epoll.log" || fail "epoll server: $(cat "$TMP/epoll.log")"
@@ -112,7 +106,7 @@ kill -KILL "$pid2"
 wait_for 5 sh -c "! '$BIN/slimctl' -s '$S2' status"
 # The shim by hand: slimlab exec --slim wants a running router.
 bg dead h2/p1 env LD_PRELOAD="$TOP/build/lib/libslim.so" SLIM_ROUTER_SOCKET="$S2" SLIM_DEBUG=1 \
-	python3 "$TMP/server.py" epoll 8300
+	python3 "$TMP/echo.py" epoll 8300
 wait_for 10 grep -q '^listening' "$TMP/dead.log"
 grep -q "asking again later" "$TMP/dead.log" || fail "server during the outage: $(cat "$TMP/dead.log")"
 t0=$(ms)
