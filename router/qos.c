@@ -289,7 +289,7 @@ static void qos_req_fail(struct qos_req *r, int ret, const char *what)
 	}
 	if (r->qr_ret == 0) {
 		r->qr_ret = ret;
-		snprintf(r->qr_err, sizeof(r->qr_err), "tc %s: %s", what,
+		snprintf(r->qr_err, sizeof(r->qr_err), "%s: %s", what,
 			 ret == -EIO ? "failed" : strerror(-ret));
 	}
 }
@@ -324,6 +324,22 @@ static void qos_req_finish(struct qos_req *r)
 		qos_req_start(r);
 }
 
+/* Both runs are through: restore the previous settings if one failed, else answer. */
+static void qos_req_ran(struct qos_req *r)
+{
+	struct qos *q = r->qr_pod ? qos_find(r->qr_ip) : NULL;
+
+	/* What a failed restore left is logged and answered; it is not restored in turn. */
+	if (r->qr_ret < 0 && q && !r->qr_restoring) {
+		r->qr_restoring = true;
+		memcpy(q->q_rate, r->qr_old_rate, sizeof(q->q_rate));
+		q->q_prio = r->qr_old_prio;
+		qos_req_start(r);
+		return;
+	}
+	qos_req_finish(r);
+}
+
 static void qos_req_overlay_done(int ret, void *arg)
 {
 	struct qos_req *r = arg;
@@ -332,16 +348,8 @@ static void qos_req_overlay_done(int ret, void *arg)
 	if (q)
 		q->q_shaped_overlay = ret < 0 || q->q_rate[0]; /* after a failure: maybe */
 	if (ret < 0)
-		qos_req_fail(r, ret, "in the pod's netns");
-	/* What a failed restore left is logged and answered; it is not restored in turn. */
-	if (r->qr_ret < 0 && r->qr_pod && !r->qr_restoring && q) {
-		r->qr_restoring = true;
-		memcpy(q->q_rate, r->qr_old_rate, sizeof(q->q_rate));
-		q->q_prio = r->qr_old_prio;
-		qos_req_start(r);
-		return;
-	}
-	qos_req_finish(r);
+		qos_req_fail(r, ret, "tc in the pod's netns");
+	qos_req_ran(r);
 }
 
 static void qos_req_fabric_done(int ret, void *arg)
@@ -353,11 +361,13 @@ static void qos_req_fabric_done(int ret, void *arg)
 
 	qos_fabric_shaped = ret < 0 || r->qr_fabric_any; /* after a failure: maybe */
 	if (ret < 0)
-		qos_req_fail(r, ret, "on the fabric interface");
+		qos_req_fail(r, ret, "tc on the fabric interface");
 	/* The pod may be gone by now: its netns with it. */
 	script = q && r->qr_netns_fd >= 0 ? qos_overlay_script(q, &len) : NULL;
-	if (!script || (ret = qos_tc(r->qr_netns_fd, script, len, qos_req_overlay_done, r)) < 0)
-		qos_req_overlay_done(script ? ret : 0, r);
+	if (!script)
+		qos_req_ran(r);
+	else if ((ret = qos_tc(r->qr_netns_fd, script, len, qos_req_overlay_done, r)) < 0)
+		qos_req_overlay_done(ret, r);
 }
 
 /* On the loop, at the head of the queue: the table takes the request, tc follows off the loop. */
@@ -370,7 +380,7 @@ static void qos_req_start(struct qos_req *r)
 
 	qos_req_running = true;
 	if (r->qr_pod && !q) {
-		qos_req_fail(r, -ENOMEM, "out of memory (or of class ids)");
+		qos_req_fail(r, -ENOMEM, "no class for the pod (out of class ids)");
 		qos_req_finish(r);
 		return;
 	}
