@@ -7,7 +7,8 @@
 # tc runs off the router's loop: while a pod set waits for a slow tc (SLIM_TC, a wrapper that
 # sleeps), slimctl status and other pods' connects stay fast, the answer comes once tc is through;
 # two sets for one pod end with the later one in force; a failing tc is reported to the caller
-# and leaves the previous limit in force (iperf3 still measures it).
+# and leaves the previous limit in force (iperf3 still measures it); an upgrade asked meanwhile
+# hands over only once tc is through, and the new router knows the limits.
 # timeout: 180
 . "$(dirname "$0")/../lib.sh"
 need_root
@@ -17,11 +18,12 @@ SL=$TOP/build/tests/progs/setup_latency
 [ -e "$TOP/build/lib/libslim.so" ] && [ -x "$BIN/slimrouterd" ] && [ -x "$SL" ] ||
 	skip "shim, router or setup_latency not built"
 
-# The routers run tc through this: slow while $TMP/tc.slow exists, failing once for $TMP/tc.fail.
+# The routers run tc through this: slow while $TMP/tc.slow exists (sleeping the seconds it
+# holds), failing once for $TMP/tc.fail.
 TC_SLEEP=1.5
 cat >"$TMP/tc" <<EOT
 #!/bin/sh
-[ -e "$TMP/tc.slow" ] && sleep $TC_SLEEP
+[ -e "$TMP/tc.slow" ] && sleep \$(cat "$TMP/tc.slow")
 rm "$TMP/tc.fail" 2>/dev/null && exit 1
 exec $(command -v tc) "\$@"
 EOT
@@ -96,7 +98,7 @@ wait_for 10 listening h2/p2 7000
 in_slim h1/p2 "$SL" client 10.244.2.3 7000 5 >/dev/null || fail "setup_latency warm-up"
 
 log "a pod set waiting for a slow tc (${TC_SLEEP} s a run) does not hold the router's loop"
-touch "$TMP/tc.slow"
+echo $TC_SLEEP >"$TMP/tc.slow"
 t0=$(ms)
 ctl1 pod set p1 --egress-rate 50mbit >"$TMP/set1.out" 2>&1 &
 set1=$!
@@ -135,6 +137,24 @@ classes=$(in_ns h1 tc class show dev eth0)
 echo "$classes" | grep -q "rate 100Mbit" && ! echo "$classes" | grep -q "rate 300Mbit" ||
 	fail "classes after two sets: $classes"
 in_ns h1/p1 tc class show dev eth0 | grep -q "rate 100Mbit" || fail "overlay class: $(in_ns h1/p1 tc class show dev eth0)"
+
+log "an upgrade asked while a pod set waits for tc hands over once tc is through"
+echo 0.4 >"$TMP/tc.slow"
+pid=$(cat "/run/slim/$PREFIX/h1/router.pid")
+ctl1 pod set p2 --egress-rate 200mbit >"$TMP/set4.out" 2>&1 &
+set4=$!
+wait_for 5 grep -q "pod p2: egress rate 200mbit, priority -2 asked for" "$LOG1"
+"$SLIMLAB" router upgrade --prefix "$PREFIX" h1 >"$TMP/upgrade.out" 2>&1 || fail "upgrade: $(cat "$TMP/upgrade.out")"
+wait $set4 || fail "pod set across the upgrade: $(cat "$TMP/set4.out")"
+rm -f "$TMP/tc.slow"
+[ "$(cat "/run/slim/$PREFIX/h1/router.pid")" != "$pid" ] || fail "the router was not replaced"
+grep -q "pod p2: rate limit and priority in force" "$LOG1" || fail "p2's set was not through before the hand-over"
+log "  $(cat "$TMP/set4.out"); $(cat "$TMP/upgrade.out")"
+# The new router knows both limits: removing p2's leaves p1's class alone.
+ctl1 pod set p2 --egress-rate none >/dev/null || fail "pod set p2 none after the upgrade"
+classes=$(in_ns h1 tc class show dev eth0)
+echo "$classes" | grep -q "rate 100Mbit" && ! echo "$classes" | grep -q "rate 200Mbit" ||
+	fail "classes after the upgrade: $classes"
 
 log "a failing tc: the caller is told, the previous limit stays in force"
 touch "$TMP/tc.fail"
