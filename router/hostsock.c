@@ -104,9 +104,17 @@ void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_r
 	uint64_t cookie = 0;
 	const char *what;
 	bool bound = false;
+	bool proven = hostsock_listener_proven(c->cs_req_fd, p, req);
 	int fd, ret;
 	char a[ADDR_STRLEN];
 
+	/*
+	 * Done with the app's listener before answering: once the shim has the answer, nothing of
+	 * ours holds that socket open (a close and a new bind to its port right after must work).
+	 */
+	if (c->cs_req_fd >= 0)
+		close(c->cs_req_fd);
+	c->cs_req_fd = -1;
 	/* Bound to any address, the pod's, or a loopback one (reachable from its own pod only). */
 	if ((req->bound_ip && req->bound_ip != p->p_ip &&
 	     (req->bound_ip & htonl(0xff000000)) != htonl(0x7f000000)) ||
@@ -123,7 +131,7 @@ void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_r
 		router_reply_fallback(c, SLIM_MSG_LISTEN_REP, req->hdr.id);
 		return;
 	}
-	if (!hostsock_listener_proven(c->cs_req_fd, p, req)) {
+	if (!proven) {
 		static struct log_ratelimit rl;
 
 		log_ratelimited(&rl, LOG_LVL_WARN,

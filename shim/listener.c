@@ -59,6 +59,8 @@ static int listener_ipv4_address(int fd, const struct fd_entry *e, struct sockad
 /* A socket file that appeared may not listen yet (bind, then listen): a few quick attempts. */
 #define LISTEN_RETRY_QUICK	8
 #define LISTEN_RETRY_QUICK_MS	20
+/* How long closing a listener waits for the router to be done with a request in flight. */
+#define LISTEN_RETRY_CLOSE_WAIT_MS 50
 
 /*
  * A LISTEN_REQ that could not be answered at listen() (the router was down or stopped), asked
@@ -322,6 +324,16 @@ void listener_retry_free(struct shim_listener *l)
 
 	if (wake_fd >= 0)
 		REAL(close)(wake_fd);
+	if (l->retry && l->retry->lr_req_fd >= 0) {
+		/*
+		 * The request in flight carries the app's listener: until the router has read it,
+		 * the socket stays open (a new bind to its port fails, clients still land on it). A
+		 * running router answers within a few ms; a stopped one costs this close that bound.
+		 */
+		struct pollfd p = {.fd = l->retry->lr_req_fd, .events = POLLIN};
+
+		REAL(poll)(&p, 1, LISTEN_RETRY_CLOSE_WAIT_MS);
+	}
 	if (l->retry) {
 		/* Maybe in a signal handler (close): no free() here. */
 		listener_retry_close(l->retry);
