@@ -396,8 +396,10 @@ static json_t *control_pod_set(struct client *c, uint32_t id, json_t *req)
 		control_job_free(j);
 		return control_error("pod %s: %s", name, err);
 	}
-	log_info("pod %s: egress rate %s, priority %d asked for", name,
-		 rate ? rate : "(unchanged)", prio);
+	if (prio >= 0)
+		snprintf(err, sizeof(err), "%d", prio);
+	log_info("pod %s: egress rate %s, priority %s asked for", name, rate ? rate : "(unchanged)",
+		 prio == QOS_PRIO_KEEP ? "(unchanged)" : prio < 0 ? "none" : err);
 	return NULL;
 }
 

@@ -102,7 +102,7 @@ echo $TC_SLEEP >"$TMP/tc.slow"
 t0=$(ms)
 ctl1 pod set p1 --egress-rate 50mbit >"$TMP/set1.out" 2>&1 &
 set1=$!
-wait_for 5 grep -q "pod p1: egress rate 50mbit, priority -2 asked for" "$LOG1"
+wait_for 5 grep -q "pod p1: egress rate 50mbit, priority (unchanged) asked for" "$LOG1"
 worst=0
 for k in 1 2 3 4 5; do
 	a=$(ms)
@@ -128,7 +128,7 @@ in_ns h1 tc class show dev eth0 | grep -q "rate 50Mbit" || fail "no 50Mbit class
 log "two sets for one pod, the second while the first waits for tc: the second is in force"
 ctl1 pod set p1 --egress-rate 300mbit >"$TMP/set2.out" 2>&1 &
 set2=$!
-wait_for 5 grep -q "pod p1: egress rate 300mbit, priority -2 asked for" "$LOG1"
+wait_for 5 grep -q "pod p1: egress rate 300mbit, priority (unchanged) asked for" "$LOG1"
 ctl1 pod set p1 --egress-rate 100mbit >"$TMP/set3.out" 2>&1 || fail "second set: $(cat "$TMP/set3.out")"
 wait $set2 || fail "first set: $(cat "$TMP/set2.out")"
 log "  first: $(cat "$TMP/set2.out"); second: $(cat "$TMP/set3.out")"
@@ -143,7 +143,7 @@ echo 0.4 >"$TMP/tc.slow"
 pid=$(cat "/run/slim/$PREFIX/h1/router.pid")
 ctl1 pod set p2 --egress-rate 200mbit >"$TMP/set4.out" 2>&1 &
 set4=$!
-wait_for 5 grep -q "pod p2: egress rate 200mbit, priority -2 asked for" "$LOG1"
+wait_for 5 grep -q "pod p2: egress rate 200mbit, priority (unchanged) asked for" "$LOG1"
 "$SLIMLAB" router upgrade --prefix "$PREFIX" h1 >"$TMP/upgrade.out" 2>&1 || fail "upgrade: $(cat "$TMP/upgrade.out")"
 wait $set4 || fail "pod set across the upgrade: $(cat "$TMP/set4.out")"
 rm -f "$TMP/tc.slow"
