@@ -239,43 +239,6 @@ static json_t *control_pod_label(json_t *req)
 	return control_ok(json_pack("{s:o}", "pod", pod_json(p)));
 }
 
-/* pod.set {"name": N, "egress_rate": "100mbit"|"none", "priority": 0-6|null}: shaping applies
- * to the pod's existing slim connections too (their sockets carry its mark already). */
-static json_t *control_pod_set(json_t *req)
-{
-	static const char *const keys[] = {"name", "egress_rate", "priority", NULL};
-	char err[CONTROL_ERR_MAX];
-	const char *name, *rate;
-	int prio = QOS_PRIO_KEEP;
-	bool bad = false;
-	json_t *doc, *pv;
-	struct pod *p;
-
-	if ((doc = control_check_keys(req, keys)))
-		return doc;
-	name = control_str(req, "name", &bad);
-	rate = control_str(req, "egress_rate", &bad);
-	if (bad || !name)
-		return control_error("pod.set needs \"name\" (and egress_rate as a string)");
-	pv = json_object_get(req, "priority");
-	if (pv && json_is_null(pv))
-		prio = -1;
-	else if (pv && json_is_integer(pv) && json_integer_value(pv) >= 0 &&
-		 json_integer_value(pv) <= 6)
-		prio = (int)json_integer_value(pv);
-	else if (pv)
-		return control_error("priority must be 0-6 or null");
-	if (!rate && prio == QOS_PRIO_KEEP)
-		return control_error("pod.set: nothing to set (egress_rate, priority)");
-	p = pod_find_name(name);
-	if (!p)
-		return control_error("no pod named %s", name);
-	if (qos_pod_set(p, rate, prio, err, sizeof(err)) < 0)
-		return control_error("pod %s: %s", name, err);
-	log_info("pod %s: egress rate %s, priority %d", name, rate ? rate : "(unchanged)", prio);
-	return control_ok(json_pack("{s:s, s:o}", "name", name, "qos", qos_pod_json(p->p_ip)));
-}
-
 /* A display name from a request: printable, short, so it can go into logs and errors as is. */
 static bool control_name_valid(const char *s)
 {
@@ -320,6 +283,7 @@ struct control_job {
 	void *cj_doc;			     /* the worker's result */
 	struct enforce_report cj_report;
 	size_t cj_count, cj_nrules; /* policies or services in the document; rules (policy) */
+	uint32_t cj_pod_ip;	    /* pod.set: the pod's address */
 	bool cj_from_store; /* the cluster store's: put in force here, nobody to answer */
 	int cj_ret;
 	char cj_err[CONTROL_ERR_MAX * 2];
@@ -327,8 +291,8 @@ struct control_job {
 };
 
 static TAILQ_HEAD(, control_job) control_jobs = TAILQ_HEAD_INITIALIZER(control_jobs);
-/* Applied, waiting before answering: for the overlay filter (nft, off the loop), or for the
- * services to be in force (service.c works in slices). */
+/* Applied, waiting before answering: for the overlay filter (nft, off the loop), for the
+ * services to be in force (service.c works in slices), or for tc (pod.set). */
 static TAILQ_HEAD(, control_job) control_filtering = TAILQ_HEAD_INITIALIZER(control_filtering);
 static int control_job_efd = -1; /* the worker's "done" signal to the loop */
 static pthread_t control_worker;
@@ -363,6 +327,80 @@ static void control_job_answer(struct control_job *j, json_t *doc)
 	if (j->cj_client)
 		control_send(j->cj_client, j->cj_id, doc);
 	json_decref(doc);
+}
+
+/* tc is through for a pod.set (or failed, and the previous settings are back): answer. */
+static void control_pod_set_done(int ret, const char *err, void *arg)
+{
+	struct control_job *j = arg;
+
+	TAILQ_REMOVE(&control_filtering, j, cj_entry);
+	if (ret < 0) {
+		control_job_answer(j, control_error("pod %s: %s", j->cj_name, err));
+	} else {
+		log_info("pod %s: rate limit and priority in force (%llu ms after the request)",
+			 j->cj_name, (unsigned long long)(event_now_ms() - j->cj_queued_ms));
+		control_job_answer(j, control_ok(json_pack("{s:s, s:o}", "name", j->cj_name, "qos",
+							   qos_pod_json(j->cj_pod_ip))));
+	}
+	control_job_free(j);
+}
+
+/*
+ * pod.set {"name": N, "egress_rate": "100mbit"|"none", "priority": 0-6|null}: shaping applies
+ * to the pod's existing slim connections too (their sockets carry its mark already). tc runs off
+ * the loop; the answer comes once it is in force (or failed). Returns NULL then.
+ */
+static json_t *control_pod_set(struct client *c, uint32_t id, json_t *req)
+{
+	static const char *const keys[] = {"name", "egress_rate", "priority", NULL};
+	char err[CONTROL_ERR_MAX];
+	const char *name, *rate;
+	int prio = QOS_PRIO_KEEP;
+	struct control_job *j;
+	bool bad = false;
+	json_t *doc, *pv;
+	struct pod *p;
+
+	if ((doc = control_check_keys(req, keys)))
+		return doc;
+	name = control_str(req, "name", &bad);
+	rate = control_str(req, "egress_rate", &bad);
+	if (bad || !name)
+		return control_error("pod.set needs \"name\" (and egress_rate as a string)");
+	pv = json_object_get(req, "priority");
+	if (pv && json_is_null(pv))
+		prio = -1;
+	else if (pv && json_is_integer(pv) && json_integer_value(pv) >= 0 &&
+		 json_integer_value(pv) <= 6)
+		prio = (int)json_integer_value(pv);
+	else if (pv)
+		return control_error("priority must be 0-6 or null");
+	if (!rate && prio == QOS_PRIO_KEEP)
+		return control_error("pod.set: nothing to set (egress_rate, priority)");
+	p = pod_find_name(name);
+	if (!p)
+		return control_error("no pod named %s", name);
+	j = calloc(1, sizeof(*j));
+	if (!j || !(j->cj_name = strdup(name))) {
+		free(j);
+		return control_error("out of memory");
+	}
+	j->cj_client = c;
+	j->cj_id = id;
+	j->cj_pod_ip = p->p_ip;
+	j->cj_queued_ms = event_now_ms();
+	TAILQ_INSERT_TAIL(&control_filtering, j, cj_entry);
+	if (qos_pod_set(p, rate, prio, control_pod_set_done, j, err, sizeof(err)) < 0) {
+		TAILQ_REMOVE(&control_filtering, j, cj_entry);
+		control_job_free(j);
+		return control_error("pod %s: %s", name, err);
+	}
+	if (prio >= 0)
+		snprintf(err, sizeof(err), "%d", prio);
+	log_info("pod %s: egress rate %s, priority %s asked for", name, rate ? rate : "(unchanged)",
+		 prio == QOS_PRIO_KEEP ? "(unchanged)" : prio < 0 ? "none" : err);
+	return NULL;
 }
 
 /* Starts the worker on the oldest job, unless it is busy. */
@@ -746,8 +784,12 @@ void control_handle(struct client *c, uint32_t id, const char *text, size_t len)
 		doc = control_pod_add(c, req);
 	else if (!strcmp(cmd, "pod.del"))
 		doc = control_pod_del(req);
-	else if (!strcmp(cmd, "pod.set"))
-		doc = control_pod_set(req);
+	else if (!strcmp(cmd, "pod.set")) {
+		if (!(doc = control_pod_set(c, id, req))) {
+			json_decref(req);
+			return; /* answered when tc is through (control_pod_set_done) */
+		}
+	}
 	else if (!strcmp(cmd, "pod.label"))
 		doc = control_pod_label(req);
 	else if (!strcmp(cmd, "upgrade")) {

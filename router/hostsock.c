@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -110,13 +111,22 @@ void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_r
 	struct listener *l = listener_find(p->p_ip, req->port);
 	struct slim_listen_rep rep = {0};
 	struct slim_sk st = {.ss_pod_ip = p->p_ip, .ss_flags = SLIM_SK_HANDED | SLIM_SK_LISTENER};
+	struct pollfd pf = {.fd = c->cs_fd, .events = POLLOUT};
 	socklen_t alen = sizeof(sin);
 	uint64_t cookie = 0;
 	const char *what;
 	bool bound = false;
+	bool proven = hostsock_listener_proven(c->cs_req_fd, p, req);
 	int fd, ret;
 	char a[ADDR_STRLEN];
 
+	/*
+	 * Done with the app's listener before answering: once the shim has the answer, nothing of
+	 * ours holds that socket open (a close and a new bind to its port right after must work).
+	 */
+	if (c->cs_req_fd >= 0)
+		close(c->cs_req_fd);
+	c->cs_req_fd = -1;
 	/* Bound to any address, the pod's, or a loopback one (reachable from its own pod only). */
 	if ((req->bound_ip && req->bound_ip != p->p_ip &&
 	     (req->bound_ip & htonl(0xff000000)) != htonl(0x7f000000)) ||
@@ -124,7 +134,16 @@ void hostsock_listen(struct client *c, struct pod *p, const struct slim_listen_r
 		router_reply_fallback(c, SLIM_MSG_LISTEN_REP, req->hdr.id);
 		return;
 	}
-	if (!hostsock_listener_proven(c->cs_req_fd, p, req)) {
+	/*
+	 * An asker that hung up (a shim waits 2 s for a stopped router, then asks again later on a
+	 * new connection) would drop the reply, host listener and all, and the entry made here
+	 * would stand in for the one its next request makes. One poll, never a wait.
+	 */
+	if (poll(&pf, 1, 0) == 1 && (pf.revents & POLLHUP)) {
+		router_reply_fallback(c, SLIM_MSG_LISTEN_REP, req->hdr.id);
+		return;
+	}
+	if (!proven) {
 		static struct log_ratelimit rl;
 
 		log_ratelimited(&rl, LOG_LVL_WARN,

@@ -255,7 +255,7 @@ void nft_apply(spawn_done_fn done, void *arg)
 		ctx->na_installed = isolated > 0;
 		ctx->na_done = done;
 		ctx->na_arg = arg;
-		ret = spawn_async(argv, text, len, nft_applied, ctx);
+		ret = spawn_async(argv, -1, text, len, nft_applied, ctx);
 		if (ret == 0)
 			return;
 	}

@@ -1019,9 +1019,11 @@ uint64_t enforce_revoked_count(void);
 int spawn_feed(const char *const argv[], int netns_fd, const char *text, size_t len);
 /* The full path of a system tool (static buffer), or NULL. */
 const char *spawn_find(const char *name);
-/* The same off the loop: runs argv with text (owned from now on) on its stdin in a worker thread,
- * runs queued one at a time and in order; done(ret, arg) is called on the loop. 0 or -errno. */
-int spawn_async(const char *const argv[], char *text, size_t len, spawn_done_fn done, void *arg);
+/* The same off the loop: runs argv with text (owned once queued) on its stdin in a worker thread,
+ * in netns_fd (-1: ours; dup'ed, the caller keeps its own), runs queued one at a time and in
+ * order; done(ret, arg) is called on the loop. 0 or -errno (text not taken). */
+int spawn_async(const char *const argv[], int netns_fd, char *text, size_t len,
+		spawn_done_fn done, void *arg);
 /* Writes a run's stdin into f (in the worker thread); 0 or -errno (then the tool does not run). */
 typedef int (*spawn_write_fn)(FILE *f, void *warg);
 /* The same as spawn_async, the text written by write(f, warg) in the worker thread, off the
@@ -1048,9 +1050,17 @@ void nft_remove(void);
 
 /* Tags a host socket created for pod_ip with the pod's class (SO_PRIORITY 1:class, SO_MARK). */
 void qos_mark_socket(int fd, uint32_t pod_ip);
+/* A pod.set is done: ret 0 (in force) or -errno with err saying what failed (the pod's previous
+ * settings are back in force then, or err says they could not be restored). */
+typedef void (*qos_done_fn)(int ret, const char *err, void *arg);
 /* rate: "100mbit"-style, "none", or NULL (unchanged); prio 0-6, -1 (none) or QOS_PRIO_KEEP.
- * Reprograms tc before returning. 0 or -errno with err filled. */
-int qos_pod_set(const struct pod *p, const char *rate, int prio, char *err, size_t errlen);
+ * Checks the arguments, then reprograms tc off the loop, after the requests queued before it
+ * (the last one asked for is the one in force), and calls done on the loop. 0 when queued (done
+ * follows), or -errno with err filled (done is not called). */
+int qos_pod_set(const struct pod *p, const char *rate, int prio, qos_done_fn done, void *arg,
+		char *err, size_t errlen);
+/* No pod.set or class rebuild waiting or running (an upgrade hands over only then). */
+bool qos_idle(void);
 json_t *qos_pod_json(uint32_t ip);
 void qos_pod_gone(uint32_t ip);
 void qos_free(void);

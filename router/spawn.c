@@ -4,7 +4,8 @@
  * script on stdin, wait. Used only on control paths (policy apply, pod set), never per connect.
  * nft can take long (0.4 s for 10,000 rules), so the loop hands such runs to spawn_async(): a
  * worker thread forks, feeds and waits, one run at a time and in order (the last script asked for
- * is the one in force), and the loop is told through an eventfd when each is done.
+ * is the one in force), and the loop is told through an eventfd when each is done. tc runs the
+ * same way (qos.c), some of its runs inside a pod's network namespace.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +30,7 @@ struct spawn_job {
 	char *sj_strings; /* the arguments' text */
 	char *sj_text;
 	size_t sj_len;
+	int sj_netns_fd; /* a dup of the namespace to run in, -1: ours */
 	spawn_write_fn sj_write; /* writes the text in the worker (instead of sj_text given) */
 	void *sj_warg;
 	void (*sj_wfree)(void *warg);
@@ -110,7 +112,7 @@ static int spawn_job_exec(struct spawn_job *j)
 		if (ret < 0)
 			return ret;
 	}
-	return spawn_feed(j->sj_argv, -1, j->sj_text, j->sj_len);
+	return spawn_feed(j->sj_argv, j->sj_netns_fd, j->sj_text, j->sj_len);
 }
 
 static void *spawn_job_run(void *arg)
@@ -147,6 +149,8 @@ static void spawn_job_next(void)
 
 static void spawn_job_free(struct spawn_job *j)
 {
+	if (j->sj_netns_fd >= 0)
+		close(j->sj_netns_fd);
 	free(j->sj_strings);
 	free(j->sj_text);
 	if (j->sj_wfree)
@@ -172,8 +176,9 @@ static void spawn_job_done(struct event_loop *loop, int fd, uint32_t events, voi
 	spawn_job_next();
 }
 
-static int spawn_queue(const char *const argv[], char *text, size_t len, spawn_write_fn write,
-		       void *warg, void (*wfree)(void *warg), spawn_done_fn done, void *arg)
+static int spawn_queue(const char *const argv[], int netns_fd, char *text, size_t len,
+		       spawn_write_fn write, void *warg, void (*wfree)(void *warg),
+		       spawn_done_fn done, void *arg)
 {
 	struct spawn_job *j;
 	size_t total = 0, off = 0;
@@ -198,6 +203,15 @@ static int spawn_queue(const char *const argv[], char *text, size_t len, spawn_w
 		free(j);
 		return -ENOMEM;
 	}
+	/* The caller's descriptor may be closed before the run starts (a pod deleted meanwhile). */
+	j->sj_netns_fd = netns_fd >= 0 ? fcntl(netns_fd, F_DUPFD_CLOEXEC, 0) : -1;
+	if (netns_fd >= 0 && j->sj_netns_fd < 0) {
+		int err = -errno;
+
+		free(j->sj_strings);
+		free(j);
+		return err;
+	}
 	/* Copies: the caller's arguments may live in static buffers (spawn_find). */
 	for (int i = 0; i < n; i++) {
 		size_t l = strlen(argv[i]) + 1;
@@ -218,15 +232,16 @@ static int spawn_queue(const char *const argv[], char *text, size_t len, spawn_w
 	return 0;
 }
 
-int spawn_async(const char *const argv[], char *text, size_t len, spawn_done_fn done, void *arg)
+int spawn_async(const char *const argv[], int netns_fd, char *text, size_t len,
+		spawn_done_fn done, void *arg)
 {
-	return spawn_queue(argv, text, len, NULL, NULL, NULL, done, arg);
+	return spawn_queue(argv, netns_fd, text, len, NULL, NULL, NULL, done, arg);
 }
 
 int spawn_async_write(const char *const argv[], spawn_write_fn write, void *warg,
 		      void (*wfree)(void *warg), spawn_done_fn done, void *arg)
 {
-	return spawn_queue(argv, NULL, 0, write, warg, wfree, done, arg);
+	return spawn_queue(argv, -1, NULL, 0, write, warg, wfree, done, arg);
 }
 
 bool spawn_idle(void)

@@ -468,7 +468,7 @@ static void upgrade_hand_over(void)
 static bool upgrade_settled(void)
 {
 	return resolve_inflight_count() == 0 && client_settled(false) && control_idle() &&
-	       spawn_idle() && service_idle();
+	       spawn_idle() && service_idle() && qos_idle();
 }
 
 static long upgrade_settle_timer(struct event_loop *loop, void *arg)
@@ -490,7 +490,8 @@ static long upgrade_settle_timer(struct event_loop *loop, void *arg)
 		upgrade_fail("still busy after %d ms (resolutions %zu, documents or tool runs in "
 			     "progress: %s)",
 			     UPGRADE_SETTLE_MS, resolve_inflight_count(),
-			     control_idle() && spawn_idle() && service_idle() ? "no" : "yes");
+			     control_idle() && spawn_idle() && service_idle() && qos_idle() ? "no"
+												: "yes");
 		return EVENT_TIMER_STOP;
 	}
 	return 1;

@@ -62,6 +62,7 @@ void listener_put(struct shim_listener *l)
 		}
 		REAL(close)(host_fd);
 	}
+	listener_retry_free(l);
 	atomic_fetch_sub(&fdtab_listeners, 1);
 	garbage_defer(l);
 }

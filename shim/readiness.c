@@ -14,22 +14,30 @@
 
 #define POLL_STACK 64
 
+static int readiness_poll_again(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo,
+				const sigset_t *mask, int timeout_ms, bool use_ppoll,
+				const struct timespec *start);
+
 /*
  * Polls fds plus one extra entry per listener asking for POLLIN, then folds the extra entries'
- * readiness back. Returns what poll would have returned for the app's array.
+ * readiness back. Returns what poll would have returned for the app's array. A listener whose
+ * router is asked again has its wake fd polled instead of a host listener: when it fires the
+ * shim does its step here and, if nothing of the app's is ready, polls again for the time left.
  */
 static int readiness_poll_expanded(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo,
 				   const sigset_t *mask, int timeout_ms, bool use_ppoll)
 {
 	struct pollfd stack[POLL_STACK], *all = stack;
 	nfds_t *owner, owner_stack[POLL_STACK], extra = 0;
+	struct timespec start;
+	bool woke = false;
 	int rc;
 
 	for (nfds_t i = 0; i < nfds; i++) {
 		struct fd_entry *e = fdtab_get(fds[i].fd);
 
 		if (e && e->kind == FD_LISTENER && (fds[i].events & POLLIN) &&
-		    atomic_load(&e->listener->host_fd) >= 0)
+		    listener_side_fd(e->listener) >= 0)
 			extra++;
 	}
 	if (!extra)
@@ -50,27 +58,65 @@ static int readiness_poll_expanded(struct pollfd *fds, nfds_t nfds, const struct
 
 		if (!e || e->kind != FD_LISTENER || !(fds[i].events & POLLIN))
 			continue;
-		host_fd = atomic_load(&e->listener->host_fd);
+		host_fd = listener_side_fd(e->listener);
 		if (host_fd < 0)
 			continue;
 		all[nfds + extra] = (struct pollfd){.fd = host_fd, .events = POLLIN};
 		owner[extra++] = i;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	rc = use_ppoll ? REAL(ppoll)(all, nfds + extra, tmo, mask)
 		       : REAL(poll)(all, nfds + extra, timeout_ms);
 	if (rc > 0) {
 		for (nfds_t i = 0; i < nfds; i++)
 			fds[i].revents = all[i].revents;
-		for (nfds_t x = 0; x < extra; x++)
-			if (all[nfds + x].revents & POLLIN)
+		for (nfds_t x = 0; x < extra; x++) {
+			struct fd_entry *e = fdtab_get(fds[owner[x]].fd);
+
+			if (!(all[nfds + x].revents & (POLLIN | POLLERR | POLLHUP)))
+				continue;
+			/* A wake fd: the shim's own business, not a connection for the app. */
+			if (e && e->kind == FD_LISTENER &&
+			    all[nfds + x].fd != atomic_load(&e->listener->host_fd)) {
+				listener_retry_step(fds[owner[x]].fd, e);
+				woke = true;
+			} else if (all[nfds + x].revents & POLLIN) {
 				fds[owner[x]].revents |= POLLIN;
+			}
+		}
 		rc = 0;
 		for (nfds_t i = 0; i < nfds; i++)
 			rc += fds[i].revents != 0;
 	}
 	if (all != stack)
 		free(all);
+	if (rc == 0 && woke)
+		return readiness_poll_again(fds, nfds, tmo, mask, timeout_ms, use_ppoll, &start);
 	return rc;
+}
+
+/* Nothing for the app yet, only the shim's own wake-up: wait the rest of the app's timeout. */
+static int readiness_poll_again(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo,
+				const sigset_t *mask, int timeout_ms, bool use_ppoll,
+				const struct timespec *start)
+{
+	struct timespec now, left;
+	long long spent, rest;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	spent = (now.tv_sec - start->tv_sec) * 1000000000LL + (now.tv_nsec - start->tv_nsec);
+	if (use_ppoll) {
+		if (!tmo)
+			return readiness_poll_expanded(fds, nfds, NULL, mask, 0, true);
+		rest = tmo->tv_sec * 1000000000LL + tmo->tv_nsec - spent;
+		left = (struct timespec){.tv_sec = rest > 0 ? rest / 1000000000LL : 0,
+					 .tv_nsec = rest > 0 ? rest % 1000000000LL : 0};
+		return readiness_poll_expanded(fds, nfds, &left, mask, 0, true);
+	}
+	if (timeout_ms < 0)
+		return readiness_poll_expanded(fds, nfds, NULL, NULL, -1, false);
+	rest = timeout_ms - spent / 1000000;
+	return readiness_poll_expanded(fds, nfds, NULL, NULL, rest > 0 ? (int)rest : 0, false);
 }
 
 SHIM_EXPORT int poll(struct pollfd *fds, nfds_t nfds, int timeout)
@@ -278,8 +324,10 @@ static void readiness_record(struct fd_entry *e, int epfd, int op, const struct 
 	}
 	if (i == regs->n) {
 		if (regs->n == SHIM_MAX_EPOLL_REGS) {
-			/* A membership the swap could not restore: keep this socket in the pod. */
-			e->kind = FD_PLAIN;
+			/* A membership the swap could not restore: keep this socket in the pod (a
+			 * listener's host listener will miss that set). */
+			if (e->kind == FD_TCP)
+				e->kind = FD_PLAIN;
 			return;
 		}
 		regs->n++;
@@ -295,12 +343,15 @@ SHIM_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	if (rc < 0 || !(e = fdtab_get(fd)))
 		return rc;
 	if (e->kind == FD_LISTENER) {
-		int host_fd = atomic_load(&e->listener->host_fd);
+		int host_fd = listener_side_fd(e->listener);
 		int saved = errno;
 
 		/* Same data, so the app sees its listener whichever side has a connection. */
 		if (host_fd >= 0)
 			REAL(epoll_ctl)(epfd, op, host_fd, ev);
+		/* The host listener, when it comes, joins the same sets. */
+		if (listener_retrying(e->listener))
+			readiness_record(e, epfd, op, ev);
 		errno = saved;
 	} else if (e->kind == FD_TCP) {
 		readiness_record(e, epfd, op, ev);

@@ -124,6 +124,11 @@ struct shim_listener {
 	uint16_t port;
 	bool v6; /* a dual-stack AF_INET6 listener: addresses go out as ::ffff:a.b.c.d */
 	atomic_uint turn; /* decides which listener accept tries first */
+	/* While the router could not be asked (down or stopped at listen()): the shim's fd that
+	 * wakes the app (readable when it is time to ask again or the router answered), waited on
+	 * beside the app's listener as the host listener would be; -1 otherwise. */
+	atomic_int wake_fd;
+	struct shim_listen_retry *retry; /* listener.c; set once at listen(), freed with l */
 };
 
 struct shim_epoll_reg {
@@ -153,7 +158,8 @@ struct fd_entry {
 	struct sockaddr_in peer;      /* FD_SLIM_CONN: the overlay destination it connects to */
 	struct shim_listener *listener; /* FD_LISTENER, FD_HIDDEN */
 	struct shim_opts *opts;       /* FD_TCP/FD_LISTENER: recorded socket options */
-	struct shim_regs *regs;       /* FD_TCP: epoll sets it was added to before connect */
+	struct shim_regs *regs;       /* FD_TCP: epoll sets it was added to before connect;
+				       * FD_LISTENER waiting for its host listener: its epoll sets */
 };
 
 /* The entry of fd, or NULL when fd is out of range or never recorded (no allocation). */
@@ -223,6 +229,16 @@ int listener_accept(int fd, struct fd_entry *e, struct sockaddr *addr, socklen_t
 		    int flags);
 void listener_mirror_sockopt(struct fd_entry *e, int level, int name, const void *val,
 			     socklen_t len);
+/* What is waited on beside the app's listener: the host listener, or while the router is asked
+ * again for one, the wake fd; -1 when neither. */
+int listener_side_fd(struct shim_listener *l);
+/* True while l has no host listener and asks the router again (epoll sets are recorded then). */
+bool listener_retrying(struct shim_listener *l);
+/* The router is asked again for fd's host listener: its wake fd turned readable (time to ask,
+ * or the answer came). Never blocks. */
+void listener_retry_step(int fd, struct fd_entry *e);
+/* Closes what the retry of l holds (its last reference is gone). */
+void listener_retry_free(struct shim_listener *l);
 
 /* ---- readiness.c ---- */
 /* Re-registers fd in the epoll sets recorded in regs, after its file changed under it. */
