@@ -7,12 +7,20 @@
  * map says (rewritten from the overlay address to the host listener), every name the kernel
  * reports is an overlay one, and its identity travels in a TCP option the pod cannot write.
  */
-#include "vmlinux.h"
+/*
+ * The UAPI headers, not vmlinux.h: these programs touch only their contexts (stable UAPI), so
+ * with no CO-RE relocation libbpf need not parse the kernel's BTF to load them — most of a new
+ * router's start-up CPU, which an upgrade spends on cores the apps are using.
+ */
+#include <stdbool.h>
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "govern_abi.h"
 
-/* vmlinux.h has the types but none of the #defines. */
+/* Not in linux/bpf.h, and the libc headers are not for the BPF target. */
 #define AF_INET		    2
 #define EPERM		    1
 #define ECONNREFUSED	    111

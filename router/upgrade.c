@@ -24,6 +24,7 @@
  * settle and the handover (docs/design.md, "Upgrade"; the state format is there too).
  */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -48,10 +49,19 @@
 #define UPGRADE_SETTLE_MS   1500
 #define UPGRADE_READY_MS    3000
 #define UPGRADE_STATE_MAX   (1u << 30)
-/* While the old router serves, the new one loads (the BPF verifier: tens of ms of CPU) at a
- * lower priority, so the apps and the old router keep their cores; it takes ours back when the
- * handover starts. */
-#define UPGRADE_PREPARE_NICE 10
+/*
+ * While the old router serves, the new one starts and loads its programs (~80 ms of CPU) as a
+ * SCHED_IDLE task: it runs only on a core nobody else wants, so the apps and the old router keep
+ * theirs (a nice 10 task of that size still stretched the slowest connects of two clients that
+ * kept both cores busy from ~35 to ~100 ms here). It takes the old router's scheduling back once
+ * loaded, before it says PREPARED, so it is never slow to wake during the pause itself.
+ */
+static void upgrade_sched_idle(void)
+{
+	struct sched_param sp = {0};
+
+	sched_setscheduler(0, SCHED_IDLE, &sp);
+}
 
 /* ---- descriptors that travel with the state ---- */
 
@@ -606,7 +616,7 @@ json_t *upgrade_begin(struct client *c, uint32_t id, const char *binary)
 		 * and it starts with no signal blocked (we block those our signalfd reads). */
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
-		setpriority(PRIO_PROCESS, 0, UPGRADE_PREPARE_NICE);
+		upgrade_sched_idle();
 		fcntl(sv[1], F_SETFD, 0);
 		execv(binary, argv);
 		_exit(127);
@@ -743,9 +753,6 @@ static json_t *upgrade_receive_state(struct upgrade_fds *fds)
 	if (!msg || !upgrade_is(msg, "state") || memfd.uf_n != 1)
 		upgrade_refuse("no state from the running router (%s)",
 			       msg ? "unexpected message" : strerror(-err));
-	/* The pause has begun: our priority back (UPGRADE_PREPARE_NICE). */
-	setpriority(PRIO_PROCESS, 0,
-		    (int)json_integer_value(json_object_get(take.offer, "nice")));
 	bytes = (size_t)json_integer_value(json_object_get(msg, "bytes"));
 	want = (size_t)json_integer_value(json_object_get(msg, "fds"));
 	json_decref(msg);
@@ -913,6 +920,14 @@ void upgrade_takeover(const char *state_file)
 
 	if (!governor_enabled() && router.r_bpf_dir)
 		upgrade_refuse("governance could not be loaded (see the log above)");
+	/* Loaded: the old router's scheduling back (upgrade_sched_idle) before the pause. */
+	{
+		struct sched_param sp = {0};
+
+		sched_setscheduler(0, SCHED_OTHER, &sp);
+		setpriority(PRIO_PROCESS, 0,
+			    (int)json_integer_value(json_object_get(take.offer, "nice")));
+	}
 	ret = upgrade_send(take.sock, json_pack("{s:s, s:i}", "msg", "prepared", "pid",
 						(int)getpid()),
 			   NULL, 0);
