@@ -89,7 +89,7 @@ func client(url string, requests, conc int) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	fmt.Printf("ok %d failed %d peers %s rate %.0f/s\n", requests-failures, failures,
+	fmt.Printf("ok %d failed %d peers %s rate %.2f/s\n", requests-failures, failures,
 		strings.Join(keys, ","), float64(requests)/secs)
 	if failures > 0 {
 		os.Exit(1)
