@@ -61,5 +61,12 @@ bench-upgrade: deps
 	$(MAKE) all
 	bash bench/upgrade
 
+# A static Go net/http client under slim-supervise vs plain over the overlay; results in
+# bench/results/go/ (the supervised path against the shimmed one: bench/run's slim_sup modes).
+.PHONY: bench-go
+bench-go: deps
+	$(MAKE) all
+	bash bench/go
+
 clean:
 	rm -rf build
