@@ -63,6 +63,15 @@ static void upgrade_sched_idle(void)
 	sched_setscheduler(0, SCHED_IDLE, &sp);
 }
 
+/* The new router, loaded: the old router's scheduling back (its nice value is in the OFFER). */
+static void upgrade_sched_restore(const json_t *offer)
+{
+	struct sched_param sp = {0};
+
+	sched_setscheduler(0, SCHED_OTHER, &sp);
+	setpriority(PRIO_PROCESS, 0, (int)json_integer_value(json_object_get(offer, "nice")));
+}
+
 /* ---- descriptors that travel with the state ---- */
 
 int upgrade_fd_put(struct upgrade_fds *f, int fd)
@@ -920,14 +929,8 @@ void upgrade_takeover(const char *state_file)
 
 	if (!governor_enabled() && router.r_bpf_dir)
 		upgrade_refuse("governance could not be loaded (see the log above)");
-	/* Loaded: the old router's scheduling back (upgrade_sched_idle) before the pause. */
-	{
-		struct sched_param sp = {0};
-
-		sched_setscheduler(0, SCHED_OTHER, &sp);
-		setpriority(PRIO_PROCESS, 0,
-			    (int)json_integer_value(json_object_get(take.offer, "nice")));
-	}
+	/* Before PREPARED: never slow to wake once the pause has begun. */
+	upgrade_sched_restore(take.offer);
 	ret = upgrade_send(take.sock, json_pack("{s:s, s:i}", "msg", "prepared", "pid",
 						(int)getpid()),
 			   NULL, 0);
