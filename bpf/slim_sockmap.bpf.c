@@ -48,6 +48,21 @@ struct {
 	__type(value, __u64);
 } slim_peers SEC(".maps");
 
+/*
+ * What the stream verdict passed on, per socket cookie (see slim_stream_verdict). Entries go with
+ * slim_peers' at TCP_CLOSE; LRU in case one is missed.
+ */
+struct slim_rx {
+	__u32 rx_next;	/* the sequence number after the last byte passed on */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLIM_SOCKMAP_MAX_ENTRIES);
+	__type(key, __u64);
+	__type(value, struct slim_rx);
+} slim_rx_seq SEC(".maps");
+
 /* Read by the loader (sockmap_stats); updated with atomic adds because every CPU writes them. */
 __u64 stat_added = 0;
 __u64 stat_add_failed = 0;
@@ -85,8 +100,11 @@ int slim_sockops(struct bpf_sock_ops *skops)
 
 	if (skops->op == BPF_SOCK_OPS_STATE_CB) {
 		if (skops->args[1] == BPF_TCP_CLOSE) {
+			__u64 cookie = bpf_get_socket_cookie(skops);
+
 			sock_key(skops, &key);
 			bpf_map_delete_elem(&slim_peers, &key);
+			bpf_map_delete_elem(&slim_rx_seq, &cookie);
 		}
 		return 1;
 	}
@@ -313,15 +331,80 @@ int slim_msg_redirect(struct sk_msg_md *msg)
 }
 
 /*
- * Bytes that still arrive the TCP way on a mapped socket (from a peer that is not in the map) are
- * passed to the socket's own ingress queue, in arrival order with the redirected ones. Having a
- * stream verdict attached also keeps the kernel on the receive path that 6.18.14+ gets right:
- * without one, a mapped socket receiving the TCP way is readable but reports FIONREAD 0 here
- * (tests/integration/sockmap_fastpath.sh shows it), which stalls apps that size reads by it.
+ * Bytes that still arrive the TCP way on a mapped socket (from a peer that is not in the map, or
+ * from a mapped peer whose direction is in TCP mode) are passed to the socket's own ingress queue,
+ * in arrival order with the redirected ones. Having a stream verdict attached also keeps the
+ * kernel on the receive path that 6.18.14+ gets right: without one, a mapped socket receiving the
+ * TCP way is readable but reports FIONREAD 0 here (tests/integration/sockmap_fastpath.sh shows
+ * it), which stalls apps that size reads by it.
+ *
+ * But that path hands each skb of the receive queue over whole (tcp_read_skb), and TCP queues a
+ * segment that only partly repeats what it already has whole too ("partial packet": seq <
+ * rcv_nxt < end_seq; its own readers skip the old head by sequence number). A retransmission
+ * that the sender cut differently from the original -- seen here when the flow rules switch a
+ * direction to TCP at a peer whose window the redirected bytes just used up, so segments are
+ * dropped and resent -- would then deliver its old head a second time: 65,483 duplicated bytes
+ * in one CI run of samehost_flow. So the verdict remembers, per socket, the sequence number
+ * after the last byte it passed on and cuts any older head off (bpf_skb_adjust_room pulls at
+ * most 4095 bytes a call). The state is in slim_rx_seq, by socket cookie: a stream verdict
+ * program may not use socket storage.
  */
+__u64 stat_rx_trimmed = 0;	/* segments that repeated bytes already passed on */
+__u64 stat_rx_trimmed_bytes = 0;
+__u64 stat_rx_trim_failed = 0;	/* and could not be cut: the repeat reaches the reader */
+
+#define RX_PULL_MAX 4095
+#define RX_TRIM_CALLS 64	/* 64 x 4095: more than any segment of a 64 KiB-MTU link */
+
+/* Off only in the test that shows the repeats reaching the reader (SOCKMAP_F_NO_TRIM). */
+const volatile bool trim_repeats = true;
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+/* Cuts the first n bytes off skb; false if the kernel could not (out of memory). */
+static __always_inline bool rx_trim_head(struct __sk_buff *skb, __u32 n)
+{
+	for (int i = 0; i < RX_TRIM_CALLS && n; i++) {
+		__u32 cut = n > RX_PULL_MAX ? RX_PULL_MAX : n;
+
+		if (bpf_skb_adjust_room(skb, -(__s32)cut, 0, 0))
+			return false;
+		n -= cut;
+	}
+	return !n;
+}
+
 SEC("sk_skb/stream_verdict")
 int slim_stream_verdict(struct __sk_buff *skb)
 {
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	__u32 seq = 0, len = skb->len, old;
+	struct slim_rx fresh = {}, *rx;
+	__u64 cookie;
+
+	if (!len)
+		return SK_PASS;
+	/* TCP_SKB_CB(skb)->seq: struct tcp_skb_cb starts the control buffer. */
+	if (bpf_probe_read_kernel(&seq, sizeof(seq), kskb->cb))
+		return SK_PASS;
+	cookie = bpf_get_socket_cookie(skb);
+	rx = bpf_map_lookup_elem(&slim_rx_seq, &cookie);
+	if (!rx) {
+		/* The first segment: nothing passed on before it. */
+		fresh.rx_next = seq + len;
+		bpf_map_update_elem(&slim_rx_seq, &cookie, &fresh, BPF_ANY);
+		return SK_PASS;
+	}
+	/* Runs for one socket at a time: its receive path holds the socket. */
+	old = rx->rx_next - seq;
+	if ((__s32)old > 0 && old < len) {
+		__sync_fetch_and_add(&stat_rx_trimmed, 1);
+		__sync_fetch_and_add(&stat_rx_trimmed_bytes, old);
+		if (!trim_repeats || !rx_trim_head(skb, old))
+			__sync_fetch_and_add(&stat_rx_trim_failed, 1);
+	}
+	if ((__s32)(seq + len - rx->rx_next) > 0)
+		rx->rx_next = seq + len;
 	return SK_PASS;
 }
 

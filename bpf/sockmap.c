@@ -60,7 +60,7 @@ int sockmap_open(const char *cgroup_path, uint32_t host_ip, unsigned int flags,
 	int err;
 
 	*out = NULL;
-	if (!cgroup_path || !host_ip || (flags & ~(SOCKMAP_F_NO_VERDICT | SOCKMAP_F_NO_ORDER)))
+	if (!cgroup_path || !host_ip || (flags & ~(SOCKMAP_F_NO_VERDICT | SOCKMAP_F_NO_ORDER | SOCKMAP_F_NO_TRIM)))
 		return -EINVAL;
 	sm = calloc(1, sizeof(*sm));
 	if (!sm)
@@ -78,6 +78,7 @@ int sockmap_open(const char *cgroup_path, uint32_t host_ip, unsigned int flags,
 	}
 	sm->sm_skel->rodata->host_ip = host_ip;
 	sm->sm_skel->rodata->keep_order = !(flags & SOCKMAP_F_NO_ORDER);
+	sm->sm_skel->rodata->trim_repeats = !(flags & SOCKMAP_F_NO_TRIM);
 	rcvbuf = sockmap_rcvbuf_default();
 	if (rcvbuf)
 		sm->sm_skel->rodata->rcvbuf_default = rcvbuf;
@@ -274,4 +275,7 @@ void sockmap_stats(struct sockmap *sm, struct sockmap_stats *st)
 	st->sms_flow_passed = __atomic_load_n(&bss->stat_flow_passed, __ATOMIC_RELAXED);
 	st->sms_to_tcp = __atomic_load_n(&bss->stat_to_tcp, __ATOMIC_RELAXED);
 	st->sms_to_redirect = __atomic_load_n(&bss->stat_to_redirect, __ATOMIC_RELAXED);
+	st->sms_rx_trimmed = __atomic_load_n(&bss->stat_rx_trimmed, __ATOMIC_RELAXED);
+	st->sms_rx_trimmed_bytes = __atomic_load_n(&bss->stat_rx_trimmed_bytes, __ATOMIC_RELAXED);
+	st->sms_rx_trim_failed = __atomic_load_n(&bss->stat_rx_trim_failed, __ATOMIC_RELAXED);
 }

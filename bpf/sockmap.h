@@ -30,6 +30,11 @@ struct sockmap;
  * shows the overtaking hazard: without it, bytes sent before the peer is mapped can be overtaken.
  */
 #define SOCKMAP_F_NO_ORDER 0x2
+/*
+ * Let the stream verdict pass segments that repeat bytes already passed on as they are. Only for
+ * the test that shows the kernel trap the verdict works around (slim_sockmap.bpf.c).
+ */
+#define SOCKMAP_F_NO_TRIM 0x4
 
 struct sockmap_stats {
 	uint64_t sms_added;	 /* sockets put into the sockhash */
@@ -42,6 +47,10 @@ struct sockmap_stats {
 	uint64_t sms_flow_passed; /* sends to a mapped peer that went the TCP way */
 	uint64_t sms_to_tcp;	  /* directions switched from redirect to TCP (peer behind) */
 	uint64_t sms_to_redirect; /* directions switched to redirect (pipe drained) */
+	/* Segments arriving the TCP way that repeated bytes already passed on (a kernel trap): */
+	uint64_t sms_rx_trimmed;	 /* cut to their new bytes */
+	uint64_t sms_rx_trimmed_bytes;	 /* the bytes cut */
+	uint64_t sms_rx_trim_failed;	 /* could not be cut: the reader got bytes twice */
 };
 
 /*

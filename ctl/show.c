@@ -116,9 +116,11 @@ void ctl_show_status(json_t *rep)
 		json_t *fp = json_object_get(rep, "fastpath");
 
 		if (json_is_true(json_object_get(fp, "enabled")))
-			printf("%-12s on (%s): %lld sockets mapped, %lld sends redirected\n",
+			printf("%-12s on (%s): %lld sockets mapped, %lld sends redirected, %lld "
+			       "repeated segments cut (%lld not)\n",
 			       "fastpath:", show_str(fp, "cgroup"), show_int(fp, "entries"),
-			       show_int(fp, "redirected"));
+			       show_int(fp, "redirected"), show_int(fp, "repeats_cut"),
+			       show_int(fp, "repeats_uncut"));
 		else
 			printf("%-12s off (%s)\n", "fastpath:", show_str(fp, "reason"));
 	}

@@ -152,9 +152,11 @@ json_t *fastpath_status_json(void)
 	if (!fastpath_map)
 		return json_pack("{s:b, s:s}", "enabled", 0, "reason", fastpath_why_off);
 	sockmap_stats(fastpath_map, &st);
-	return json_pack("{s:b, s:i, s:I, s:I, s:I, s:I}", "enabled", 1, "entries",
+	return json_pack("{s:b, s:i, s:I, s:I, s:I, s:I, s:I, s:I}", "enabled", 1, "entries",
 			 sockmap_entries(fastpath_map) + (int)fastpath_inherited_entries(), "added",
 			 (json_int_t)st.sms_added, "skipped", (json_int_t)st.sms_skipped,
 			 "redirected", (json_int_t)st.sms_redirected, "passed",
-			 (json_int_t)st.sms_passed);
+			 (json_int_t)st.sms_passed, "repeats_cut",
+			 (json_int_t)(st.sms_rx_trimmed - st.sms_rx_trim_failed), "repeats_uncut",
+			 (json_int_t)st.sms_rx_trim_failed);
 }

@@ -261,6 +261,14 @@ static void metrics_write_fastpath(struct metrics_buf *b)
 	metrics_family(b, "slim_fastpath_redirected_bytes_total", "counter",
 		       "Bytes the fast path redirected straight to the peer socket.");
 	metrics_sample(b, "slim_fastpath_redirected_bytes_total", "", st.sms_redirected_bytes);
+	metrics_family(b, "slim_fastpath_repeated_segments_total", "counter",
+		       "Segments arriving the TCP way at a mapped socket that repeated bytes already "
+		       "passed on, by what the stream verdict did (cut: the head removed; uncut: "
+		       "the reader got those bytes twice).");
+	metrics_sample(b, "slim_fastpath_repeated_segments_total", "outcome=\"cut\"",
+		       st.sms_rx_trimmed - st.sms_rx_trim_failed);
+	metrics_sample(b, "slim_fastpath_repeated_segments_total", "outcome=\"uncut\"",
+		       st.sms_rx_trim_failed);
 }
 
 static void metrics_write_pool(struct metrics_buf *b)

@@ -23,6 +23,9 @@
  *              byte exact
  *   bursty=S   the reader pauses (1..10 ms) and drains by turns for S seconds, so the fast path
  *              keeps switching between redirect and TCP (at least 10 times): every byte exact
+ *   overlap    a segment repeating bytes its receiver already has (made with a raw socket),
+ *              at a mapped receiver whose peer is not mapped: the stream verdict cuts the
+ *              repeat, every byte exact. --no-trim turns the cut off, to show what it prevents.
  * Prints one line per case and path, "PASS CASE" when both paths passed; exits 1 on a failure.
  * Must run in a network namespace where A and B are local addresses.
  */
@@ -33,9 +36,13 @@
 #include <signal.h>
 #include <linux/sock_diag.h>
 #include <sys/epoll.h>
+#include <netinet/ip.h>
 #include <sys/time.h>
+#include <bpf/bpf.h>
+#include <linux/types.h>
 
 #include "sockmap_prog.h"
+#include "sockmap_key.h"
 
 /* The bound: a stalled connection may hold at most this much. */
 #define FLOW_LIMIT (16u << 20)
@@ -495,6 +502,26 @@ static void case_eintr(enum path p)
 }
 
 /*
+ * How a fast-path case went: the modes its sends took, and the segments that arrived the TCP way
+ * repeating bytes already passed on (cut by the stream verdict; a failed cut is a failed case).
+ */
+static void print_switches(const char *what, const struct sockmap_stats *b,
+			   const struct sockmap_stats *a)
+{
+	printf("%s [fast]: %llu sends redirected, %llu the TCP way, %llu switches to TCP, %llu back; "
+	       "%llu repeated segments cut (%llu bytes)\n",
+	       what, (unsigned long long)(a->sms_redirected - b->sms_redirected),
+	       (unsigned long long)(a->sms_flow_passed - b->sms_flow_passed),
+	       (unsigned long long)(a->sms_to_tcp - b->sms_to_tcp),
+	       (unsigned long long)(a->sms_to_redirect - b->sms_to_redirect),
+	       (unsigned long long)(a->sms_rx_trimmed - b->sms_rx_trimmed),
+	       (unsigned long long)(a->sms_rx_trimmed_bytes - b->sms_rx_trimmed_bytes));
+	check(a->sms_rx_trim_failed == b->sms_rx_trim_failed,
+	      "%s [fast]: every repeated segment was cut (%llu not)", what,
+	      (unsigned long long)(a->sms_rx_trim_failed - b->sms_rx_trim_failed));
+}
+
+/*
  * The receiver closes with data unread: 3 MiB (the fast path still redirecting), or everything
  * the sender could queue (full: the fast path in TCP mode, the receiver's window used up).
  */
@@ -631,12 +658,7 @@ static void case_slow(enum path p, int seconds)
 	      w.wr_sent / ((now_ns() - t0) / 1e9) / 1048576, mib((int64_t)max_mem),
 	      mib(nh ? hs[nh / 2] : 0), mib(max_host));
 	if (p == FAST)
-		printf("slow [fast]: %llu sends redirected, %llu the TCP way, %llu switches to TCP, "
-		       "%llu back\n",
-		       (unsigned long long)(after.sms_redirected - before.sms_redirected),
-		       (unsigned long long)(after.sms_flow_passed - before.sms_flow_passed),
-		       (unsigned long long)(after.sms_to_tcp - before.sms_to_tcp),
-		       (unsigned long long)(after.sms_to_redirect - before.sms_to_redirect));
+		print_switches("slow", &before, &after);
 	reader_report(&r, p, "slow", w.wr_sent);
 	close(c);
 	close(s);
@@ -662,16 +684,175 @@ static void case_bursty(enum path p, int seconds)
 	pthread_join(tr, NULL);
 	sockmap_stats(prog_sm, &after);
 	if (p == FAST)
-		printf("bursty [fast]: %llu sends redirected, %llu the TCP way, %llu switches to TCP, "
-		       "%llu back\n",
-		       (unsigned long long)(after.sms_redirected - before.sms_redirected),
-		       (unsigned long long)(after.sms_flow_passed - before.sms_flow_passed),
-		       (unsigned long long)(after.sms_to_tcp - before.sms_to_tcp),
-		       (unsigned long long)(after.sms_to_redirect - before.sms_to_redirect));
+		print_switches("bursty", &before, &after);
 	check(p == TCP || after.sms_to_tcp - before.sms_to_tcp >= 10,
 	      "bursty [%s]: %.0f MiB written in %d s", path_name[p], mib((int64_t)w.wr_sent),
 	      seconds);
 	reader_report(&r, p, "bursty", w.wr_sent);
+	close(c);
+	close(s);
+}
+
+/* Puts socket fd into the sockhash by hand (its peer stays out: its bytes come the TCP way). */
+static void map_socket(int fd)
+{
+	struct sockaddr_in l = sock_name(fd), r;
+	socklen_t rl = sizeof(r);
+	struct slim_sock_key key = {0};
+	uint64_t value = (uint64_t)fd;
+
+	if (getpeername(fd, (struct sockaddr *)&r, &rl))
+		die("getpeername: %s", strerror(errno));
+	key.sk_local_ip = l.sin_addr.s_addr;
+	key.sk_remote_ip = r.sin_addr.s_addr;
+	key.sk_local_port = l.sin_port;
+	key.sk_remote_port = r.sin_port;
+	if (bpf_map_update_elem(sockmap_fd(prog_sm), &key, &value, BPF_ANY))
+		die("sockhash update: %s", strerror(errno));
+}
+
+/* The sequence number fd's next new byte will carry (TCP_REPAIR: read, then left at once). */
+static uint32_t next_send_seq(int fd)
+{
+	int on = TCP_REPAIR_ON, off = TCP_REPAIR_OFF_NO_WP, q = TCP_SEND_QUEUE;
+	uint32_t seq = 0;
+	socklen_t len = sizeof(seq);
+
+	if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) ||
+	    getsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq, &len) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off)))
+		die("TCP_REPAIR: %s", strerror(errno));
+	return seq;
+}
+
+static uint16_t csum_fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+static uint32_t csum_add(uint32_t sum, const void *data, size_t n)
+{
+	const uint8_t *b = data;
+
+	for (size_t i = 0; i + 1 < n; i += 2)
+		sum += (uint32_t)(b[i] << 8 | b[i + 1]);
+	if (n & 1)
+		sum += (uint32_t)b[n - 1] << 8;
+	return sum;
+}
+
+/*
+ * Sends, as c would, a segment carrying stream bytes [0, n) with c's next sequence number to s,
+ * through a raw socket: s's TCP takes them as new, c does not know it sent them.
+ */
+static void inject_head(int c, int s, size_t n)
+{
+	struct sockaddr_in from = sock_name(c), to = sock_name(s);
+	struct {
+		struct iphdr ip;
+		struct tcphdr tcp;
+		uint8_t data[2048];
+	} __attribute__((packed)) pkt = {0};
+	struct {
+		uint32_t src, dst;
+		uint8_t zero, proto;
+		uint16_t len;
+	} __attribute__((packed)) pseudo;
+	size_t tcplen = sizeof(pkt.tcp) + n;
+	int raw;
+
+	if (n > sizeof(pkt.data))
+		die("inject_head: %zu bytes", n);
+	pkt.ip.version = 4;
+	pkt.ip.ihl = 5;
+	pkt.ip.ttl = 64;
+	pkt.ip.protocol = IPPROTO_TCP;
+	pkt.ip.saddr = from.sin_addr.s_addr;
+	pkt.ip.daddr = to.sin_addr.s_addr;
+	pkt.ip.tot_len = htons((uint16_t)(sizeof(pkt.ip) + tcplen));
+	pkt.tcp.source = from.sin_port;
+	pkt.tcp.dest = to.sin_port;
+	pkt.tcp.seq = htonl(next_send_seq(c));
+	pkt.tcp.ack_seq = htonl(next_send_seq(s));
+	pkt.tcp.doff = 5;
+	pkt.tcp.ack = 1;
+	pkt.tcp.psh = 1;
+	pkt.tcp.window = htons(65535);
+	pat_fill(0, pkt.data, n);
+	pseudo = (typeof(pseudo)){pkt.ip.saddr, pkt.ip.daddr, 0, IPPROTO_TCP, htons((uint16_t)tcplen)};
+	pkt.tcp.check = htons(csum_fold(csum_add(csum_add(0, &pseudo, sizeof(pseudo)), &pkt.tcp,
+						tcplen)));
+	raw = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+	if (raw < 0 || sendto(raw, &pkt, sizeof(pkt.ip) + tcplen, 0, (struct sockaddr *)&to,
+			      sizeof(to)) < 0)
+		die("raw send: %s", strerror(errno));
+	close(raw);
+}
+
+/* Reads or writes /proc/sys/net/ipv4/tcp_timestamps (this namespace's). */
+static int tcp_timestamps(int set)
+{
+	const char *path = "/proc/sys/net/ipv4/tcp_timestamps";
+	FILE *f = fopen(path, set < 0 ? "r" : "w");
+	int v = set;
+
+	if (!f || (set < 0 ? fscanf(f, "%d", &v) != 1 : fprintf(f, "%d\n", set) < 0))
+		die("%s: %s", path, strerror(errno));
+	fclose(f);
+	return v;
+}
+
+/*
+ * A segment that repeats bytes its receiver already has, at a mapped receiver whose peer is not
+ * mapped (its bytes come the TCP way, through the stream verdict). TCP resends such segments when
+ * it cuts a resend differently from the original, as under loss; here it is made on purpose: a
+ * raw socket gives s the stream's first 1000 bytes with c's next sequence number, then c sends
+ * the first 3000 itself. s's TCP queues that segment whole (its own readers skip the old head);
+ * the kernel's verdict path would pass all 3000 on (slim_sockmap.bpf.c). The reader must get
+ * exactly 3000 bytes, in order. Without timestamps, which a raw segment cannot fake.
+ */
+static void case_overlap(enum path p)
+{
+	const size_t head = 1000, total = 3000;
+	int ts = tcp_timestamps(-1), l, c, s;
+	struct sockmap_stats before, after;
+	static uint8_t buf[3000];
+	struct reader r;
+	pthread_t tr;
+
+	tcp_timestamps(0);
+	l = tcp_listener(other_ip, 0);
+	tcp_pair_from(l, -1, &c, &s);
+	close(l);
+	tcp_timestamps(ts);
+	if (p == FAST)
+		map_socket(s);
+	sockmap_stats(prog_sm, &before);
+	reader_start(&r, &tr, s, 0, 0);
+	inject_head(c, s, head);
+	for (int i = 0; i < 100 && r.rd_got < head; i++)
+		usleep(10000);
+	check(r.rd_got == head, "overlap [%s]: the injected %zu bytes arrived (%llu)", path_name[p],
+	      head, (unsigned long long)r.rd_got);
+	pat_fill(0, buf, total);
+	if (send(c, buf, total, 0) != (ssize_t)total)
+		die("send: %s", strerror(errno));
+	shutdown(c, SHUT_WR);
+	pthread_join(tr, NULL);
+	sockmap_stats(prog_sm, &after);
+	if (p == FAST)
+		check(after.sms_rx_trimmed - before.sms_rx_trimmed == 1 &&
+			      after.sms_rx_trimmed_bytes - before.sms_rx_trimmed_bytes == head &&
+			      after.sms_rx_trim_failed == before.sms_rx_trim_failed,
+		      "overlap [fast]: the verdict found %llu repeated bytes in %llu segment(s), "
+		      "%llu left uncut",
+		      (unsigned long long)(after.sms_rx_trimmed_bytes - before.sms_rx_trimmed_bytes),
+		      (unsigned long long)(after.sms_rx_trimmed - before.sms_rx_trimmed),
+		      (unsigned long long)(after.sms_rx_trim_failed - before.sms_rx_trim_failed));
+	reader_report(&r, p, "overlap", total);
 	close(c);
 	close(s);
 }
@@ -688,7 +869,7 @@ static void *watchdog(void *arg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: sockmap_flow --cgroup DIR --host-ip A --other-ip B "
-			"stall|block|eintr|unread|unread_full|slow=S|bursty=S ...\n");
+			"[--no-trim] stall|block|eintr|unread|unread_full|slow=S|bursty=S|overlap ...\n");
 	exit(2);
 }
 
@@ -698,9 +879,11 @@ int main(int argc, char **argv)
 		{"cgroup", required_argument, NULL, 'c'},
 		{"host-ip", required_argument, NULL, 'h'},
 		{"other-ip", required_argument, NULL, 'o'},
+		{"no-trim", no_argument, NULL, 't'},
 		{0},
 	};
 	const char *cgroup = NULL;
+	unsigned int flags = 0;
 	struct in_addr a;
 	int o;
 
@@ -710,6 +893,9 @@ int main(int argc, char **argv)
 		switch (o) {
 		case 'c':
 			cgroup = optarg;
+			break;
+		case 't':
+			flags |= SOCKMAP_F_NO_TRIM;
 			break;
 		case 'h':
 		case 'o':
@@ -723,7 +909,7 @@ int main(int argc, char **argv)
 	}
 	if (!cgroup || !host_ip || !other_ip || optind == argc)
 		usage();
-	prog_setup(cgroup, host_ip, 0);
+	prog_setup(cgroup, host_ip, flags);
 	pthread_t wd;
 	unsigned int budget = 60;
 
@@ -748,6 +934,8 @@ int main(int argc, char **argv)
 				case_unread(p, 1);
 			else if (!strncmp(t, "bursty=", 7))
 				case_bursty(p, atoi(t + 7));
+			else if (!strcmp(t, "overlap"))
+				case_overlap(p);
 			else if (!strncmp(t, "slow=", 5))
 				case_slow(p, p == FAST ? atoi(t + 5) : (atoi(t + 5) + 5) / 6);
 			else
