@@ -319,6 +319,43 @@ void govern_routes_flush(struct govern *g)
 	govern_map_flush(bpf_map__fd(g->g_skel->maps.slim_routes), sizeof(struct slim_route_key));
 }
 
+int govern_routes_drop(struct govern *g,
+		       bool (*drop)(const struct slim_route_key *k, const struct slim_route *r,
+				    void *arg),
+		       void *arg)
+{
+	int fd = bpf_map__fd(g->g_skel->maps.slim_routes);
+	struct slim_route_key key, next, *doomed = NULL;
+	size_t n = 0, cap = 0;
+	struct slim_route r;
+	void *prev = NULL;
+	int ret = 0;
+
+	/* The walk first, then the deletes: a delete during a walk restarts it on this kernel. */
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		if (bpf_map_lookup_elem(fd, &next, &r) == 0 && drop(&next, &r, arg)) {
+			if (n == cap) {
+				size_t ncap = cap ? 2 * cap : 64;
+				struct slim_route_key *d = realloc(doomed, ncap * sizeof(*d));
+
+				if (!d) {
+					ret = -ENOMEM;
+					break;
+				}
+				doomed = d;
+				cap = ncap;
+			}
+			doomed[n++] = next;
+		}
+		key = next;
+		prev = &key;
+	}
+	for (size_t i = 0; i < n; i++)
+		bpf_map_delete_elem(fd, &doomed[i]);
+	free(doomed);
+	return ret < 0 ? ret : (int)n;
+}
+
 int govern_route_count(struct govern *g)
 {
 	return govern_map_count(bpf_map__fd(g->g_skel->maps.slim_routes),

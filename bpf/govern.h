@@ -66,6 +66,11 @@ int govern_route_put(struct govern *g, const struct slim_route_key *k, const str
 int govern_route_get(struct govern *g, const struct slim_route_key *k, struct slim_route *r);
 int govern_route_del(struct govern *g, const struct slim_route_key *k);
 void govern_routes_flush(struct govern *g);
+/* Deletes the routes drop() picks; returns how many, or -errno. */
+int govern_routes_drop(struct govern *g,
+		       bool (*drop)(const struct slim_route_key *k, const struct slim_route *r,
+				    void *arg),
+		       void *arg);
 int govern_verdict_put(struct govern *g, const struct slim_verdict_key *k, uint32_t verdict);
 void govern_verdicts_flush(struct govern *g);
 int govern_node_put(struct govern *g, uint32_t fabric_ip, uint32_t pod_net, uint32_t pod_mask);

@@ -324,6 +324,19 @@ struct slim_maglev_slot *governor_maglev(void)
 	return governor ? govern_maglev(governor) : NULL;
 }
 
+static bool governor_route_of_node(const struct slim_route_key *k, const struct slim_route *r,
+				   void *arg)
+{
+	/* Loopback routes (scoped to a pod) lead to this node's own listeners. */
+	return !k->rk_scope && cluster_owner(router.r_cluster, k->rk_ip) == arg;
+}
+
+void governor_routes_drop_node(const struct cluster_node *node)
+{
+	if (governor && node)
+		govern_routes_drop(governor, governor_route_of_node, (void *)node);
+}
+
 void governor_route_del(uint32_t ip, uint16_t port, uint32_t scope)
 {
 	struct slim_route_key k = {.rk_ip = ip, .rk_scope = scope, .rk_port = port};

@@ -348,14 +348,44 @@ void resolve_on_reply(const char *node_name, uint32_t id, const struct resolve_r
 	resolve_inflight_finish(f, res);
 }
 
+/*
+ * Our connection to a node's router closed: it stopped, crashed or restarted, and a router that
+ * comes back (and the servers that come back with it) may listen on other host ports. What it
+ * told us -- the cache and the kernel's routes, positive and negative -- is stale: a connect on
+ * a stale route would be refused (a non-blocking one reaches the app before anyone can
+ * re-resolve), and a remembered "no listener" would send the next connection over the overlay.
+ * Forgetting costs one RESOLVE per destination. A router that is only upgraded keeps its
+ * connections (they move to the new process), so nothing is dropped then.
+ */
+static void resolve_cache_drop_node(const struct cluster_node *node)
+{
+	struct hnode *h, *next;
+	size_t b = 0;
+
+	for (h = htab_iter(&resolve_cache, &b, NULL); h; h = next) {
+		struct resolve_entry *e = container_of(h, struct resolve_entry, re_node);
+
+		next = htab_iter(&resolve_cache, &b, h);
+		if (cluster_owner(router.r_cluster, e->re_ip) == node) {
+			htab_remove(&resolve_cache, h);
+			free(e);
+		}
+	}
+}
+
 void resolve_on_peer_down(const char *node_name)
 {
+	const struct cluster_node *node = cluster_node_by_name(router.r_cluster, node_name);
 	struct inflight *f, *next;
 
 	for (f = TAILQ_FIRST(&inflight_list); f; f = next) {
 		next = TAILQ_NEXT(f, if_entry);
 		if (!strcmp(f->if_node, node_name))
 			resolve_inflight_finish(f, NULL);
+	}
+	if (node) {
+		resolve_cache_drop_node(node);
+		governor_routes_drop_node(node);
 	}
 }
 

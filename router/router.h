@@ -514,6 +514,8 @@ int governor_sock_set(int fd, const struct slim_sk *st);
 void governor_route_put(uint32_t ip, uint16_t port, uint32_t scope, uint32_t host_ip,
 			uint16_t host_port, uint16_t flags, unsigned ttl_ms);
 void governor_route_del(uint32_t ip, uint16_t port, uint32_t scope);
+/* Drops the kernel's routes to the pods of node (what its router told us). */
+void governor_routes_drop_node(const struct cluster_node *node);
 /* The kernel's state of socket fd (-ENOENT: not a governed socket). 0 or -errno. */
 int governor_sock_get(int fd, struct slim_sk *st);
 struct slim_svc;
