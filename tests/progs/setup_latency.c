@@ -20,7 +20,8 @@
  *	the byte) counts in F only. Stops early after MAX_SECONDS (default 60), so "connections"
  *	is the number attempted.
  * With SETUP_LATENCY_SLOW_US=N in the environment, each connection whose socket() and connect()
- * took N us or more is reported on stderr ("slow: ...", with the wall-clock time).
+ * took N us or more, or whose byte came N us or more after it was established, is reported on
+ * stderr ("slow: ...", with the wall-clock time).
  * Exit status 0 when at least one connection succeeded, 1 otherwise or on a usage error.
  *
  * Only libc calls (socket, connect, poll, getsockopt, read, close), so under LD_PRELOAD=libslim.so
@@ -174,6 +175,14 @@ static int one_conn(const struct sockaddr_in *sin, uint64_t *connect_ns, uint64_
 		}
 	}
 	*byte_ns = now_ns() - t0;
+	if (slow_ns && *byte_ns - *connect_ns >= slow_ns) {
+		struct timespec wall;
+
+		clock_gettime(CLOCK_REALTIME, &wall);
+		fprintf(stderr, "slow: established to byte %.1f us, done at %ld.%06ld\n",
+			(double)(*byte_ns - *connect_ns) / 1000.0, (long)wall.tv_sec,
+			wall.tv_nsec / 1000);
+	}
 	rc = 0;
 out:
 	err = errno;
