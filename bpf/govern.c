@@ -19,7 +19,7 @@
 #include "govern.h"
 #include "slim_govern.skel.h"
 
-#define GOVERN_MAX_LINKS 8
+#define GOVERN_MAX_LINKS 12
 
 struct govern {
 	struct slim_govern_bpf *g_skel;
@@ -356,6 +356,23 @@ int govern_routes_drop(struct govern *g,
 	return ret < 0 ? ret : (int)n;
 }
 
+int govern_pool_pending_set(struct govern *g, const struct slim_pool_pending *pp)
+{
+	static const struct slim_pool_pending none;
+	uint32_t zero = 0;
+
+	return govern_ret(bpf_map_update_elem(bpf_map__fd(g->g_skel->maps.slim_pool_pending),
+					      &zero, pp ? pp : &none, BPF_ANY));
+}
+
+int govern_pool_pending_get(struct govern *g, struct slim_pool_pending *pp)
+{
+	uint32_t zero = 0;
+
+	return govern_ret(
+		bpf_map_lookup_elem(bpf_map__fd(g->g_skel->maps.slim_pool_pending), &zero, pp));
+}
+
 int govern_route_count(struct govern *g)
 {
 	return govern_map_count(bpf_map__fd(g->g_skel->maps.slim_routes),
@@ -466,6 +483,7 @@ void govern_stats(struct govern *g, struct slim_govern_stats *st)
 	GOVERN_LOAD(gs_events_lost);
 	GOVERN_LOAD(gs_connect_service);
 	GOVERN_LOAD(gs_connect_no_backend);
+	GOVERN_LOAD(gs_pool_made);
 #undef GOVERN_LOAD
 }
 

@@ -82,6 +82,10 @@ int govern_service_del(struct govern *g, const struct slim_svc_key *k);
 void govern_services_flush(struct govern *g);
 struct slim_maglev_slot *govern_maglev(struct govern *g);
 /* Entries in the route map (walks it). */
+/* Names the pool batch the calling thread is about to make (NULL: the batch is over), and reads
+ * the entry back (pp_made: how many sockets got their state). */
+int govern_pool_pending_set(struct govern *g, const struct slim_pool_pending *pp);
+int govern_pool_pending_get(struct govern *g, struct slim_pool_pending *pp);
 int govern_route_count(struct govern *g);
 
 /* The event ring: its fd for epoll, and a drain that calls fn for each event. */

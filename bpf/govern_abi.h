@@ -118,6 +118,20 @@ struct slim_settings {
 };
 
 /*
+ * The pool batch the router is making (slim_pool_pending[0]). While pp_pid_tgid is the router's
+ * loop thread, each TCP/IPv4 socket that thread creates gets its state (pod, HANDED) and the
+ * pod's QoS mark and priority from cgroup/sock_create, and pp_made counts them: a pool socket
+ * costs the router one socket() instead of six calls (the source address is bound at connect).
+ */
+struct slim_pool_pending {
+	__u64 pp_pid_tgid; /* 0: no batch */
+	__u32 pp_pod_ip;
+	__u32 pp_mark;	   /* 0: leave mark and priority alone */
+	__u32 pp_priority;
+	__u32 pp_made;	   /* sockets that got their state (set by the program) */
+};
+
+/*
  * The identity option in the SYN and in the packets up to the first data segment: an
  * experimental TCP option (kind 254, RFC 6994 ExID) written by the client host's sock_ops from
  * the socket state the router set, read by the server host before accept() returns.
@@ -179,6 +193,7 @@ struct slim_govern_stats {
 	__u64 gs_events_lost;	 /* ring buffer full */
 	__u64 gs_connect_service;    /* connects to a Service VIP sent to a backend */
 	__u64 gs_connect_no_backend; /* connects to a Service without backends: refused */
+	__u64 gs_pool_made;	     /* pool sockets given their state at creation */
 };
 
 /*

@@ -304,6 +304,24 @@ int governor_sock_get(int fd, struct slim_sk *st)
 	return governor ? govern_sock_get(governor, fd, st) : -ENOTCONN;
 }
 
+int governor_pool_pending(const struct slim_pool_pending *pp)
+{
+	return governor ? govern_pool_pending_set(governor, pp) : -ENOTCONN;
+}
+
+int governor_pool_pending_end(struct slim_pool_pending *pp)
+{
+	int ret;
+
+	if (!governor)
+		return -ENOTCONN;
+	ret = govern_pool_pending_get(governor, pp);
+	/* Whatever the read gave: no socket of ours may be taken for a pod's after this. */
+	if (govern_pool_pending_set(governor, NULL) < 0 && ret == 0)
+		ret = -EIO;
+	return ret;
+}
+
 int governor_service_put(uint32_t vip, uint16_t port, const struct slim_svc *v)
 {
 	struct slim_svc_key k = {.sk_ip = vip, .sk_port = port};
@@ -404,7 +422,7 @@ json_t *governor_status_json(void)
 		return json_pack("{s:b, s:s}", "enabled", 0, "reason", governor_why_off);
 	govern_stats(governor, &s);
 	return json_pack("{s:b, s:s, s:i, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-			 "s:I, s:I, s:I, s:I, s:I, s:I}, s:I}",
+			 "s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:I}",
 			 "enabled", 1, "cgroup", governor_cgroup, "routes",
 			 govern_route_count(governor), "accepts_seen", (json_int_t)governor_naccepted,
 			 "destroyed", (json_int_t)governor_ndestroyed, "kernel", "connect_ok",
@@ -418,6 +436,7 @@ json_t *governor_status_json(void)
 			 (json_int_t)s.gs_ident_written, "events_lost",
 			 (json_int_t)s.gs_events_lost, "connect_service",
 			 (json_int_t)s.gs_connect_service, "connect_no_backend",
-			 (json_int_t)s.gs_connect_no_backend, "services_reset",
+			 (json_int_t)s.gs_connect_no_backend, "pool_made",
+			 (json_int_t)s.gs_pool_made, "services_reset",
 			 (json_int_t)service_revoked_count());
 }

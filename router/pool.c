@@ -122,6 +122,73 @@ fail:
 	return ret;
 }
 
+/* The pool's socket is the pod's: its state says so, and only its. */
+static bool pool_socket_is_pods(int fd, uint32_t pod_ip)
+{
+	struct slim_sk st;
+
+	return governor_sock_get(fd, &st) == 0 && st.ss_pod_ip == pod_ip &&
+	       st.ss_flags == SLIM_SK_HANDED;
+}
+
+/*
+ * Makes up to want pool sockets for pod p into fds; returns how many. The kernel gives each
+ * its state as it is born (slim_sock_create in bpf/slim_govern.bpf.c): one socket() each. A
+ * batch whose count falls short (a program of an older build still attached, no memory for the
+ * state) is checked socket by socket, and what is not the pod's is closed: a socket without
+ * its state would be a general host socket in the pod's hands. The rest are made the long way.
+ */
+static unsigned pool_make(const struct pod *p, int *fds, unsigned want)
+{
+	static bool quick_broken;
+	uint32_t pod_ip = p->p_ip;
+	struct slim_pool_pending pp = {.pp_pod_ip = pod_ip};
+	unsigned n = 0, kept = 0;
+
+	if (!quick_broken) {
+		uint32_t mark, prio;
+
+		if (qos_socket_marks(pod_ip, &mark, &prio)) {
+			pp.pp_mark = mark;
+			pp.pp_priority = prio;
+		}
+		pp.pp_pid_tgid = (uint64_t)getpid() << 32 | (uint32_t)gettid();
+		if (governor_pool_pending(&pp) == 0) {
+			while (n < want) {
+				int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+				if (fd < 0)
+					break;
+				fds[n++] = fd;
+			}
+			if (governor_pool_pending_end(&pp) < 0 || pp.pp_made != n) {
+				for (unsigned i = 0; i < n; i++) {
+					if (pool_socket_is_pods(fds[i], pod_ip))
+						fds[kept++] = fds[i];
+					else
+						close(fds[i]);
+				}
+				if (!kept && n) {
+					quick_broken = true;
+					log_warnx("pool: the kernel does not give new sockets their "
+						  "state; making them one call at a time");
+				}
+				n = kept;
+			}
+		}
+	}
+	while (n < want) {
+		int fd = pool_socket(pod_ip);
+
+		if (fd < 0) {
+			log_warnx("pool: pod %s: %s", p->p_name, strerror(-fd));
+			break;
+		}
+		fds[n++] = fd;
+	}
+	return n;
+}
+
 void pool_handout(struct client *c, const struct pod *p, const struct slim_pool_req *req)
 {
 	struct slim_pool_rep rep = {
@@ -138,15 +205,7 @@ void pool_handout(struct client *c, const struct pod *p, const struct slim_pool_
 	want = pool_take_tokens(p->p_ip, req->count);
 	if (want < req->count)
 		pool_nrefused += req->count - want;
-	while (n < want) {
-		int fd = pool_socket(p->p_ip);
-
-		if (fd < 0) {
-			log_warnx("%s: pod %s: %s", __func__, p->p_name, strerror(-fd));
-			break;
-		}
-		fds[n++] = fd;
-	}
+	n = pool_make(p, fds, want);
 	if (n) {
 		rep.action = SLIM_ACT_FD;
 		rep.count = n;

@@ -85,24 +85,31 @@ static struct qos *qos_get(uint32_t ip)
 	return q;
 }
 
-void qos_mark_socket(int fd, uint32_t pod_ip)
+bool qos_socket_marks(uint32_t pod_ip, uint32_t *mark, uint32_t *prio)
 {
 	struct qos *q = qos_get(pod_ip);
-	uint32_t mark;
-	int prio;
 
 	if (!q)
-		return;
-	mark = QOS_MARK_BASE | q->q_minor;
-	if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0)
-		log_warn("%s: SO_MARK", __func__);
+		return false;
+	*mark = QOS_MARK_BASE | q->q_minor;
 	/*
 	 * HTB picks the class straight from skb->priority when it names one of its classes
 	 * (1:minor), with no classifier at all. This kernel has neither cls_fw nor u32's mark
 	 * match, so the priority, not the mark, is what selects the class; while the pod has no
 	 * class, HTB finds none and the packets go out unshaped.
 	 */
-	prio = QOS_HTB_MAJOR << 16 | q->q_minor;
+	*prio = QOS_HTB_MAJOR << 16 | q->q_minor;
+	return true;
+}
+
+void qos_mark_socket(int fd, uint32_t pod_ip)
+{
+	uint32_t mark, prio;
+
+	if (!qos_socket_marks(pod_ip, &mark, &prio))
+		return;
+	if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0)
+		log_warn("%s: SO_MARK", __func__);
 	if (setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &prio, sizeof(prio)) < 0)
 		log_warn("%s: SO_PRIORITY", __func__);
 }

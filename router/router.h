@@ -495,6 +495,7 @@ void route_listener_removed(const struct listener *l);
 
 struct slim_sk;
 struct slim_govern_stats;
+struct slim_pool_pending;
 
 /* Moves the router into cgroup v2 directory cgroup_name (relative to the v2 root), attaches the
  * governance programs there (pinned in pin_dir when not NULL) and, with sockmap, the fast path.
@@ -518,6 +519,10 @@ void governor_route_del(uint32_t ip, uint16_t port, uint32_t scope);
 void governor_routes_drop_node(const struct cluster_node *node);
 /* The kernel's state of socket fd (-ENOENT: not a governed socket). 0 or -errno. */
 int governor_sock_get(int fd, struct slim_sk *st);
+/* A pool batch: names it (the calling thread creates the sockets next), then ends it and
+ * reads back how many got their state (pp->pp_made). */
+int governor_pool_pending(const struct slim_pool_pending *pp);
+int governor_pool_pending_end(struct slim_pool_pending *pp);
 struct slim_svc;
 struct slim_maglev_slot;
 /* A service port's entry in the kernel (0 or -errno), and its removal. */
@@ -1051,6 +1056,8 @@ void nft_remove(void);
 #define QOS_PRIO_KEEP (-2) /* qos_pod_set: leave the priority as it is (-1 clears it) */
 
 /* Tags a host socket created for pod_ip with the pod's class (SO_PRIORITY 1:class, SO_MARK). */
+/* The SO_MARK and SO_PRIORITY a socket of the pod carries (false: none). */
+bool qos_socket_marks(uint32_t pod_ip, uint32_t *mark, uint32_t *prio);
 void qos_mark_socket(int fd, uint32_t pod_ip);
 /* A pod.set is done: ret 0 (in force) or -errno with err saying what failed (the pod's previous
  * settings are back in force then, or err says they could not be restored). */

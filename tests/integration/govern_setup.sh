@@ -60,10 +60,15 @@ wait_for 10 sh -c "'$BIN/slimctl' -s '$S2' listeners | grep -q ':8300 '"
 
 log "a remote destination: one miss, then the kernel answers alone"
 m0=$(kern "$S1" connect_miss) ok0=$(kern "$S1" connect_ok) a0=$(kern "$S2" accept_ok)
+pm0=$(kern "$S1" pool_made)
 out=$(in_slim h1/p1 python3 "$TMP/client.py" "$srv" 8300 20)
 assert_eq "$out" "local $cli" "the client's own name"
 assert_eq "$(( $(kern "$S1" connect_miss) - m0 ))" 1 "misses for 20 connects"
 assert_ge "$(( $(kern "$S1" connect_ok) - ok0 ))" 20 "connects the kernel routed"
+# The pool sockets got their state as they were born (cgroup/sock_create), not one call at a time.
+assert_ge "$(( $(kern "$S1" pool_made) - pm0 ))" 20 "pool sockets the kernel gave their state"
+! grep -q "does not give new sockets their state" "/run/slim/$PREFIX/h1/router.log" ||
+	fail "the router makes pool sockets the long way"
 assert_ge "$(( $(kern "$S2" accept_ok) - a0 ))" 20 "identities the server's host accepted"
 assert_eq "$(grep -c "^peer $cli$" "$TMP/srv.log")" 20 "peers the server saw as $cli"
 assert_eq "$(grep -c "^peer" "$TMP/srv.log")" 20 "peers the server saw"
