@@ -150,7 +150,9 @@ static int connect_governed(int fd, struct fd_entry *e, const struct sockaddr_in
 	}
 	e->kind = FD_SLIM_CONN;
 	e->state = CONN_CONNECTING;
+	e->error = 0;
 	e->peer = *dst;
+	atomic_store_explicit(&connect_governed_made, true, memory_order_relaxed);
 	/* The pod socket is gone: its epoll memberships and options now live on the host socket. */
 	garbage_defer(e->regs);
 	e->regs = NULL;
@@ -176,6 +178,85 @@ static int connect_kernel(int fd, struct fd_entry *e)
 		e->state = CONN_FAILED;
 	errno = err;
 	return rc;
+}
+
+/* How long SO_ERROR waits for a connect it started again: a handshake, with room to spare. */
+#define CONNECT_AGAIN_WAIT_MS 500
+
+/*
+ * A non-blocking connect on a governed socket was refused, and the app has not been told yet.
+ * The route may have been stale -- the server moved and no word of it reached this node -- so,
+ * as for a blocking connect, ask the router once more and connect the same socket again (its
+ * epoll memberships stay). 0: connected at once; -EINPROGRESS: going; else the refusal stands
+ * (a refusal by policy, a route to the overlay, no router). Once per connect.
+ */
+static int connect_again(int fd, struct fd_entry *e)
+{
+	int error = 0;
+
+	e->state = CONN_FAILED;
+	shim_log("connect: fd %d refused, resolving again", fd);
+	if (connect_ask_route(&e->peer, SLIM_ROUTEF_RETRY, fd, &error) != SLIM_ACT_ROUTE)
+		return -ECONNREFUSED;
+	/*
+	 * The kernel still counts the socket as connecting: the first connect() reports how that
+	 * ended -- the error, or ECONNABORTED once SO_ERROR took it -- and resets it; the next
+	 * one starts afresh.
+	 */
+	for (int i = 0; i < 2; i++) {
+		if (REAL(connect)(fd, (struct sockaddr *)&e->peer, sizeof(e->peer)) == 0) {
+			e->state = CONN_CONNECTED;
+			return 0;
+		}
+		if (errno != ECONNABORTED && errno != ECONNREFUSED)
+			break;
+	}
+	if (errno != EINPROGRESS)
+		return -ECONNREFUSED;
+	e->state = CONN_RECONNECTING;
+	return -EINPROGRESS;
+}
+
+/*
+ * The app asks SO_ERROR why its non-blocking connect ended (after poll or epoll said so) and
+ * the kernel says ECONNREFUSED: connect again (connect_again) and let SO_ERROR report how that
+ * went, after at most CONNECT_AGAIN_WAIT_MS (a handshake takes well under a millisecond; still
+ * going then, the refusal stands and the app closes the socket).
+ */
+atomic_bool connect_governed_made;
+
+bool connect_heal(int fd, struct fd_entry *e)
+{
+	int err = 0, ret;
+	socklen_t len = sizeof(err);
+
+	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || !err)
+		return false;
+	if (err != ECONNREFUSED) {
+		e->error = (uint8_t)err; /* taken from the kernel: getsockopt gives it to the app */
+		e->state = CONN_FAILED;
+		return false;
+	}
+	ret = connect_again(fd, e);
+	if (ret == 0 || ret == -EINPROGRESS)
+		return true;
+	e->error = ECONNREFUSED;
+	return false;
+}
+
+int connect_refused_again(int fd, struct fd_entry *e)
+{
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	int ret = connect_again(fd, e), err = 0;
+	socklen_t len = sizeof(err);
+
+	if (ret != -EINPROGRESS)
+		return -ret;
+	if (REAL(poll)(&p, 1, CONNECT_AGAIN_WAIT_MS) <= 0 ||
+	    REAL(getsockopt)(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = ECONNREFUSED;
+	e->state = err ? CONN_FAILED : CONN_CONNECTED;
+	return err;
 }
 
 /*
@@ -214,8 +295,23 @@ int connect_slim(int fd, const struct sockaddr_in *dst, const struct sockaddr *a
 	bool nonblocking = false;
 	int rc, error = 0;
 
-	if (e->kind == FD_SLIM_CONN && e->state != CONN_FAILED)
-		return connect_kernel(fd, e);
+	if (e->kind == FD_SLIM_CONN && e->state != CONN_FAILED) {
+		bool first = e->state == CONN_CONNECTING;
+
+		rc = connect_kernel(fd, e);
+		/*
+		 * An app that asks connect() again how its non-blocking connect went: a refusal is
+		 * connected again (connect_again) and the answer is "still going", EALREADY.
+		 */
+		if (rc < 0 && errno == ECONNREFUSED && first) {
+			rc = connect_again(fd, e);
+			if (rc == -EINPROGRESS)
+				rc = -EALREADY;
+			errno = -rc;
+			return rc ? -1 : 0;
+		}
+		return rc;
+	}
 	garbage_collect();
 	rc = connect_governed(fd, e, dst, 0, &nonblocking);
 	if (rc > 0)

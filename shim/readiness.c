@@ -3,7 +3,8 @@
  * Readiness: poll/ppoll/select/pselect fold a listener's hidden host listener into the app's fd;
  * epoll_ctl registers both under the app's epoll_data (so epoll_wait needs no interposition), and
  * remembers where a not-yet-connected socket was registered, to re-register it after connect
- * swaps the file under its number.
+ * swaps the file under its number. poll/ppoll also connect again a governed connect refused on a
+ * route that may be stale, before the app sees the error bits (readiness_heal).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -119,19 +120,59 @@ static int readiness_poll_again(struct pollfd *fds, nfds_t nfds, const struct ti
 	return readiness_poll_expanded(fds, nfds, NULL, NULL, rest > 0 ? (int)rest : 0, false);
 }
 
+/*
+ * A governed non-blocking connect the kernel reports ended in an error (POLLERR/POLLHUP) may
+ * have been refused on a stale route: connect_heal connects it again, and the app, which would
+ * have taken the error bits for the answer (curl does), sees nothing of it yet. Returns the
+ * number of the app's entries still ready.
+ */
+static int readiness_heal(struct pollfd *fds, nfds_t nfds, int rc)
+{
+	for (nfds_t i = 0; i < nfds; i++) {
+		struct fd_entry *e;
+
+		if (!(fds[i].revents & (POLLERR | POLLHUP)) || !(e = fdtab_get(fds[i].fd)) ||
+		    e->kind != FD_SLIM_CONN || e->state != CONN_CONNECTING)
+			continue;
+		if (connect_heal(fds[i].fd, e)) {
+			fds[i].revents = 0;
+			rc--;
+		}
+	}
+	return rc;
+}
+
+/* poll and ppoll: listeners folded in (readiness_poll_expanded), refused connects healed. */
+static int readiness_poll(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo,
+			  const sigset_t *mask, int timeout_ms, bool use_ppoll)
+{
+	bool heal = atomic_load_explicit(&connect_governed_made, memory_order_relaxed);
+	struct timespec start;
+	int rc;
+
+	if (heal)
+		clock_gettime(CLOCK_MONOTONIC, &start);
+	if (!fdtab_has_listeners())
+		rc = use_ppoll ? REAL(ppoll)(fds, nfds, tmo, mask) : REAL(poll)(fds, nfds, timeout_ms);
+	else
+		rc = readiness_poll_expanded(fds, nfds, tmo, mask, timeout_ms, use_ppoll);
+	if (rc <= 0 || !heal)
+		return rc;
+	rc = readiness_heal(fds, nfds, rc);
+	if (rc == 0)
+		return readiness_poll_again(fds, nfds, tmo, mask, timeout_ms, use_ppoll, &start);
+	return rc;
+}
+
 SHIM_EXPORT int poll(struct pollfd *fds, nfds_t nfds, int timeout)
 {
-	if (!fdtab_has_listeners())
-		return REAL(poll)(fds, nfds, timeout);
-	return readiness_poll_expanded(fds, nfds, NULL, NULL, timeout, false);
+	return readiness_poll(fds, nfds, NULL, NULL, timeout, false);
 }
 
 SHIM_EXPORT int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo,
 		      const sigset_t *mask)
 {
-	if (!fdtab_has_listeners())
-		return REAL(ppoll)(fds, nfds, tmo, mask);
-	return readiness_poll_expanded(fds, nfds, tmo, mask, 0, true);
+	return readiness_poll(fds, nfds, tmo, mask, 0, true);
 }
 
 /* _FORTIFY_SOURCE builds call these; the size check stays libc's. */
@@ -141,17 +182,17 @@ int __ppoll_chk(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo, con
 
 SHIM_EXPORT int __poll_chk(struct pollfd *fds, nfds_t nfds, int timeout, size_t fdslen)
 {
-	if (fdslen / sizeof(*fds) < nfds || !fdtab_has_listeners())
+	if (fdslen / sizeof(*fds) < nfds)
 		return REAL(__poll_chk)(fds, nfds, timeout, fdslen);
-	return readiness_poll_expanded(fds, nfds, NULL, NULL, timeout, false);
+	return readiness_poll(fds, nfds, NULL, NULL, timeout, false);
 }
 
 SHIM_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo,
 			    const sigset_t *mask, size_t fdslen)
 {
-	if (fdslen / sizeof(*fds) < nfds || !fdtab_has_listeners())
+	if (fdslen / sizeof(*fds) < nfds)
 		return REAL(__ppoll_chk)(fds, nfds, tmo, mask, fdslen);
-	return readiness_poll_expanded(fds, nfds, tmo, mask, 0, true);
+	return readiness_poll(fds, nfds, tmo, mask, 0, true);
 }
 
 static bool readiness_set_has_listener(int nfds, fd_set *readfds)

@@ -29,6 +29,7 @@ void real_resolve(void)
 	RESOLVE(fcntl);
 	RESOLVE(fcntl64);
 	RESOLVE(setsockopt);
+	RESOLVE(getsockopt);
 	RESOLVE(getsockname);
 	RESOLVE(getpeername);
 	RESOLVE(poll);

@@ -37,6 +37,7 @@ struct shim_real {
 	int (*fcntl)(int, int, ...);
 	int (*fcntl64)(int, int, ...);
 	int (*setsockopt)(int, int, int, const void *, socklen_t);
+	int (*getsockopt)(int, int, int, void *, socklen_t *);
 	int (*getsockname)(int, struct sockaddr *, socklen_t *);
 	int (*getpeername)(int, struct sockaddr *, socklen_t *);
 	int (*poll)(struct pollfd *, nfds_t, int);
@@ -114,7 +115,8 @@ enum fd_kind {
 	FD_PRIVATE,      /* the shim's own connection to the router */
 };
 
-enum conn_state { CONN_CONNECTING = 1, CONN_CONNECTED, CONN_FAILED };
+/* CONN_RECONNECTING: connecting again after a refusal the app was not told of (once). */
+enum conn_state { CONN_CONNECTING = 1, CONN_CONNECTED, CONN_FAILED, CONN_RECONNECTING };
 
 /* A host listener shared by every dup of the app's listening fd. */
 struct shim_listener {
@@ -153,6 +155,7 @@ struct fd_entry {
 	uint8_t kind;       /* enum fd_kind */
 	uint8_t state;      /* enum conn_state, FD_SLIM_CONN only */
 	uint8_t v6;         /* an AF_INET6 socket: addresses are reported v4-mapped */
+	uint8_t error;      /* FD_SLIM_CONN: the SO_ERROR the shim took from the kernel, for the app */
 	uint32_t epgen;     /* FD_EPOLL generation; survives resets of the entry */
 	struct sockaddr_in bound;     /* FD_TCP: what the app bound, if anything */
 	struct sockaddr_in peer;      /* FD_SLIM_CONN: the overlay destination it connects to */
@@ -222,6 +225,13 @@ int shim_fd_lowest(int fd, unsigned gen_before);
 /* dst: the IPv4 overlay destination; addr/len: what the app gave (for the plain connect). */
 int connect_slim(int fd, const struct sockaddr_in *dst, const struct sockaddr *addr,
 		 socklen_t len);
+/* SO_ERROR said ECONNREFUSED on fd's governed connect: what SO_ERROR should say instead. */
+int connect_refused_again(int fd, struct fd_entry *e);
+/* poll saw fd's governed connect end with an error: true when it is connecting again (a
+ * refusal on a route that may be stale) and the app is not to see the error. */
+bool connect_heal(int fd, struct fd_entry *e);
+/* Set once this process made a governed connect: only then is poll's answer looked at. */
+extern atomic_bool connect_governed_made;
 
 /* ---- listener.c ---- */
 int listener_after_listen(int fd, int backlog);

@@ -2,7 +2,8 @@
 /*
  * The interposed socket API entry points: each decides in a few loads whether the call concerns
  * the shim, and otherwise goes straight to libc. Calls on established connections (read, write,
- * send*, recv*, sendfile, splice, shutdown, getsockopt) are not interposed at all.
+ * send*, recv*, sendfile, splice, shutdown) are not interposed at all; getsockopt only to look
+ * at SO_ERROR's ECONNREFUSED.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -322,6 +323,30 @@ SHIM_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen
 		sockopt_record(e, level, name, val, len);
 	else if (e->kind == FD_LISTENER)
 		listener_mirror_sockopt(e, level, name, val, len);
+	return rc;
+}
+
+/*
+ * Only SO_ERROR's ECONNREFUSED on a governed connect is looked at: a non-blocking connect whose
+ * cached route was stale (the server moved) is connected again before the app learns of it,
+ * as a blocking one is (connect.c). Everything else is the kernel's answer as it is.
+ */
+SHIM_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	int rc = REAL(getsockopt)(fd, level, name, val, len);
+	struct fd_entry *e;
+
+	if (rc < 0 || level != SOL_SOCKET || name != SO_ERROR || !val || !len ||
+	    *len < sizeof(int) || !(e = fdtab_get(fd)) || e->kind != FD_SLIM_CONN)
+		return rc;
+	/* An error poll took from the kernel (readiness.c) is the app's to read, once. */
+	if (e->error && !*(int *)val) {
+		*(int *)val = e->error;
+		e->error = 0;
+		return rc;
+	}
+	if (*(int *)val == ECONNREFUSED && e->state == CONN_CONNECTING)
+		*(int *)val = connect_refused_again(fd, e);
 	return rc;
 }
 

@@ -9,7 +9,11 @@
 #    it: the first request succeeds, non-blocking and blocking, and an 8 MiB download right
 #    after goes over slim;
 #  - the server stops (a request is refused, as over the overlay) and comes back: the first
-#    request succeeds and the next download goes over slim, not the overlay.
+#    request succeeds and the next download goes over slim, not the overlay;
+#  - a stale route nothing corrects (written by hand into h1's kernel route map: a closed port
+#    of h2): the refused connect is connected again before the app learns of it, non-blocking
+#    (curl: poll's error bits; Python: epoll, then SO_ERROR) and blocking (bash), and the
+#    download after it goes over slim.
 # timeout: 240
 . "$(dirname "$0")/../lib.sh"
 . "$TOP/tests/apps/app.sh"
@@ -129,6 +133,74 @@ log "no server: refused as over the overlay ($out)"
 start eighth slim
 get_curl "listening again after refused requests"
 get_big "listening again after refused requests"
+
+# A stale route that nothing corrects: h1's kernel route for the server is overwritten by hand
+# with a closed port of h2, so the next connect is refused by h2. Both kinds of connect must be
+# connected again before the app learns of it: curl's non-blocking one learns the outcome from
+# SO_ERROR, bash's blocking one from connect.
+routes=/run/slim/$PREFIX/bpf/h1/slim_routes
+route_key() {
+	local a b c d
+	IFS=. read -r a b c d <<<"$dst"
+	printf '%02x %02x %02x %02x 00 00 00 00 %02x %02x 00 00' "$a" "$b" "$c" "$d" \
+		$((port >> 8)) $((port & 255))
+}
+stale_route() {
+	# 198.18.0.2 port 1, no flags, no expiry.
+	# shellcheck disable=SC2046
+	bpftool map update pinned "$routes" key hex $(route_key) \
+		value hex c6 12 00 02 00 01 00 00 00 00 00 00 00 00 00 00 ||
+		fail "could not write the stale route"
+}
+# route_port: the host port h1's kernel route for the server leads to (empty: no route).
+route_port() {
+	# shellcheck disable=SC2046
+	bpftool -j map lookup pinned "$routes" key hex $(route_key) 2>/dev/null |
+		jq -r '.value | if type == "array" then ((.[4] | ltrimstr("0x")) + (.[5] | ltrimstr("0x")))
+			else (.rt_host_port | tostring) end' 2>/dev/null |
+		{ read -r v && [[ $v =~ ^[0-9a-f]{4}$ ]] && echo $((16#$v)); }
+}
+stale_route
+[ "$(route_port)" = 1 ] || fail "the stale route is not in h1's map ($(route_port))"
+get_curl "a stale route (non-blocking connect)"
+# The route was resolved again: it leads to the server's host listener, not port 1.
+p=$(route_port)
+[[ $p =~ ^[0-9]+$ ]] && [ "$p" != 1 ] || fail "h1's route after the retry: '$p'"
+log "h1's route now leads to h2 port $p"
+stale_route
+get_bash "a stale route (blocking connect)"
+# The event-loop way (asyncio, libuv, nginx): a non-blocking connect, epoll, then SO_ERROR.
+cat >"$TMP/epoll_get.py" <<'EOF'
+import selectors, socket, sys
+s = socket.socket()
+s.setblocking(False)
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+except BlockingIOError:
+    pass
+sel = selectors.EpollSelector()
+sel.register(s, selectors.EVENT_WRITE)
+sel.select(10)
+err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+if err:
+    sys.exit("SO_ERROR %d" % err)
+s.setblocking(True)
+s.sendall(b"GET /small.txt HTTP/1.0\r\nHost: slim\r\n\r\n")
+data = b""
+while chunk := s.recv(65536):
+    data += chunk
+print(data.split(b"\r\n\r\n", 1)[1].decode().strip())
+EOF
+stale_route
+got=$(app_client python3 "$TMP/epoll_get.py" "$dst" "$port" 2>&1) || true
+if [ "$got" = "$body" ]; then
+	log "a stale route (epoll + SO_ERROR): ok"
+else
+	log "a stale route (epoll + SO_ERROR) FAILED: $got"
+	failures+=("a stale route (epoll + SO_ERROR)")
+fi
+stale_route
+get_big "a stale route, then 8 MiB"
 [ ${#failures[@]} = 0 ] ||
 	fail "first request after a restart failed: $(IFS=';'; echo "${failures[*]}")"
 log "every first request after a restart succeeded"
