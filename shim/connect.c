@@ -217,14 +217,13 @@ static int connect_again(int fd, struct fd_entry *e)
 	return -EINPROGRESS;
 }
 
-/*
- * The app asks SO_ERROR why its non-blocking connect ended (after poll or epoll said so) and
- * the kernel says ECONNREFUSED: connect again (connect_again) and let SO_ERROR report how that
- * went, after at most CONNECT_AGAIN_WAIT_MS (a handshake takes well under a millisecond; still
- * going then, the refusal stands and the app closes the socket).
- */
 atomic_bool connect_governed_made;
 
+/*
+ * poll saw the connect end with an error (readiness_heal): a refusal is connected again at once
+ * (connect_again); any other error, taken from the kernel by SO_ERROR here, is kept for the
+ * app's own SO_ERROR (the getsockopt interposer).
+ */
 bool connect_heal(int fd, struct fd_entry *e)
 {
 	int err = 0, ret;
@@ -244,6 +243,12 @@ bool connect_heal(int fd, struct fd_entry *e)
 	return false;
 }
 
+/*
+ * The app asks SO_ERROR why its non-blocking connect ended (after poll or epoll said so) and
+ * the kernel says ECONNREFUSED: connect again (connect_again) and let SO_ERROR report how that
+ * went, after at most CONNECT_AGAIN_WAIT_MS (a handshake takes well under a millisecond; still
+ * going then, the refusal stands and the app closes the socket).
+ */
 int connect_refused_again(int fd, struct fd_entry *e)
 {
 	struct pollfd p = {.fd = fd, .events = POLLOUT};
