@@ -77,6 +77,7 @@ __attribute__((constructor)) static void shim_init(void)
 	config_init();
 	router_link_init();
 	pool_init();
+	reset_init();
 	shim_log("loaded, router %s, %s", shim_config.router_path,
 		 shim_config.enabled ? "enabled" : "disabled");
 }

@@ -100,6 +100,8 @@ void fdtab_copy(int oldfd, int newfd)
 	n = fdtab_slot(newfd);
 	if (!n)
 		return;
+	/* Two numbers for one socket: closing one is not its last close (reset.c). */
+	o->sole = 0;
 	/* Options and epoll registrations belong to the original number only. */
 	*n = (struct fd_entry){
 		.kind = o->kind,

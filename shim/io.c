@@ -75,9 +75,8 @@ SHIM_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sock
 	READ_AGAIN(fd, flags, REAL(recvfrom)(fd, buf, n, flags, addr, len));
 }
 
-/* Descriptors that came in over SCM_RIGHTS have numbers that were free: whatever the shim
- * recorded for those numbers is stale (as for socket() and accept()). */
-static void io_forget_passed(const struct msghdr *msg)
+/* Calls fn on every descriptor an SCM_RIGHTS message carries. */
+static void io_each_passed(const struct msghdr *msg, void (*fn)(int fd))
 {
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
 		size_t n;
@@ -86,10 +85,10 @@ static void io_forget_passed(const struct msghdr *msg)
 			continue;
 		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		for (size_t i = 0; i < n; i++) {
-			int nfd;
+			int fd;
 
-			memcpy(&nfd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			fdtab_release(nfd);
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			fn(fd);
 		}
 	}
 }
@@ -101,9 +100,27 @@ SHIM_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	while ((r = REAL(recvmsg)(fd, msg, flags)) < 0 && errno == EAGAIN &&
 	       io_wait_again(fd, flags))
 		;
+	/* Descriptors that came in have numbers that were free: whatever the shim recorded for
+	 * those numbers is stale (as for socket() and accept()). */
 	if (r >= 0 && msg && msg->msg_controllen)
-		io_forget_passed(msg);
+		io_each_passed(msg, fdtab_release);
 	return r;
+}
+
+/* A descriptor passed to another process may outlive the app's close (reset.c). */
+SHIM_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	if (msg && msg->msg_controllen)
+		io_each_passed(msg, reset_passed);
+	return REAL(sendmsg)(fd, msg, flags);
+}
+
+SHIM_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags)
+{
+	for (unsigned i = 0; vec && i < n; i++)
+		if (vec[i].msg_hdr.msg_controllen)
+			io_each_passed(&vec[i].msg_hdr, reset_passed);
+	return REAL(sendmmsg)(fd, vec, n, flags);
 }
 
 /* _FORTIFY_SOURCE builds call these, which reach the kernel without passing read/recv. */

@@ -441,23 +441,20 @@ static int listener_accept_host(struct fd_entry *e, struct sockaddr *addr, sockl
 		errno = EAGAIN;
 		return -1;
 	}
-	if (!l->v6) {
-		fd = REAL(accept4)(host_fd, addr, len, flags);
-		if (fd >= 0)
-			fdtab_release(fd);
-		return fd;
-	}
-	fd = REAL(accept4)(host_fd, (struct sockaddr *)&peer, &plen, flags);
+	fd = l->v6 ? REAL(accept4)(host_fd, (struct sockaddr *)&peer, &plen, flags)
+		   : REAL(accept4)(host_fd, addr, len, flags);
 	if (fd < 0)
 		return -1;
-	/* A dual-stack listener's app expects its IPv4 peers as ::ffff:a.b.c.d. */
 	fdtab_release(fd);
 	n = fdtab_slot(fd);
 	if (n) {
 		n->kind = FD_SLIM_ACCEPTED;
-		n->v6 = 1;
+		n->v6 = l->v6;
+		reset_track(n);
 	}
-	sockaddr_out(&peer, addr, len, true);
+	/* A dual-stack listener's app expects its IPv4 peers as ::ffff:a.b.c.d. */
+	if (l->v6)
+		sockaddr_out(&peer, addr, len, true);
 	return fd;
 }
 

@@ -50,6 +50,12 @@ void real_resolve(void)
 	RESOLVE(__read_chk);
 	RESOLVE(__recv_chk);
 	RESOLVE(__recvfrom_chk);
+	RESOLVE(sendmsg);
+	RESOLVE(sendmmsg);
+	RESOLVE(posix_spawn);
+	RESOLVE(posix_spawnp);
+	RESOLVE(system);
+	RESOLVE(popen);
 	if (!real.fcntl64)
 		real.fcntl64 = real.fcntl;
 }

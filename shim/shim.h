@@ -8,6 +8,8 @@
 #define SLIM_SHIM_H
 
 #include <poll.h>
+#include <spawn.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -60,6 +62,14 @@ struct shim_real {
 	ssize_t (*__read_chk)(int, void *, size_t, size_t);
 	ssize_t (*__recv_chk)(int, void *, size_t, size_t, int);
 	ssize_t (*__recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
+	ssize_t (*sendmsg)(int, const struct msghdr *, int);
+	int (*sendmmsg)(int, struct mmsghdr *, unsigned, int);
+	int (*posix_spawn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+			   const posix_spawnattr_t *, char *const[], char *const[]);
+	int (*posix_spawnp)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+			    const posix_spawnattr_t *, char *const[], char *const[]);
+	int (*system)(const char *);
+	FILE *(*popen)(const char *, const char *);
 };
 
 extern struct shim_real real;
@@ -157,6 +167,10 @@ struct fd_entry {
 	uint8_t v6;         /* an AF_INET6 socket: addresses are reported v4-mapped */
 	uint8_t error;      /* FD_SLIM_CONN: the SO_ERROR the shim took from the kernel, for the app */
 	uint32_t epgen;     /* FD_EPOLL generation; survives resets of the entry */
+	/* reset.c: this number is its socket's only reference, as far as the shim saw, as of
+	 * these fork and spawn counts (a close with unread bytes may then reset) */
+	uint8_t sole;
+	uint32_t forks, spawns;
 	struct sockaddr_in bound;     /* FD_TCP: what the app bound, if anything */
 	struct sockaddr_in peer;      /* FD_SLIM_CONN: the overlay destination it connects to */
 	struct shim_listener *listener; /* FD_LISTENER, FD_HIDDEN */
@@ -181,6 +195,16 @@ void fdtab_release_range(unsigned first, unsigned last);
 bool fdtab_has_listeners(void);
 void fdtab_listener_added(void);
 void listener_put(struct shim_listener *l);
+
+/* ---- reset.c: the last close of a socket with unread bytes resets, as TCP's does ---- */
+void reset_init(void);
+/* e was just made by this process (socket(), accept()): it is its socket's only number. */
+void reset_track(struct fd_entry *e);
+/* Before close(fd): arms an abortive close when e is a slim connection with unread bytes
+ * that nothing else can hold. Signal-safe. */
+void reset_on_close(int fd, const struct fd_entry *e);
+/* fd is being passed (SCM_RIGHTS): it is held elsewhere from now on. */
+void reset_passed(int fd);
 
 /* ---- router_link.c: this thread's connection to the router ---- */
 /*

@@ -70,6 +70,7 @@ SHIM_EXPORT int socket(int domain, int type, int protocol)
 		/* IPv6 sockets for their IPv4 peers: a dual-stack listener's, a v4-mapped connect. */
 		e->kind = FD_TCP;
 		e->v6 = domain == AF_INET6;
+		reset_track(e);
 	}
 	return fd;
 }
@@ -199,6 +200,10 @@ SHIM_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
 
 SHIM_EXPORT int close(int fd)
 {
+	struct fd_entry *e = fdtab_get(fd);
+
+	if (e && e->sole)
+		reset_on_close(fd, e);
 	/* Forget first: once the number is closed another thread may get it from the kernel. */
 	fdtab_release(fd);
 	return REAL(close)(fd);
@@ -411,6 +416,8 @@ SHIM_EXPORT long syscall(long nr, ...)
 		return dup3((int)a[0], (int)a[1], (int)a[2]);
 	case SYS_socket:
 		return socket((int)a[0], (int)a[1], (int)a[2]);
+	case SYS_sendmsg:
+		return sendmsg((int)a[0], (const struct msghdr *)a[1], (int)a[2]);
 	}
 	return REAL(syscall)(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }

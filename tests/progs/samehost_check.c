@@ -12,8 +12,11 @@
  *	stream (1 B .. 16 MB echoed, random write and read splits both ways, the server's trailer
  *	written after the client's SHUT_WR), halfclose (the server shuts down first), shutwr_send
  *	(a send after SHUT_WR fails with EPIPE and nothing reaches the peer after EOF), unread and
- *	unread_peer (one end closes with unread data: the other must learn within 5 s and its
- *	writes must start failing), ready_poll, ready_lt, ready_et (ping-pong of random-size
+ *	unread_peer (one end closes with unread data: the other must learn within 5 s that bytes
+ *	were lost, ECONNRESET, and its writes must start failing), unread_full (the same after the
+ *	client queued all it could: its direction has gone the TCP way), unread_dup and unread_fork (a
+ *	close with unread data while a dup or a child still holds the connection: no reset, the
+ *	holder reads every byte), ready_poll, ready_lt, ready_et (ping-pong of random-size
  *	messages, every wait with poll / level / edge-triggered epoll, on both ends), wfill and
  *	rfill (one end writes until EAGAIN and must get an edge-triggered EPOLLOUT once the other
  *	drains).
@@ -41,6 +44,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -609,7 +613,8 @@ static int server_halfclose(int fd, uint64_t seed)
 
 /*
  * unread_learn: the peer closed with bytes we sent still unread by it. We must learn within
- * WAIT_MS (EOF, or a reset as plain TCP gives) and our writes must start failing within WAIT_MS.
+ * WAIT_MS that bytes were lost -- a reset, ECONNRESET, as TCP gives, not a clean EOF -- and our
+ * writes must start failing within WAIT_MS.
  */
 static int unread_learn(int fd)
 {
@@ -625,8 +630,9 @@ static int unread_learn(int fd)
 	if (r > 0)
 		return fail("data from a peer that only closed");
 	read_gives = r == 0 ? "EOF" : strerror(errno);
-	if (r < 0 && errno != ECONNRESET)
-		return fail("read after the peer's close: %s", read_gives);
+	if (r == 0 || errno != ECONNRESET)
+		return fail("read after the peer's close with unread data: %s, not %s", read_gives,
+			    strerror(ECONNRESET));
 	if (set_nonblock(fd, 1))
 		return fail("O_NONBLOCK: %s", strerror(errno));
 	end = now_ms() + WAIT_MS;
@@ -688,6 +694,17 @@ static int server_unread(int fd)
 	return 0;
 }
 
+/* server_unread_full: as server_unread, but only after a second, when the client's writes have
+ * filled everything the connection can hold (EAGAIN). */
+static int server_unread_full(int fd)
+{
+	if (!wait_fd(fd, POLLIN, WAIT_MS))
+		return fail("no payload from the client");
+	poll(NULL, 0, 1000);
+	close(fd);
+	return 0;
+}
+
 static int server_unread_peer(int fd)
 {
 	uint8_t buf[20000];
@@ -696,6 +713,25 @@ static int server_unread_peer(int fd)
 	if (write_all(fd, buf, sizeof(buf)))
 		return -1;
 	return unread_learn(fd);
+}
+
+/* server_unread_held: writes 20000 bytes, then reads to the client's end: an EOF, never a reset
+ * (the client closes with those bytes unread while another number or process still holds the
+ * connection, and that one reads them: not the last close, so no reset). */
+static int server_unread_held(int fd)
+{
+	uint8_t buf[20000];
+	ssize_t r;
+
+	pat_fill(11, 0, buf, sizeof(buf));
+	if (write_all(fd, buf, sizeof(buf)))
+		return -1;
+	while ((r = read(fd, buf, sizeof(buf))) > 0 || (r < 0 && errno == EINTR))
+		;
+	if (r < 0)
+		return fail("the connection ended with %s: a close that was not the last reset it",
+			    strerror(errno));
+	return 0;
 }
 
 static void *server_conn(void *arg)
@@ -730,10 +766,15 @@ static void *server_conn(void *arg)
 	} else if (!strcmp(line, "unread")) {
 		err = server_unread(fd);
 		fd = -1; /* closed by server_unread: that close is the case */
+	} else if (!strcmp(line, "unread_full")) {
+		err = server_unread_full(fd);
+		fd = -1;
 	} else if (!strcmp(line, "shutwr")) {
 		err = server_shutwr(fd);
 	} else if (!strcmp(line, "unread_peer")) {
 		err = server_unread_peer(fd);
+	} else if (!strcmp(line, "unread_held")) {
+		err = server_unread_held(fd);
 	} else if (sscanf(line, "ready %15s %d %" SCNu64, mode, &rounds, &a) == 3) {
 		err = ready_run(fd, !strcmp(mode, "poll") ? W_POLL
 				    : !strcmp(mode, "lt") ? W_LT : W_ET, rounds, a, 0);
@@ -1021,6 +1062,54 @@ static int case_unread(void)
 	return err;
 }
 
+/* unread_full: the server closes with everything the client could queue unread (its window used
+ * up: on the fast path, that direction has gone the TCP way): the client must still learn at
+ * once, by a reset, and its writes must fail. */
+static int case_unread_full(void)
+{
+	static uint8_t buf[65536];
+	uint64_t queued = 0, end = now_ms() + 800;
+	int fd = client_open("unread_full"), err;
+
+	if (fd < 0)
+		return -1;
+	if (set_nonblock(fd, 1)) {
+		close(fd);
+		return fail("O_NONBLOCK: %s", strerror(errno));
+	}
+	pat_fill(5, 0, buf, sizeof(buf));
+	while (now_ms() < end) {
+		ssize_t w = send(fd, buf, sizeof(buf), MSG_NOSIGNAL);
+
+		if (w > 0)
+			queued += (uint64_t)w;
+		else if (errno == EAGAIN)
+			break;
+		else {
+			close(fd);
+			return fail("send before the server's close: %s", strerror(errno));
+		}
+	}
+	if (now_ms() >= end) {
+		close(fd);
+		return fail("%" PRIu64 " bytes queued in 800 ms and no EAGAIN", queued);
+	}
+	if (set_nonblock(fd, 0)) {
+		close(fd);
+		return fail("O_NONBLOCK: %s", strerror(errno));
+	}
+	err = unread_learn(fd);
+	if (!err) {
+		char learnt[sizeof(note)];
+
+		snprintf(learnt, sizeof(learnt), "%s", note);
+		snprintf(note, sizeof(note), "%" PRIu64 " bytes queued to EAGAIN, then %.200s", queued,
+			 learnt);
+	}
+	close(fd);
+	return err;
+}
+
 static int case_unread_peer(void)
 {
 	int fd = client_open("unread_peer");
@@ -1034,6 +1123,85 @@ static int case_unread_peer(void)
 	}
 	close(fd);
 	snprintf(note, sizeof(note), "closed with unread data (the server reports what it saw)");
+	return 0;
+}
+
+/* Reads the server's 20000 bytes of unread_held from fd, exact. */
+static int unread_held_read(int fd)
+{
+	uint8_t buf[20000];
+	size_t got = 0;
+
+	while (got < sizeof(buf)) {
+		ssize_t r = read(fd, buf + got, sizeof(buf) - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return fail("after %zu of %zu bytes: %s", got, sizeof(buf),
+				    r ? strerror(errno) : "EOF");
+		got += (size_t)r;
+	}
+	return pat_check(11, 0, buf, sizeof(buf)) ? fail("wrong bytes") : 0;
+}
+
+/*
+ * unread_dup, unread_fork: close one reference with the server's bytes unread while another (a
+ * dup, or a child process) still holds the connection: that must not reset it -- the other
+ * reads every byte and the server sees a clean end.
+ */
+static int case_unread_dup(void)
+{
+	int fd = client_open("unread_held"), d, err;
+
+	if (fd < 0)
+		return -1;
+	if (!wait_fd(fd, POLLIN, WAIT_MS)) {
+		close(fd);
+		return fail("no data from the server within %d ms", WAIT_MS);
+	}
+	d = dup(fd);
+	close(fd);
+	if (d < 0)
+		return fail("dup: %s", strerror(errno));
+	err = unread_held_read(d);
+	close(d);
+	if (!err)
+		snprintf(note, sizeof(note), "closed with unread data, the dup read it all");
+	return err;
+}
+
+static int case_unread_fork(void)
+{
+	int fd = client_open("unread_held"), status;
+	pid_t pid;
+
+	if (fd < 0)
+		return -1;
+	if (!wait_fd(fd, POLLIN, WAIT_MS)) {
+		close(fd);
+		return fail("no data from the server within %d ms", WAIT_MS);
+	}
+	pid = fork();
+	if (pid < 0) {
+		close(fd);
+		return fail("fork: %s", strerror(errno));
+	}
+	if (pid == 0) {
+		/* The child reads once the parent has closed its reference with the bytes unread. */
+		poll(NULL, 0, 100);
+		if (unread_held_read(fd)) {
+			printf("  child: %s\n", why);
+			fflush(stdout);
+			_exit(1);
+		}
+		close(fd);
+		_exit(0);
+	}
+	close(fd);
+	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
+		return fail("the child that held the connection could not read it all");
+	snprintf(note, sizeof(note), "the parent closed with unread data, the child read it all");
 	return 0;
 }
 
@@ -1096,7 +1264,8 @@ static int case_rfill(uint64_t seed)
 }
 
 static const char *const all_cases[] = {
-	"stream", "halfclose", "shutwr_send", "unread", "unread_peer",
+	"stream", "halfclose", "shutwr_send", "unread", "unread_peer", "unread_full", "unread_dup",
+	"unread_fork",
 	"ready_poll", "ready_lt", "ready_et", "wfill", "rfill",
 };
 
@@ -1112,6 +1281,12 @@ static int client_case(const char *name, uint64_t seed)
 		return case_unread();
 	if (!strcmp(name, "unread_peer"))
 		return case_unread_peer();
+	if (!strcmp(name, "unread_full"))
+		return case_unread_full();
+	if (!strcmp(name, "unread_dup"))
+		return case_unread_dup();
+	if (!strcmp(name, "unread_fork"))
+		return case_unread_fork();
 	if (!strcmp(name, "ready_poll"))
 		return case_ready(W_POLL, seed);
 	if (!strcmp(name, "ready_lt"))
