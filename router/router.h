@@ -673,16 +673,36 @@ void service_free(void);
 
 /* ---- svcnft.c: the overlay path's Services, as nftables rules (kube-proxy's nftables mode) ---- */
 
-/* Replaces table ip slim_svc with the current services (removes it when there are none), off the
- * loop (spawn_async). */
+/* Replaces table ip slim_svc_0 / slim_svc_1 with the current services (removes it when there are
+ * none), off the loop (spawn_async_steps). */
 void svcnft_apply(void);
 /* Removes our table (shutdown). */
 void svcnft_remove(void);
 /* The raw-priority chains that keep conntrack to pod and Service traffic (the policy filter's
  * table, nft.c, has them too). */
 void nft_write_untracked(FILE *f, const struct cluster *c);
-int svcnft_write(FILE *f, const struct cluster *c, const struct cluster_node *self,
-		 const struct service *svcs, size_t n); /* the text */
+/* A reload of the table as a run of transactions (svcnft.c says why): the services, copies of
+ * the ranges and of this host, and where svcnft_step is. */
+struct svcnft_run {
+	const struct service *sr_svcs;
+	size_t sr_nsvcs;
+	struct cluster sr_cluster; /* the ranges only (its pointers are not followed) */
+	struct cluster_node sr_self;
+	bool sr_has_self;
+	int sr_gen;	  /* the generation being built */
+	bool sr_guessed;  /* which one is in force is not known: the other may be tried */
+	bool sr_swapped;  /* the new generation is in force */
+	bool sr_removal;  /* no services: the run removes our tables */
+	int sr_phase;	  /* svcnft.c's enum svcnft_phase */
+	size_t sr_cursor; /* the next service whose elements go in */
+	size_t sr_chunk;  /* elements per transaction, about */
+};
+/* A run for svcs[0..n) (c: the service and overlay ranges; self: this host, whose pod range gets
+ * the hairpin rule, or NULL), gen the generation in force (-1: not known). */
+void svcnft_run_init(struct svcnft_run *r, const struct service *svcs, size_t n,
+		     const struct cluster *c, const struct cluster_node *self, int gen);
+/* Writes the run's next transaction (prev: how the last one went) to f: a spawn_step_fn. */
+int svcnft_step(FILE *f, struct svcnft_run *r, int prev);
 
 /* ---- metrics.c: the Prometheus endpoint (--metrics ADDR:PORT) ---- */
 
@@ -1024,6 +1044,9 @@ uint64_t enforce_revoked_count(void);
 /* Runs argv (argv[0] a full path) with text on its stdin, in network namespace netns_fd (-1:
  * ours), and waits. 0, -EIO when it exited non-zero, -errno when it could not run. */
 int spawn_feed(const char *const argv[], int netns_fd, const char *text, size_t len);
+/* The same, the tool's stderr discarded when quiet. */
+int spawn_feed_quiet(const char *const argv[], int netns_fd, const char *text, size_t len,
+		     bool quiet);
 /* The full path of a system tool (static buffer), or NULL. */
 const char *spawn_find(const char *name);
 /* The same off the loop: runs argv with text (owned once queued) on its stdin in a worker thread,
@@ -1031,11 +1054,17 @@ const char *spawn_find(const char *name);
  * order; done(ret, arg) is called on the loop. 0 or -errno (text not taken). */
 int spawn_async(const char *const argv[], int netns_fd, char *text, size_t len,
 		spawn_done_fn done, void *arg);
-/* Writes a run's stdin into f (in the worker thread); 0 or -errno (then the tool does not run). */
-typedef int (*spawn_write_fn)(FILE *f, void *warg);
-/* The same as spawn_async, the text written by write(f, warg) in the worker thread, off the
- * loop; warg (owned from now on) is freed with wfree once done. 0 or -errno (warg not taken). */
-int spawn_async_write(const char *const argv[], spawn_write_fn write, void *warg,
+/* What a step function answers: run what it wrote (quietly: the tool's stderr discarded, for a
+ * run that may fail by design); 0 when the job is done, -errno to end it with that error. */
+#define SPAWN_STEP_RUN	     1
+#define SPAWN_STEP_RUN_QUIET 2
+/* Writes the stdin of a job's run number step into f, in the worker thread; prev is how the run
+ * before went (spawn_feed's result; 0 for the first). */
+typedef int (*spawn_step_fn)(FILE *f, unsigned step, int prev, void *warg);
+/* As spawn_async, but runs argv once per step that step(f, ...) writes, in the worker thread,
+ * off the loop, one after the other, until it says done; done(its answer, arg) on the loop;
+ * warg (owned from now on) is freed with wfree after done. 0 or -errno (warg not taken). */
+int spawn_async_steps(const char *const argv[], spawn_step_fn step, void *warg,
 		      void (*wfree)(void *warg), spawn_done_fn done, void *arg);
 /* Waits for the run in progress and drops the queued ones (shutdown). */
 void spawn_stop(void);

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * Running the system tools the router programs the kernel with (nft, tc): fork, exec, feed a
- * script on stdin, wait. Used only on control paths (policy apply, pod set), never per connect.
+ * Running the system tools the router programs the kernel with (nft, tc): spawn, feed a script
+ * on stdin, wait. Used only on control paths (policy apply, pod set), never per connect.
  * nft can take long (0.4 s for 10,000 rules), so the loop hands such runs to spawn_async(): a
- * worker thread forks, feeds and waits, one run at a time and in order (the last script asked for
+ * worker thread spawns, feeds and waits, one run at a time and in order (the last script asked for
  * is the one in force), and the loop is told through an eventfd when each is done. tc runs the
  * same way (qos.c), some of its runs inside a pod's network namespace.
  */
@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,8 @@
 #include "log.h"
 #include "router.h"
 
+extern char **environ;
+
 #define SPAWN_ARGS_MAX 8
 
 struct spawn_job {
@@ -31,7 +34,7 @@ struct spawn_job {
 	char *sj_text;
 	size_t sj_len;
 	int sj_netns_fd; /* a dup of the namespace to run in, -1: ours */
-	spawn_write_fn sj_write; /* writes the text in the worker (instead of sj_text given) */
+	spawn_step_fn sj_step; /* writes the texts in the worker (instead of sj_text given) */
 	void *sj_warg;
 	void (*sj_wfree)(void *warg);
 	int sj_ret;
@@ -46,28 +49,57 @@ static bool spawn_busy;
 
 int spawn_feed(const char *const argv[], int netns_fd, const char *text, size_t len)
 {
-	int pfd[2], status;
+	return spawn_feed_quiet(argv, netns_fd, text, len, false);
+}
+
+/*
+ * posix_spawn, not fork: the child shares the router's memory until it execs (vfork), where a
+ * fork copies the page tables of the whole router holding its mm's lock for writing, and the
+ * loop's page faults and frees wait for it (a router with 10,000 services: tens of ms per fork).
+ * The namespace is entered by this thread for the spawn (the child inherits it) and left after;
+ * a network namespace is per thread.
+ */
+int spawn_feed_quiet(const char *const argv[], int netns_fd, const char *text, size_t len,
+		     bool quiet)
+{
+	posix_spawn_file_actions_t fa;
+	int pfd[2], status, ret, home = -1;
 	size_t off = 0;
 	pid_t pid;
 
 	if (access(argv[0], X_OK) < 0)
 		return -errno;
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return -errno;
-	pid = fork();
-	if (pid < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
-		return -errno;
+	if (netns_fd >= 0) {
+		home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+		if (home < 0)
+			return -errno;
 	}
-	if (pid == 0) {
-		dup2(pfd[0], 0);
-		if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) < 0)
-			_exit(126);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	ret = -posix_spawn_file_actions_init(&fa);
+	if (ret == 0) {
+		ret = -posix_spawn_file_actions_adddup2(&fa, pfd[0], 0);
+		if (ret == 0 && quiet)
+			ret = -posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+		if (ret == 0 && netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) < 0)
+			ret = -errno;
+		if (ret == 0)
+			ret = -posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+		if (netns_fd >= 0 && setns(home, CLONE_NEWNET) < 0) {
+			/* This thread would run whatever comes next in a pod's namespace. */
+			log_warnx("%s: cannot return to the router's network namespace: %s",
+				  __func__, strerror(errno));
+			abort();
+		}
+		posix_spawn_file_actions_destroy(&fa);
 	}
 	close(pfd[0]);
+	if (ret < 0) {
+		close(pfd[1]);
+		goto out;
+	}
 	while (off < len) {
 		ssize_t n = write(pfd[1], text + off, len - off);
 
@@ -78,10 +110,17 @@ int spawn_feed(const char *const argv[], int netns_fd, const char *text, size_t 
 		off += (size_t)n;
 	}
 	close(pfd[1]);
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			ret = -errno;
+			goto out;
+		}
+	}
+	ret = WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+out:
+	if (home >= 0)
+		close(home);
+	return ret;
 }
 
 const char *spawn_find(const char *name)
@@ -97,22 +136,28 @@ const char *spawn_find(const char *name)
 	return NULL;
 }
 
-/* The text (written here first when a writer gives it), then the run. */
+/* The given text's run, or each run a step function writes, in order. */
 static int spawn_job_exec(struct spawn_job *j)
 {
-	if (j->sj_write) {
+	int ret = 0, step;
+
+	if (!j->sj_step)
+		return spawn_feed(j->sj_argv, j->sj_netns_fd, j->sj_text, j->sj_len);
+	for (unsigned i = 0;; i++) {
 		FILE *f = open_memstream(&j->sj_text, &j->sj_len);
-		int ret;
 
 		if (!f)
 			return -ENOMEM;
-		ret = j->sj_write(f, j->sj_warg);
-		if (fclose(f) != 0 && ret >= 0)
-			ret = -ENOMEM;
-		if (ret < 0)
-			return ret;
+		step = j->sj_step(f, i, ret, j->sj_warg);
+		if (fclose(f) != 0 && step > 0)
+			step = -ENOMEM;
+		if (step <= 0)
+			return step;
+		ret = spawn_feed_quiet(j->sj_argv, j->sj_netns_fd, j->sj_text, j->sj_len,
+				       step == SPAWN_STEP_RUN_QUIET);
+		free(j->sj_text);
+		j->sj_text = NULL;
 	}
-	return spawn_feed(j->sj_argv, j->sj_netns_fd, j->sj_text, j->sj_len);
 }
 
 static void *spawn_job_run(void *arg)
@@ -177,7 +222,7 @@ static void spawn_job_done(struct event_loop *loop, int fd, uint32_t events, voi
 }
 
 static int spawn_queue(const char *const argv[], int netns_fd, char *text, size_t len,
-		       spawn_write_fn write, void *warg, void (*wfree)(void *warg),
+		       spawn_step_fn step, void *warg, void (*wfree)(void *warg),
 		       spawn_done_fn done, void *arg)
 {
 	struct spawn_job *j;
@@ -222,7 +267,7 @@ static int spawn_queue(const char *const argv[], int netns_fd, char *text, size_
 	}
 	j->sj_text = text;
 	j->sj_len = len;
-	j->sj_write = write;
+	j->sj_step = step;
 	j->sj_warg = warg;
 	j->sj_wfree = wfree;
 	j->sj_done = done;
@@ -238,10 +283,10 @@ int spawn_async(const char *const argv[], int netns_fd, char *text, size_t len,
 	return spawn_queue(argv, netns_fd, text, len, NULL, NULL, NULL, done, arg);
 }
 
-int spawn_async_write(const char *const argv[], spawn_write_fn write, void *warg,
+int spawn_async_steps(const char *const argv[], spawn_step_fn step, void *warg,
 		      void (*wfree)(void *warg), spawn_done_fn done, void *arg)
 {
-	return spawn_queue(argv, -1, NULL, 0, write, warg, wfree, done, arg);
+	return spawn_queue(argv, -1, NULL, 0, step, warg, wfree, done, arg);
 }
 
 bool spawn_idle(void)

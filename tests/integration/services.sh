@@ -82,7 +82,11 @@ log "a client without the shim (h1/p3) goes through the nftables rules"
 out=$(in_ns h1/p3 "$SC" spread 10.96.0.10 80 60) || fail "overlay spread: $out"
 log "  $out"
 assert_ge "$(jq '.backends | length' <<<"$out")" 2 "backends reached over the overlay"
-in_ns h1 nft list table ip slim_svc >/dev/null || fail "no nftables table on h1"
+# One generation of the table (router/svcnft.c), hooked in: the old one is gone.
+tables=$(in_ns h1 nft list tables | grep -o 'slim_svc[_0-9]*' | tr '\n' ' ')
+[[ $tables =~ ^slim_svc_[01]\ $ ]] || fail "h1's service tables: '$tables' (want one of slim_svc_0/1)"
+in_ns h1 nft list chain ip "${tables% }" prerouting | grep -q 'vmap @service_ips' ||
+	fail "h1's table ${tables% } is not hooked in"
 
 log "removal during live connections: 30 held, h2/p2 loses its label"
 bg hold h1/p1 --slim "$SC" hold 10.96.0.10 80 30 6

@@ -94,29 +94,62 @@ static void setup_services(void)
 	test_nsvcs = 3;
 }
 
-static const char want_text[] =
-	"table ip slim_svc {\n"
+/* The hooks of generation 0 and the old generation's (1) and the old single table's out. */
+#define WANT_HOOKS_OUT(t)                                                                    \
+	"table ip " t " {}\n"                                                                \
+	"add chain ip " t " prerouting\ndelete chain ip " t " prerouting\n"                  \
+	"add chain ip " t " output\ndelete chain ip " t " output\n"                          \
+	"add chain ip " t " postrouting\ndelete chain ip " t " postrouting\n"                \
+	"add chain ip " t " untracked_in\ndelete chain ip " t " untracked_in\n"              \
+	"add chain ip " t " untracked_out\ndelete chain ip " t " untracked_out\n"
+
+/* The run for the three services, not knowing the generation in force, 2 elements a step. */
+static const char *const want_steps[] = {
+	/* prep: generation 0 (a guess: quiet), unhooked, empty maps */
+	"table ip slim_svc_0 {}\n"
+	"add chain ip slim_svc_0 prerouting { type filter hook input priority 0; }\n"
+	"delete table ip slim_svc_0\n"
+	"table ip slim_svc_0 {\n"
 	"\tmap service_ips {\n"
 	"\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n"
-	"\t\telements = {\n"
-	"\t\t\t10.96.0.10 . tcp . 80 : goto pick-2,\n"
-	"\t\t\t10.96.0.10 . tcp . 443 : goto pick-2,\n"
-	"\t\t\t10.96.0.11 . tcp . 6379 : goto pick-3-by-client,\n"
-	"\t\t\t10.96.0.12 . tcp . 80 : goto refuse\n"
-	"\t\t}\n"
 	"\t}\n"
 	"\tmap backends {\n"
 	"\t\ttypeof ip daddr . tcp dport . numgen random mod 1 : ip daddr . tcp dport\n"
-	"\t\telements = {\n"
-	"\t\t\t10.96.0.10 . 80 . 0 : 10.244.1.2 . 8080,\n"
-	"\t\t\t10.96.0.10 . 80 . 1 : 10.244.2.2 . 8080,\n"
-	"\t\t\t10.96.0.10 . 443 . 0 : 10.244.1.2 . 8443,\n"
-	"\t\t\t10.96.0.10 . 443 . 1 : 10.244.2.2 . 8443,\n"
-	"\t\t\t10.96.0.11 . 6379 . 0 : 10.244.1.3 . 6379,\n"
-	"\t\t\t10.96.0.11 . 6379 . 1 : 10.244.1.4 . 6379,\n"
-	"\t\t\t10.96.0.11 . 6379 . 2 : 10.244.2.3 . 6379\n"
-	"\t\t}\n"
 	"\t}\n"
+	"\tchain pick-2 {\n"
+	"\t\tdnat ip to ip daddr . tcp dport . numgen random mod 2 map @backends\n"
+	"\t}\n"
+	"\tchain pick-3-by-client {\n"
+	"\t\tdnat ip to ip daddr . tcp dport . jhash ip saddr mod 3 seed 0x736c696d map "
+	"@backends\n"
+	"\t}\n"
+	"\tchain refuse {\n"
+	"\t\tmeta l4proto tcp reject with tcp reset\n"
+	"\t\treject\n"
+	"\t}\n"
+	"}\n",
+	/* elements, whole services at a time */
+	"add element ip slim_svc_0 service_ips {\n"
+	"\t10.96.0.10 . tcp . 80 : goto pick-2,\n"
+	"\t10.96.0.10 . tcp . 443 : goto pick-2\n"
+	"}\n",
+	"add element ip slim_svc_0 service_ips {\n"
+	"\t10.96.0.11 . tcp . 6379 : goto pick-3-by-client,\n"
+	"\t10.96.0.12 . tcp . 80 : goto refuse\n"
+	"}\n",
+	"add element ip slim_svc_0 backends {\n"
+	"\t10.96.0.10 . 80 . 0 : 10.244.1.2 . 8080,\n"
+	"\t10.96.0.10 . 80 . 1 : 10.244.2.2 . 8080,\n"
+	"\t10.96.0.10 . 443 . 0 : 10.244.1.2 . 8443,\n"
+	"\t10.96.0.10 . 443 . 1 : 10.244.2.2 . 8443\n"
+	"}\n",
+	"add element ip slim_svc_0 backends {\n"
+	"\t10.96.0.11 . 6379 . 0 : 10.244.1.3 . 6379,\n"
+	"\t10.96.0.11 . 6379 . 1 : 10.244.1.4 . 6379,\n"
+	"\t10.96.0.11 . 6379 . 2 : 10.244.2.3 . 6379\n"
+	"}\n",
+	/* the swap: in, and out (the empty service has no backends element: no step of its own) */
+	"table ip slim_svc_0 {\n"
 	"\tchain prerouting {\n"
 	"\t\ttype nat hook prerouting priority dstnat; policy accept;\n"
 	"\t\tip daddr . meta l4proto . th dport vmap @service_ips\n"
@@ -140,94 +173,185 @@ static const char want_text[] =
 	"\t\ttype filter hook output priority raw; policy accept;\n"
 	"\t\tip daddr != 10.96.0.0/16 ip daddr != 10.244.0.0/16 notrack\n"
 	"\t}\n"
-	"\tchain pick-2 {\n"
-	"\t\tdnat ip to ip daddr . tcp dport . numgen random mod 2 map @backends\n"
-	"\t}\n"
-	"\tchain pick-3-by-client {\n"
-	"\t\tdnat ip to ip daddr . tcp dport . jhash ip saddr mod 3 seed 0x736c696d map "
-	"@backends\n"
-	"\t}\n"
-	"\tchain refuse {\n"
-	"\t\tmeta l4proto tcp reject with tcp reset\n"
-	"\t\treject\n"
-	"\t}\n"
-	"}\n";
+	"}\n" WANT_HOOKS_OUT("slim_svc_1") WANT_HOOKS_OUT("slim_svc"),
+	/* the old generation and the old single table go */
+	"table ip slim_svc_1 {}\ndelete table ip slim_svc_1\n"
+	"table ip slim_svc {}\ndelete table ip slim_svc\n",
+};
 
-/* svcnft_write's text in a malloc'd string (*ports: its return value). */
-static char *write_text(const struct cluster_node *self, int *ports)
+#define MAX_STEPS 64
+
+struct steps {
+	char *text[MAX_STEPS];
+	int answer[MAX_STEPS]; /* svcnft_step's */
+	unsigned n;
+	int end; /* the answer that ended the run: 0 done, or -errno */
+	struct svcnft_run run;
+};
+
+/*
+ * Drives a run as the spawn worker would, without running anything: each step is told that the
+ * one before went as fail[i] says (0 when fail is NULL or shorter).
+ */
+static void run_steps(struct steps *st, const struct cluster_node *self, int gen, size_t chunk,
+		      const int *fail, unsigned nfail)
 {
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
+	int prev = 0;
 
-	*ports = -ENOMEM;
-	if (!f)
-		return NULL;
-	*ports = svcnft_write(f, &test_cluster, self, test_svcs, test_nsvcs);
-	fclose(f);
-	return text;
+	memset(st, 0, sizeof(*st));
+	svcnft_run_init(&st->run, test_svcs, test_nsvcs, &test_cluster, self, gen);
+	if (chunk)
+		st->run.sr_chunk = chunk;
+	while (st->n < MAX_STEPS) {
+		size_t len = 0;
+		FILE *f = open_memstream(&st->text[st->n], &len);
+		int answer = svcnft_step(f, &st->run, prev);
+
+		fclose(f);
+		if (answer <= 0) {
+			free(st->text[st->n]);
+			st->text[st->n] = NULL;
+			st->end = answer;
+			return;
+		}
+		st->answer[st->n] = answer;
+		prev = st->n < nfail && fail ? fail[st->n] : 0;
+		st->n++;
+	}
+}
+
+static void steps_free(struct steps *st)
+{
+	for (unsigned i = 0; i < st->n; i++)
+		free(st->text[i]);
 }
 
 TEST(text)
 {
-	char *text;
-	int ports;
+	struct steps st;
 
 	setup_cluster();
 	setup_services();
-	text = write_text(&test_self, &ports);
-	ASSERT_EQ(ports, 4, "service ports (a port given twice counts once)");
-	ASSERT_STREQ(text, want_text, "ruleset");
-	free(text);
+	run_steps(&st, &test_self, -1, 2, NULL, 0);
+	ASSERT_EQ(st.end, 0, "the run ends done");
+	ASSERT_EQ(st.n, sizeof(want_steps) / sizeof(want_steps[0]), "steps");
+	for (unsigned i = 0; i < st.n && i < sizeof(want_steps) / sizeof(want_steps[0]); i++)
+		ASSERT_STREQ(st.text[i], want_steps[i], "step text");
+	ASSERT_EQ(st.answer[0], SPAWN_STEP_RUN_QUIET, "a guessed prep may fail: quietly");
+	ASSERT_EQ(st.answer[1], SPAWN_STEP_RUN, "the rest is not expected to fail");
+	ASSERT_TRUE(st.run.sr_swapped && st.run.sr_gen == 0, "generation 0 in force");
+	steps_free(&st);
+}
+
+TEST(known_generation_builds_the_other)
+{
+	struct steps st;
+
+	setup_cluster();
+	setup_services();
+	run_steps(&st, &test_self, 0, 0, NULL, 0);
+	/* prep, one step per map (the default chunk takes everything), swap, cleanup */
+	ASSERT_EQ(st.n, 5u, "steps");
+	ASSERT_EQ(st.answer[0], SPAWN_STEP_RUN, "not a guess: not quiet");
+	ASSERT_TRUE(st.n == 5 && strstr(st.text[0], "table ip slim_svc_1 {\n"), "prep of 1");
+	ASSERT_TRUE(st.n == 5 && strstr(st.text[3], "delete chain ip slim_svc_0 prerouting"),
+		    "the swap unhooks 0");
+	ASSERT_TRUE(st.n == 5 && strstr(st.text[4], "delete table ip slim_svc_0"),
+		    "the cleanup drops 0");
+	ASSERT_TRUE(st.run.sr_swapped && st.run.sr_gen == 1, "generation 1 in force");
+	steps_free(&st);
+}
+
+TEST(wrong_guess_takes_the_other_generation_once)
+{
+	static const int fail[] = {-EIO, -EIO};
+	struct steps st;
+
+	setup_cluster();
+	setup_services();
+	/* The guess (0) is in force: its prep fails; generation 1 is prepared instead. */
+	run_steps(&st, &test_self, -1, 0, fail, 1);
+	ASSERT_EQ(st.end, 0, "done");
+	ASSERT_TRUE(st.n >= 2 && strstr(st.text[1], "table ip slim_svc_1 {\n"), "then 1");
+	ASSERT_EQ(st.answer[1], SPAWN_STEP_RUN, "no longer a guess");
+	ASSERT_TRUE(st.run.sr_gen == 1 && st.run.sr_swapped, "1 in force");
+	steps_free(&st);
+	/* Both preps fail: the run ends with the error, nothing swapped. */
+	run_steps(&st, &test_self, -1, 0, fail, 2);
+	ASSERT_EQ(st.end, -EIO, "the second failure ends it");
+	ASSERT_EQ(st.n, 2u, "two preps only");
+	ASSERT_TRUE(!st.run.sr_swapped, "nothing in force changed");
+	steps_free(&st);
+}
+
+TEST(failure_after_the_swap_keeps_the_new_generation)
+{
+	static const int fail[] = {0, 0, 0, 0, -EIO};
+	struct steps st;
+
+	setup_cluster();
+	setup_services();
+	run_steps(&st, &test_self, 1, 0, fail, 5);
+	ASSERT_EQ(st.end, -EIO, "the cleanup's failure is reported");
+	ASSERT_TRUE(st.run.sr_swapped && st.run.sr_gen == 0, "but 0 is in force");
+	steps_free(&st);
+	/* A failed element step: nothing swapped, the old generation stays in force. */
+	run_steps(&st, &test_self, 1, 0, fail + 2, 3);
+	ASSERT_EQ(st.end, -EIO, "reported");
+	ASSERT_TRUE(!st.run.sr_swapped, "1 still in force");
+	steps_free(&st);
 }
 
 TEST(text_without_self_has_no_hairpin_rule)
 {
-	char *text;
-	int ports;
+	struct steps st;
 
 	setup_cluster();
 	setup_services();
-	text = write_text(NULL, &ports);
-	ASSERT_EQ(ports, 4, "service ports");
-	ASSERT_TRUE(text && !strstr(text, "postrouting"), "no postrouting chain");
-	ASSERT_TRUE(text && strstr(text, "chain prerouting"), "the rest is there");
-	free(text);
+	run_steps(&st, NULL, -1, 0, NULL, 0);
+	ASSERT_EQ(st.n, 5u, "steps");
+	ASSERT_TRUE(st.n == 5 && !strstr(st.text[3], "chain postrouting {"),
+		    "no postrouting chain");
+	ASSERT_TRUE(st.n == 5 && strstr(st.text[3], "chain prerouting {"), "the rest is there");
+	steps_free(&st);
 }
 
-TEST(no_services_no_text)
+TEST(no_services_removes_every_table)
 {
-	char *text;
-	int ports;
+	struct steps st;
 
 	setup_cluster();
 	test_svcs = NULL;
 	test_nsvcs = 0;
-	text = write_text(&test_self, &ports);
-	ASSERT_EQ(ports, 0, "no service ports");
-	ASSERT_STREQ(text, "", "nothing written");
-	free(text);
+	run_steps(&st, &test_self, 1, 0, NULL, 0);
+	ASSERT_EQ(st.n, 1u, "one step");
+	ASSERT_STREQ(st.n ? st.text[0] : "",
+		     "table ip slim_svc_0 {}\ndelete table ip slim_svc_0\n"
+		     "table ip slim_svc_1 {}\ndelete table ip slim_svc_1\n"
+		     "table ip slim_svc {}\ndelete table ip slim_svc\n",
+		     "all three dropped");
+	ASSERT_TRUE(st.run.sr_removal, "a removal");
+	steps_free(&st);
 }
 
 TEST(only_empty_services)
 {
 	static const char *const none[] = {NULL};
 	struct service s;
-	char *text;
-	int ports;
+	struct steps st;
 
 	setup_cluster();
 	set_service(&s, "empty", "10.96.0.12", false, none);
 	add_port(&s, 80, 80);
 	test_svcs = &s;
 	test_nsvcs = 1;
-	text = write_text(&test_self, &ports);
-	ASSERT_EQ(ports, 1, "one service port");
-	/* nft refuses "elements = { }": the backends map is declared without elements. */
-	ASSERT_TRUE(text && strstr(text, "\tmap backends {\n\t\ttypeof ip daddr . tcp dport . "
-					 "numgen random mod 1 : ip daddr . tcp dport\n\t}\n"),
-		    "empty backends map");
-	free(text);
+	run_steps(&st, &test_self, -1, 0, NULL, 0);
+	/* prep, service_ips, swap, cleanup: nft refuses "{ }", so no backends step. */
+	ASSERT_EQ(st.n, 4u, "steps");
+	for (unsigned i = 0; i < st.n; i++)
+		ASSERT_TRUE(!strstr(st.text[i], "add element ip slim_svc_0 backends"),
+			    "no backends elements");
+	steps_free(&st);
 }
 
 /* ---- as root: the kernel's view ---- */
@@ -248,6 +372,55 @@ static int nft_load(const char *text)
 	const char *argv[] = {spawn_find("nft"), "-f", "-", NULL};
 
 	return spawn_feed(argv, -1, text, strlen(text));
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * Runs a whole reload in this netns, as the spawn worker does (gen: the generation in force, -1
+ * not known): its answer (0, -errno), the generation it put in force in *gen_out, how many nft
+ * runs and the longest one (ms) in *runs / *longest_ms when asked for.
+ */
+static int kernel_run(int gen, int *gen_out, unsigned *runs, double *longest_ms)
+{
+	const char *argv[] = {spawn_find("nft"), "-f", "-", NULL};
+	struct svcnft_run r;
+	int prev = 0, answer;
+
+	svcnft_run_init(&r, test_svcs, test_nsvcs, &test_cluster, &test_self, gen);
+	if (runs)
+		*runs = 0;
+	if (longest_ms)
+		*longest_ms = 0;
+	for (;;) {
+		char *text = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&text, &len);
+		double t0;
+
+		answer = svcnft_step(f, &r, prev);
+		fclose(f);
+		if (answer <= 0) {
+			free(text);
+			break;
+		}
+		t0 = now_s();
+		prev = spawn_feed_quiet(argv, -1, text, len, answer == SPAWN_STEP_RUN_QUIET);
+		if (longest_ms && (now_s() - t0) * 1e3 > *longest_ms)
+			*longest_ms = (now_s() - t0) * 1e3;
+		if (runs)
+			(*runs)++;
+		free(text);
+	}
+	if (gen_out)
+		*gen_out = r.sr_swapped ? r.sr_gen : -1;
+	return answer;
 }
 
 /* `nft list ...` of this netns into a malloc'd string; NULL when nft fails (no such table). */
@@ -272,44 +445,80 @@ static char *nft_list(const char *what)
 	return out;
 }
 
-static double now_s(void)
+/* The tables of ours in this netns, in one string: "slim_svc_0 slim_svc " and so on. */
+static char *our_tables(void)
 {
-	struct timespec ts;
+	char *out = nft_list("tables"), *res = NULL, *p;
+	size_t len = 0;
+	FILE *f = open_memstream(&res, &len);
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
+	for (p = out; p && (p = strstr(p, "table ip slim_svc")); p += 9) {
+		char name[32];
+
+		if (sscanf(p, "table ip %31s", name) == 1)
+			fprintf(f, "%s ", name);
+	}
+	fclose(f);
+	free(out);
+	return res;
 }
 
 TEST(kernel_takes_the_text)
 {
-	char *text, *listed;
-	int ports;
+	char *listed, *tables;
+	int gen;
 
 	setup_cluster();
 	setup_services();
 	private_netns();
-	text = write_text(&test_self, &ports);
-	ASSERT_OK(nft_load(text), "nft -f");
-	listed = nft_list("map ip slim_svc backends");
+	/* A table of a router before generations, which the first reload must take over. */
+	ASSERT_OK(nft_load("table ip slim_svc {\n\tchain prerouting {\n\t\ttype nat hook "
+			   "prerouting priority dstnat; policy accept;\n\t}\n}\n"),
+		  "the old single table");
+	ASSERT_OK(kernel_run(-1, &gen, NULL, NULL), "first reload");
+	ASSERT_EQ(gen, 0, "generation 0 in force");
+	listed = nft_list("map ip slim_svc_0 backends");
 	ASSERT_TRUE(listed && strstr(listed, "10.96.0.11 . 6379 . 2 : 10.244.2.3 . 6379"),
 		    "backends map as written");
 	free(listed);
-	free(text);
+	tables = our_tables();
+	ASSERT_STREQ(tables, "slim_svc_0 ", "only generation 0 is left");
+	free(tables);
+
+	/* The next reload builds 1 and drops 0. */
+	ASSERT_OK(kernel_run(0, &gen, NULL, NULL), "second reload");
+	ASSERT_EQ(gen, 1, "generation 1 in force");
+	tables = our_tables();
+	ASSERT_STREQ(tables, "slim_svc_1 ", "only generation 1 is left");
+	free(tables);
+	listed = nft_list("chain ip slim_svc_1 prerouting");
+	ASSERT_TRUE(listed && strstr(listed, "vmap @service_ips"), "1 is hooked in");
+	free(listed);
+
+	/* A restarted router guesses 0 while 1 is in force: 0 is built, 1 left alone until
+	 * the swap. A generation wrongly said free is never dropped: its prep fails. */
+	ASSERT_OK(kernel_run(-1, &gen, NULL, NULL), "reload not knowing the generation");
+	ASSERT_EQ(gen, 0, "0 in force");
+	ASSERT_EQ(kernel_run(1, &gen, NULL, NULL), -EIO, "reload with 1 (wrongly) said in force");
+	ASSERT_EQ(gen, -1, "the prep of 0, in force, failed: nothing was swapped");
+	listed = nft_list("chain ip slim_svc_0 prerouting");
+	ASSERT_TRUE(listed && strstr(listed, "vmap @service_ips"), "0 still hooked in");
+	free(listed);
 }
 
 /*
- * 10,000 services of 3 backends load at once. A chain per service port and per endpoint
- * (kube-proxy's shape) took 25 to 60 s here, anonymous maps per service 7 s; this shape takes
- * about half a second, so 5 s is a regression, not a slow machine.
+ * 10,000 services of 3 backends load in transactions of SVCNFT_CHUNK elements. A chain per
+ * service port and per endpoint (kube-proxy's shape) took 25 to 60 s here, anonymous maps per
+ * service 7 s; this shape about half a second in one transaction, about a second in chunks, so
+ * 10 s is a regression, not a slow machine. The longest nft run is printed (its kernel part is
+ * what other tasks on its CPU wait for: bench/services measures that).
  */
 TEST(ten_thousand_services_load_fast)
 {
 	enum { N = 10000, B = 3 };
-	char *text = NULL;
-	size_t len = 0;
-	double t0, dt;
-	FILE *f;
-	int ports;
+	double t0, dt, longest;
+	unsigned runs;
+	int gen;
 
 	setup_cluster();
 	private_netns();
@@ -328,27 +537,21 @@ TEST(ten_thousand_services_load_fast)
 				htonl(0x0af40000 + ((i % 200 + 1 + b) << 8) + 2 + i % 250);
 		s->sv_nbackends = B;
 	}
-	t0 = now_s();
-	f = open_memstream(&text, &len);
-	ports = svcnft_write(f, &test_cluster, &test_self, test_svcs, test_nsvcs);
-	fclose(f);
-	/* The text is written on the router's loop: its time is time the loop serves nobody. */
-	printf("  %u services x %u backends: the text (%zu bytes) written in %.1f ms\n", N, B, len,
-	       (now_s() - t0) * 1e3);
-	ASSERT_EQ(ports, N, "service ports");
-	t0 = now_s();
-	ASSERT_OK(nft_load(text), "nft -f");
-	dt = now_s() - t0;
-	printf("  %u services x %u backends (%zu bytes): nft -f took %.2f s\n", N, B, len, dt);
-	ASSERT_TRUE(dt < 5.0, "loads in under 5 s");
-	free(text);
+	for (int round = 0; round < 2; round++) {
+		t0 = now_s();
+		ASSERT_OK(kernel_run(round ? gen : -1, &gen, &runs, &longest), "reload");
+		dt = now_s() - t0;
+		printf("  %u services x %u backends, %s: %u nft runs in %.2f s, the longest %.0f ms\n",
+		       N, B, round ? "replacing them" : "from nothing", runs, dt, longest);
+		ASSERT_TRUE(dt < 10.0, "loads in under 10 s");
+	}
 }
 
 /* ---- svcnft_apply/svcnft_remove through the router's event loop and spawn worker ---- */
 
 struct wait_list {
 	const char *wl_what;   /* nft list argument */
-	const char *wl_expect; /* a substring, or NULL: the listing must fail (no table) */
+	const char *wl_expect; /* a substring, or NULL: no table of ours (no "slim_svc") */
 	uint64_t wl_deadline;
 	bool wl_ok;
 };
@@ -356,7 +559,7 @@ struct wait_list {
 static bool listing_matches(struct wait_list *w)
 {
 	char *out = nft_list(w->wl_what);
-	bool ok = w->wl_expect ? out && strstr(out, w->wl_expect) : !out;
+	bool ok = w->wl_expect ? out && strstr(out, w->wl_expect) : !(out && strstr(out, "slim_svc"));
 
 	free(out);
 	return ok;
@@ -405,23 +608,21 @@ TEST(apply_replaces_and_removes)
 	add_port(moved, 6379, 6380);
 	svcnft_apply();
 	svcnft_apply();
-	ASSERT_TRUE(wait_listing("map ip slim_svc backends", "10.96.0.21 . 6379 . 0 : 10.244.1.9 . "
-							     "6380"),
+	ASSERT_TRUE(wait_listing("ruleset", "10.96.0.21 . 6379 . 0 : 10.244.1.9 . 6380"),
 		    "table replaced with the latest services");
-	ASSERT_TRUE(wait_listing("map ip slim_svc service_ips", "10.96.0.21 . tcp . 6379 : goto "
-								"pick-1"),
+	ASSERT_TRUE(wait_listing("ruleset", "10.96.0.21 . tcp . 6379 : goto pick-1"),
 		    "latest VIP in service_ips");
 
 	test_nsvcs = 0;
 	svcnft_apply();
-	ASSERT_TRUE(wait_listing("table ip slim_svc", NULL), "no services: table removed");
+	ASSERT_TRUE(wait_listing("ruleset", NULL), "no services: table removed");
 
 	setup_services();
 	svcnft_apply();
-	ASSERT_TRUE(wait_listing("table ip slim_svc", "pick-3-by-client"), "installed again");
+	ASSERT_TRUE(wait_listing("ruleset", "pick-3-by-client"), "installed again");
 	/* Shutdown: the worker is stopped first, then the table removed synchronously. */
 	spawn_stop();
 	svcnft_remove();
-	ASSERT_TRUE(listing_matches(&(struct wait_list){"table ip slim_svc", NULL, 0, false}),
+	ASSERT_TRUE(listing_matches(&(struct wait_list){"ruleset", NULL, 0, false}),
 		    "removed at shutdown");
 }
