@@ -67,9 +67,14 @@ struct {
 __u64 stat_added = 0;
 __u64 stat_add_failed = 0;
 __u64 stat_skipped = 0;
-__u64 stat_redirected = 0;
-__u64 stat_redirected_bytes = 0;
-__u64 stat_passed = 0;
+
+/* The counters of every send, a cache line per CPU (sockmap_key.h). */
+struct slim_send_stats stat_sends[SLIM_STAT_CPUS];
+
+static __always_inline struct slim_send_stats *send_stats(void)
+{
+	return &stat_sends[bpf_get_smp_processor_id() & (SLIM_STAT_CPUS - 1)];
+}
 
 /*
  * The remote port of sock_ops and sk_msg contexts is network order but, on older kernels, sits in
@@ -198,7 +203,6 @@ const volatile __u32 rcvbuf_default = 131072;
 
 __u64 stat_to_tcp = 0;
 __u64 stat_to_redirect = 0;
-__u64 stat_flow_passed = 0;
 
 /* What the flow decision reads of the peer, through its address (see slim_peers). */
 struct peer_state {
@@ -272,8 +276,10 @@ static __always_inline void flow_set(struct slim_flow *fl, bool redirect)
 
 static __always_inline void count_redirect(const struct sk_msg_md *msg)
 {
-	__sync_fetch_and_add(&stat_redirected, 1);
-	__sync_fetch_and_add(&stat_redirected_bytes, msg->size);
+	struct slim_send_stats *st = send_stats();
+
+	__sync_fetch_and_add(&st->ss_redirected, 1);
+	__sync_fetch_and_add(&st->ss_redirected_bytes, msg->size);
 }
 
 SEC("sk_msg")
@@ -291,7 +297,7 @@ int slim_msg_redirect(struct sk_msg_md *msg)
 	 * Only a socket that may still send redirects; the TCP path then fails it with EPIPE.
 	 */
 	if (!sk || (sk->state != BPF_TCP_ESTABLISHED && sk->state != BPF_TCP_CLOSE_WAIT)) {
-		__sync_fetch_and_add(&stat_passed, 1);
+		__sync_fetch_and_add(&send_stats()->ss_passed, 1);
 		return SK_PASS;
 	}
 	peer.sk_local_ip = msg->remote_ip4;
@@ -324,9 +330,9 @@ int slim_msg_redirect(struct sk_msg_md *msg)
 	}
 	flow_set(fl, false);
 	if (addr)
-		__sync_fetch_and_add(&stat_flow_passed, 1);
+		__sync_fetch_and_add(&send_stats()->ss_flow_passed, 1);
 	else
-		__sync_fetch_and_add(&stat_passed, 1);
+		__sync_fetch_and_add(&send_stats()->ss_passed, 1);
 	return SK_PASS;
 }
 

@@ -269,10 +269,15 @@ void sockmap_stats(struct sockmap *sm, struct sockmap_stats *st)
 	st->sms_added = __atomic_load_n(&bss->stat_added, __ATOMIC_RELAXED);
 	st->sms_add_failed = __atomic_load_n(&bss->stat_add_failed, __ATOMIC_RELAXED);
 	st->sms_skipped = __atomic_load_n(&bss->stat_skipped, __ATOMIC_RELAXED);
-	st->sms_redirected = __atomic_load_n(&bss->stat_redirected, __ATOMIC_RELAXED);
-	st->sms_redirected_bytes = __atomic_load_n(&bss->stat_redirected_bytes, __ATOMIC_RELAXED);
-	st->sms_passed = __atomic_load_n(&bss->stat_passed, __ATOMIC_RELAXED);
-	st->sms_flow_passed = __atomic_load_n(&bss->stat_flow_passed, __ATOMIC_RELAXED);
+	st->sms_redirected = st->sms_redirected_bytes = st->sms_passed = st->sms_flow_passed = 0;
+	for (int i = 0; i < SLIM_STAT_CPUS; i++) {
+		const struct slim_send_stats *c = &bss->stat_sends[i];
+
+		st->sms_redirected += __atomic_load_n(&c->ss_redirected, __ATOMIC_RELAXED);
+		st->sms_redirected_bytes += __atomic_load_n(&c->ss_redirected_bytes, __ATOMIC_RELAXED);
+		st->sms_passed += __atomic_load_n(&c->ss_passed, __ATOMIC_RELAXED);
+		st->sms_flow_passed += __atomic_load_n(&c->ss_flow_passed, __ATOMIC_RELAXED);
+	}
 	st->sms_to_tcp = __atomic_load_n(&bss->stat_to_tcp, __ATOMIC_RELAXED);
 	st->sms_to_redirect = __atomic_load_n(&bss->stat_to_redirect, __ATOMIC_RELAXED);
 	st->sms_rx_trimmed = __atomic_load_n(&bss->stat_rx_trimmed, __ATOMIC_RELAXED);

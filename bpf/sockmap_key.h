@@ -20,5 +20,18 @@ struct slim_sock_key {
 
 /* Upper bound on accelerated connections per host (two sockets each). */
 #define SLIM_SOCKMAP_MAX_ENTRIES 65536
+/*
+ * The sk_msg program's counters, one cache line per CPU: a shared line moved between the two
+ * CPUs of a same-host ping-pong at every message. Still atomic adds: past SLIM_STAT_CPUS (a
+ * power of two) CPUs share slots. The loader sums them (sockmap_stats).
+ */
+#define SLIM_STAT_CPUS 64
+struct slim_send_stats {
+	__u64 ss_redirected;
+	__u64 ss_redirected_bytes;
+	__u64 ss_passed;      /* sent the TCP way: no peer in the map */
+	__u64 ss_flow_passed; /* sent the TCP way by the flow control */
+	__u64 ss_pad[4];
+};
 
 #endif
