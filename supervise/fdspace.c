@@ -18,6 +18,7 @@
 #define FDSPACE_MAX 1024
 
 static int fdspace_null = -1;
+static int fdspace_top; /* the placeholders' bound: numbers below it are placeholders or ours */
 /* Numbers below FDSPACE_MAX that hold a placeholder (not a descriptor we inherited). */
 static bool fdspace_placeholder[FDSPACE_MAX];
 static pthread_mutex_t fdspace_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -37,6 +38,7 @@ void fdspace_init(void)
 	fdspace_null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (fdspace_null < 0)
 		return;
+	fdspace_top = want;
 	fd = fcntl(fdspace_null, F_DUPFD_CLOEXEC, want);
 	if (fd >= 0) {
 		close(fdspace_null);
@@ -66,6 +68,20 @@ int fdspace_borrow(int appfd, int src, int (*fn)(int fd, void *arg), void *arg)
 	}
 	pthread_mutex_unlock(&fdspace_lock);
 	return rc;
+}
+
+void fdspace_give_back(int fd)
+{
+	if (fd < 3 || fd >= fdspace_top || fdspace_null < 0) {
+		close(fd);
+		return;
+	}
+	pthread_mutex_lock(&fdspace_lock);
+	if (dup3(fdspace_null, fd, O_CLOEXEC) >= 0)
+		fdspace_placeholder[fd] = true;
+	else
+		close(fd);
+	pthread_mutex_unlock(&fdspace_lock);
 }
 
 int fdspace_retire(int fd)

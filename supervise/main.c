@@ -157,7 +157,7 @@ int main(int argc, char **argv)
 	sigaction(SIGQUIT, &sa, NULL);
 	fdspace_init();
 	n = slim_msg_recv(sp[0], &status, sizeof(status), &fd, 0);
-	close(sp[0]);
+	fdspace_give_back(sp[0]);
 	if (n == sizeof(status) && fd >= 0) {
 		/* The app's thread waits while a worker answers: wake each other on one CPU rather
 		 * than through the scheduler's load balancing (older kernels: not available). */

@@ -73,6 +73,11 @@ void fdspace_init(void);
  * an epoll registration we make carries the app's number). fn's result, or -EBADF when appfd is
  * not a number we can borrow. */
 int fdspace_borrow(int appfd, int src, int (*fn)(int fd, void *arg), void *arg);
+/* Closes a descriptor we had before fdspace_init, at a low number: the number becomes a
+ * placeholder. Closed plainly, it would be the lowest free number, where our next descriptor
+ * lands and which an app's registration could then never borrow (its EPOLL_CTL_MOD after a
+ * connect failed with ENOENT when its socket had that number). */
+void fdspace_give_back(int fd);
 /* Closes what our descriptor fd refers to while keeping the number taken (by /dev/null), so a
  * thread still using the number gets an error, never another descriptor made meanwhile. */
 int fdspace_retire(int fd);
