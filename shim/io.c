@@ -5,8 +5,11 @@
  * receive queue that the stream verdict program has not moved to the psock queue yet (bytes a
  * direction sent the TCP way, see docs/design.md "Flow control"). TCP without slim never does
  * that, and an app may take it for a fatal error. So a read that fails with EAGAIN although
- * the socket is blocking and has no receive timeout waits for input and reads again. The check
- * runs only after such a failure: a read that succeeds costs one indirect call more.
+ * the socket is blocking and has no receive timeout waits for input and reads again. With a
+ * receive timeout it reads again only when the socket has something to report right away: the
+ * same wait also ends, with EAGAIN, when the peer resets the connection, where TCP says
+ * ECONNRESET. The check runs only after such a failure: a read that succeeds costs one
+ * indirect call more.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,9 +38,19 @@ static bool io_wait_again(int fd, int flags)
 	fl = REAL(fcntl)(fd, F_GETFL);
 	if (fl < 0 || (fl & O_NONBLOCK))
 		goto answer;
-	/* Fails on anything but a socket; a receive timeout makes EAGAIN a real answer. */
-	if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) < 0 || tv.tv_sec || tv.tv_usec)
+	/* Fails on anything but a socket. */
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) < 0)
 		goto answer;
+	if (tv.tv_sec || tv.tv_usec) {
+		/*
+		 * With a receive timeout EAGAIN is a real answer -- unless the socket has something
+		 * to report: the wait also ends early when the peer resets (tcp_reset wakes it with
+		 * nothing queued), and the app must then read ECONNRESET, not a timeout.
+		 */
+		if (REAL(poll)(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLERR | POLLHUP)))
+			return true;
+		goto answer;
+	}
 	/* EINTR: read again, and the kernel applies the app's signal semantics to that read. */
 	REAL(poll)(&p, 1, -1);
 	return true;

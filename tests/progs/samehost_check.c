@@ -14,9 +14,10 @@
  *	(a send after SHUT_WR fails with EPIPE and nothing reaches the peer after EOF), unread and
  *	unread_peer (one end closes with unread data: the other must learn within 5 s that bytes
  *	were lost, ECONNRESET, and its writes must start failing), unread_full (the same after the
- *	client queued all it could: its direction has gone the TCP way), unread_dup and unread_fork (a
- *	close with unread data while a dup or a child still holds the connection: no reset, the
- *	holder reads every byte), ready_poll, ready_lt, ready_et (ping-pong of random-size
+ *	client queued all it could: its direction has gone the TCP way), unread_dup, unread_passed
+ *	and unread_fork (a close with unread data while a dup, a copy passed with SCM_RIGHTS or a
+ *	child still holds the connection: no reset, the holder reads every byte), reset_blocked (a
+ *	read blocked with a receive timeout when the peer resets: ECONNRESET at once), ready_poll, ready_lt, ready_et (ping-pong of random-size
  *	messages, every wait with poll / level / edge-triggered epoll, on both ends), wfill and
  *	rfill (one end writes until EAGAIN and must get an edge-triggered EPOLLOUT once the other
  *	drains).
@@ -705,6 +706,17 @@ static int server_unread_full(int fd)
 	return 0;
 }
 
+/* server_reset_blocked: the client's extra bytes stay unread; once it waits in read(), close:
+ * a reset reaches a reader that is blocked (with a receive timeout). */
+static int server_reset_blocked(int fd)
+{
+	if (!wait_fd(fd, POLLIN, WAIT_MS))
+		return fail("no payload from the client");
+	poll(NULL, 0, 300);
+	close(fd);
+	return 0;
+}
+
 static int server_unread_peer(int fd)
 {
 	uint8_t buf[20000];
@@ -766,6 +778,9 @@ static void *server_conn(void *arg)
 	} else if (!strcmp(line, "unread")) {
 		err = server_unread(fd);
 		fd = -1; /* closed by server_unread: that close is the case */
+	} else if (!strcmp(line, "reset_blocked")) {
+		err = server_reset_blocked(fd);
+		fd = -1;
 	} else if (!strcmp(line, "unread_full")) {
 		err = server_unread_full(fd);
 		fd = -1;
@@ -1126,6 +1141,39 @@ static int case_unread_peer(void)
 	return 0;
 }
 
+/*
+ * reset_blocked: a blocking read with a receive timeout (10 s) is waiting when the server closes
+ * with our bytes unread: it must end at once with ECONNRESET, as TCP's does -- not EAGAIN, which
+ * the app would take for its timeout.
+ */
+static int case_reset_blocked(void)
+{
+	struct timeval tv = {.tv_sec = 10};
+	int fd = client_open("reset_blocked");
+	uint64_t t0;
+	ssize_t r;
+	char ch;
+
+	if (fd < 0)
+		return -1;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    write_all(fd, "unread bytes", 12)) {
+		close(fd);
+		return fail("setup: %s", strerror(errno));
+	}
+	t0 = now_ms();
+	r = read(fd, &ch, 1);
+	close(fd);
+	if (r >= 0)
+		return fail("read gave %s", r ? "data" : "EOF");
+	if (errno != ECONNRESET)
+		return fail("read gave %s after %" PRIu64 " ms, not %s", strerror(errno),
+			    now_ms() - t0, strerror(ECONNRESET));
+	snprintf(note, sizeof(note), "read gives %s after %" PRIu64 " ms", strerror(errno),
+		 now_ms() - t0);
+	return 0;
+}
+
 /* Reads the server's 20000 bytes of unread_held from fd, exact. */
 static int unread_held_read(int fd)
 {
@@ -1168,6 +1216,60 @@ static int case_unread_dup(void)
 	close(d);
 	if (!err)
 		snprintf(note, sizeof(note), "closed with unread data, the dup read it all");
+	return err;
+}
+
+/* Passes fd over a socketpair to ourselves (SCM_RIGHTS): the descriptor received, or -1. */
+static int pass_to_self(int fd)
+{
+	union {
+		struct cmsghdr c;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u = {0};
+	struct iovec iov = {.iov_base = "x", .iov_len = 1};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			   .msg_controllen = sizeof(u.buf)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	int sp[2], got = -1;
+	char byte;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+		return -1;
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	if (sendmsg(sp[0], &m, 0) == 1) {
+		iov.iov_base = &byte;
+		m.msg_controllen = sizeof(u.buf);
+		if (recvmsg(sp[1], &m, 0) == 1 && (c = CMSG_FIRSTHDR(&m)) &&
+		    c->cmsg_type == SCM_RIGHTS)
+			memcpy(&got, CMSG_DATA(c), sizeof(int));
+	}
+	close(sp[0]);
+	close(sp[1]);
+	return got;
+}
+
+/* unread_passed: as unread_dup, the other reference made by passing the socket (SCM_RIGHTS). */
+static int case_unread_passed(void)
+{
+	int fd = client_open("unread_held"), d, err;
+
+	if (fd < 0)
+		return -1;
+	if (!wait_fd(fd, POLLIN, WAIT_MS)) {
+		close(fd);
+		return fail("no data from the server within %d ms", WAIT_MS);
+	}
+	d = pass_to_self(fd);
+	close(fd);
+	if (d < 0)
+		return fail("passing the socket: %s", strerror(errno));
+	err = unread_held_read(d);
+	close(d);
+	if (!err)
+		snprintf(note, sizeof(note), "closed with unread data, the passed copy read it all");
 	return err;
 }
 
@@ -1265,7 +1367,7 @@ static int case_rfill(uint64_t seed)
 
 static const char *const all_cases[] = {
 	"stream", "halfclose", "shutwr_send", "unread", "unread_peer", "unread_full", "unread_dup",
-	"unread_fork",
+	"unread_passed", "unread_fork", "reset_blocked",
 	"ready_poll", "ready_lt", "ready_et", "wfill", "rfill",
 };
 
@@ -1285,6 +1387,10 @@ static int client_case(const char *name, uint64_t seed)
 		return case_unread_full();
 	if (!strcmp(name, "unread_dup"))
 		return case_unread_dup();
+	if (!strcmp(name, "reset_blocked"))
+		return case_reset_blocked();
+	if (!strcmp(name, "unread_passed"))
+		return case_unread_passed();
 	if (!strcmp(name, "unread_fork"))
 		return case_unread_fork();
 	if (!strcmp(name, "ready_poll"))
