@@ -97,11 +97,11 @@ void fdtab_copy(int oldfd, int newfd)
 	if (!o || o->kind == FD_UNKNOWN || o->kind == FD_HIDDEN || o->kind == FD_POOL ||
 	    o->kind == FD_PRIVATE)
 		return;
+	/* Two numbers for one socket: closing one is not its last close (reset.c). */
+	o->sole = 0;
 	n = fdtab_slot(newfd);
 	if (!n)
 		return;
-	/* Two numbers for one socket: closing one is not its last close (reset.c). */
-	o->sole = 0;
 	/* Options and epoll registrations belong to the original number only. */
 	*n = (struct fd_entry){
 		.kind = o->kind,
