@@ -202,7 +202,7 @@ SHIM_EXPORT int close(int fd)
 {
 	struct fd_entry *e = fdtab_get(fd);
 
-	if (e && e->sole)
+	if (e)
 		reset_on_close(fd, e);
 	/* Forget first: once the number is closed another thread may get it from the kernel. */
 	fdtab_release(fd);

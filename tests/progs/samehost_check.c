@@ -1193,30 +1193,21 @@ static int unread_held_read(int fd)
 	return pat_check(11, 0, buf, sizeof(buf)) ? fail("wrong bytes") : 0;
 }
 
-/*
- * unread_dup, unread_fork: close one reference with the server's bytes unread while another (a
- * dup, or a child process) still holds the connection: that must not reset it -- the other
- * reads every byte and the server sees a clean end.
- */
-static int case_unread_dup(void)
+/* The unread_held connection once the server's bytes are here (unread), or -1. */
+static int unread_held_open(void)
 {
-	int fd = client_open("unread_held"), d, err;
+	int fd = client_open("unread_held");
 
-	if (fd < 0)
-		return -1;
-	if (!wait_fd(fd, POLLIN, WAIT_MS)) {
+	if (fd >= 0 && !wait_fd(fd, POLLIN, WAIT_MS)) {
 		close(fd);
 		return fail("no data from the server within %d ms", WAIT_MS);
 	}
-	d = dup(fd);
-	close(fd);
-	if (d < 0)
-		return fail("dup: %s", strerror(errno));
-	err = unread_held_read(d);
-	close(d);
-	if (!err)
-		snprintf(note, sizeof(note), "closed with unread data, the dup read it all");
-	return err;
+	return fd;
+}
+
+static int dup_of(int fd)
+{
+	return dup(fd);
 }
 
 /* Passes fd over a socketpair to ourselves (SCM_RIGHTS): the descriptor received, or -1. */
@@ -1251,39 +1242,46 @@ static int pass_to_self(int fd)
 	return got;
 }
 
-/* unread_passed: as unread_dup, the other reference made by passing the socket (SCM_RIGHTS). */
-static int case_unread_passed(void)
+/*
+ * unread_dup, unread_passed, unread_fork: close one reference with the server's bytes unread
+ * while another (a dup, a copy passed with SCM_RIGHTS, or a child process) still holds the
+ * connection: that must not reset it -- the other reads every byte and the server sees a clean
+ * end. Here the other reference is copy(fd), in this process.
+ */
+static int unread_held_by_copy(int (*copy)(int fd), const char *what)
 {
-	int fd = client_open("unread_held"), d, err;
+	int fd = unread_held_open(), d, err;
 
 	if (fd < 0)
 		return -1;
-	if (!wait_fd(fd, POLLIN, WAIT_MS)) {
-		close(fd);
-		return fail("no data from the server within %d ms", WAIT_MS);
-	}
-	d = pass_to_self(fd);
+	d = copy(fd);
 	close(fd);
 	if (d < 0)
-		return fail("passing the socket: %s", strerror(errno));
+		return fail("%s: %s", what, strerror(errno));
 	err = unread_held_read(d);
 	close(d);
 	if (!err)
-		snprintf(note, sizeof(note), "closed with unread data, the passed copy read it all");
+		snprintf(note, sizeof(note), "closed with unread data, the %s read it all", what);
 	return err;
+}
+
+static int case_unread_dup(void)
+{
+	return unread_held_by_copy(dup_of, "dup");
+}
+
+static int case_unread_passed(void)
+{
+	return unread_held_by_copy(pass_to_self, "copy passed with SCM_RIGHTS");
 }
 
 static int case_unread_fork(void)
 {
-	int fd = client_open("unread_held"), status;
+	int fd = unread_held_open(), status;
 	pid_t pid;
 
 	if (fd < 0)
 		return -1;
-	if (!wait_fd(fd, POLLIN, WAIT_MS)) {
-		close(fd);
-		return fail("no data from the server within %d ms", WAIT_MS);
-	}
 	pid = fork();
 	if (pid < 0) {
 		close(fd);
